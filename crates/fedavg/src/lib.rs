@@ -1,0 +1,1 @@
+//! ppml-fedavg (placeholder; see docs/ARCHITECTURE.md)

@@ -1,0 +1,1 @@
+//! ppml-fixedpoint (placeholder; see docs/ARCHITECTURE.md)

@@ -1,0 +1,1 @@
+//! ppml-net (placeholder; see docs/ARCHITECTURE.md)

@@ -1,0 +1,1 @@
+//! ppml-nn (placeholder; see docs/ARCHITECTURE.md)

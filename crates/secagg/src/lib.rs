@@ -1,0 +1,1 @@
+//! ppml-secagg (placeholder; see docs/ARCHITECTURE.md)

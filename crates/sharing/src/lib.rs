@@ -1,0 +1,1 @@
+//! ppml-sharing (placeholder; see docs/ARCHITECTURE.md)

@@ -1,0 +1,1 @@
+//! ppml-smpc (placeholder; see docs/ARCHITECTURE.md)

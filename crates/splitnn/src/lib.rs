@@ -1,0 +1,1 @@
+//! ppml-splitnn (placeholder; see docs/ARCHITECTURE.md)

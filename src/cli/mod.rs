@@ -1,0 +1,113 @@
+//! The `ppml` command line: one module per subcommand.
+//!
+//! Conventions shared by every subcommand (see [`CommonArgs`]):
+//! - `--json` prints exactly one JSON object as the last line of stdout;
+//!   progress bars and logs go to stderr.
+//! - `--threads N` sizes the rayon pool (default: all cores).
+//! - `--seed S` seeds every PRG the run uses (same seed, same result).
+//! - `--data DIR` points at the MNIST IDX files (default `data/mnist`, or `$PPML_DATA`).
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+pub mod demo;
+pub mod fedavg;
+pub mod fl_client;
+pub mod fl_server;
+pub mod infer;
+pub mod party;
+pub mod secagg_bench;
+pub mod splitnn;
+pub mod train;
+
+/// Flags every subcommand takes.
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// Print exactly one JSON object as the last line of stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Worker threads for rayon (default: number of cores).
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
+    /// Seed for every PRG of the run.
+    #[arg(long, global = true, default_value_t = 42)]
+    pub seed: u64,
+    /// Directory holding the four MNIST IDX .gz files (default: $PPML_DATA or data/mnist).
+    #[arg(long, global = true)]
+    pub data: Option<PathBuf>,
+}
+
+impl CommonArgs {
+    /// The MNIST directory: `--data`, else `$PPML_DATA`, else `data/mnist`.
+    pub fn data_dir(&self) -> PathBuf {
+        if let Some(d) = &self.data {
+            return d.clone();
+        }
+        match std::env::var_os("PPML_DATA") {
+            Some(d) => PathBuf::from(d),
+            None => PathBuf::from("data/mnist"),
+        }
+    }
+
+    /// Number of threads actually used.
+    pub fn threads(&self) -> usize {
+        self.threads.unwrap_or_else(rayon::current_num_threads)
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "ppml", version, about = "Privacy-preserving machine learning on MNIST")]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Secret-share a tensor between in-process parties over channels and compute on it.
+    Demo(demo::DemoArgs),
+    /// Train a plaintext model on MNIST.
+    Train(train::TrainArgs),
+    /// Evaluate a saved model (plaintext, or `--encrypted` with three parties).
+    Infer(infer::InferArgs),
+    /// Federated averaging, simulated in one process.
+    Fedavg(fedavg::FedavgArgs),
+    /// Federated averaging server over TCP.
+    FlServer(fl_server::FlServerArgs),
+    /// Federated averaging client over TCP.
+    FlClient(fl_client::FlClientArgs),
+    /// Benchmark one round of secure aggregation.
+    SecaggBench(secagg_bench::SecaggBenchArgs),
+    /// Split learning between a data holder and a label holder.
+    Splitnn(splitnn::SplitnnArgs),
+    /// Run one SMPC party (p0, p1 or p2) as its own process over TCP.
+    Party(party::PartyArgs),
+}
+
+/// What a subcommand returns: the JSON summary printed with `--json`, and a
+/// human summary printed otherwise.
+pub struct Report {
+    pub json: serde_json::Value,
+    pub human: String,
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<Report> {
+    if let Some(n) = cli.common.threads {
+        // Ignore the error if a pool already exists (only possible in tests).
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+    }
+    let common = &cli.common;
+    match cli.command {
+        Command::Demo(a) => demo::run(a, common),
+        Command::Train(a) => train::run(a, common),
+        Command::Infer(a) => infer::run(a, common),
+        Command::Fedavg(a) => fedavg::run(a, common),
+        Command::FlServer(a) => fl_server::run(a, common),
+        Command::FlClient(a) => fl_client::run(a, common),
+        Command::SecaggBench(a) => secagg_bench::run(a, common),
+        Command::Splitnn(a) => splitnn::run(a, common),
+        Command::Party(a) => party::run(a, common),
+    }
+}
