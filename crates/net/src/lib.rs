@@ -1,1 +1,127 @@
-//! ppml-net (placeholder; see docs/ARCHITECTURE.md)
+//! # ppml-net: party-to-party transport
+//!
+//! Every ppml protocol (3-party SMPC, secure aggregation, federated averaging, split
+//! learning) is written as the code ONE party runs, talking to the others through a
+//! [`Channel`]. A channel carries length-prefixed frames (`u32` little-endian length, then
+//! the payload); typed messages are encoded with [postcard](https://docs.rs/postcard), and
+//! `u64` vectors have a packed little-endian fast path ([`Channel::send_u64s`]).
+//!
+//! Two transports implement [`Transport`]:
+//! - in-memory ([`in_memory_pair`], [`Network::in_memory`]): threads of one process,
+//!   `std::sync::mpsc` queues, zero-copy moves of frames;
+//! - TCP ([`tcp::connect`], [`tcp::accept`], [`Network::tcp`]): separate processes or hosts.
+//!   Each TCP channel has a background reader thread that drains the socket into a queue,
+//!   so two parties that both send large frames before receiving never deadlock.
+//!
+//! Every channel counts bytes (payload + 4-byte header, identical for both transports),
+//! messages and communication rounds ([`ChannelStats`]); a [`Network`] (one party's view of
+//! a full mesh) also counts rounds at the party level ([`NetworkStats`]).
+//!
+//! Failure is an error ([`NetError`]), never a hang or a panic: peer disconnects, timeouts,
+//! oversized frames (on send and on receive, where a hostile length prefix is never
+//! allocated), truncated frames, and bytes that do not decode as the requested type.
+//!
+//! ## Example
+//!
+//! ```
+//! use ppml_net::{in_memory_pair, NetConfig, NetError};
+//! use std::time::Duration;
+//!
+//! # fn main() -> Result<(), NetError> {
+//! let config = NetConfig::default().with_timeout(Duration::from_secs(5));
+//! let (mut alice, mut bob) = in_memory_pair(&config);
+//!
+//! let bob_thread = std::thread::spawn(move || -> Result<u64, NetError> {
+//!     let greeting: String = bob.recv()?;
+//!     assert_eq!(greeting, "hello bob");
+//!     let shares = bob.recv_u64s()?;
+//!     let sum = shares.iter().fold(0u64, |a, &b| a.wrapping_add(b));
+//!     bob.send(&sum)?;
+//!     Ok(sum)
+//! });
+//!
+//! alice.send("hello bob")?;
+//! alice.send_u64s(&[1, 2, 3, u64::MAX])?;
+//! let sum: u64 = alice.recv()?;
+//! assert_eq!(sum, 5); // wrapping arithmetic in Z_2^64
+//! assert_eq!(bob_thread.join().expect("bob panicked")?, 5);
+//!
+//! let stats = alice.stats();
+//! assert_eq!(stats.messages_sent, 2);
+//! assert_eq!(stats.rounds, 1); // two sends back to back are one round
+//! # Ok(())
+//! # }
+//! ```
+
+mod channel;
+mod error;
+mod frame;
+mod memory;
+mod network;
+mod recording;
+mod stats;
+pub mod tcp;
+
+pub use channel::{Channel, Transport};
+pub use error::NetError;
+pub use frame::{
+    FRAME_HEADER_BYTES, decode, decode_frame_header, decode_u64s, encode, encode_frame_header,
+    encode_u64s, read_frame,
+};
+pub use memory::{MemTransport, in_memory_pair, in_memory_transport_pair};
+pub use network::{Network, NetworkStats};
+pub use recording::{FrameLog, RecordingTransport};
+pub use stats::ChannelStats;
+pub use tcp::TcpTransport;
+
+use std::time::Duration;
+
+/// Limits and timeouts of a channel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetConfig {
+    /// Largest payload accepted, on send and on receive (default 512 MiB). Frames are also
+    /// limited to `u32::MAX` bytes by the 4-byte length prefix.
+    pub max_frame_bytes: usize,
+    /// Receive timeout, and TCP write timeout (default 60 s).
+    pub timeout: Duration,
+    /// How long [`tcp::connect`] keeps retrying and [`tcp::accept`] waits (default 10 s).
+    pub connect_timeout: Duration,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: 512 << 20,
+            timeout: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl NetConfig {
+    /// Sets the receive / write timeout.
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets the largest accepted payload in bytes.
+    #[must_use]
+    pub fn with_max_frame_bytes(mut self, max_frame_bytes: usize) -> Self {
+        self.max_frame_bytes = max_frame_bytes;
+        self
+    }
+
+    /// Sets the TCP connect / accept timeout.
+    #[must_use]
+    pub fn with_connect_timeout(mut self, connect_timeout: Duration) -> Self {
+        self.connect_timeout = connect_timeout;
+        self
+    }
+
+    /// The effective payload limit: `max_frame_bytes`, capped by what a `u32` prefix can say.
+    pub fn effective_max_frame(&self) -> usize {
+        self.max_frame_bytes.min(u32::MAX as usize)
+    }
+}

@@ -1,0 +1,156 @@
+//! Wire format: every frame is a `u32` little-endian payload length followed by the payload.
+//! Typed payloads are postcard; `u64` vectors are packed little-endian (8 bytes each).
+//!
+//! The functions here are pure (or generic over [`std::io::Read`]) so fuzz targets can call
+//! them on arbitrary bytes.
+
+use crate::NetError;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::io::{ErrorKind, Read};
+
+/// Size of the length prefix of every frame.
+pub const FRAME_HEADER_BYTES: usize = 4;
+
+/// Upfront allocation cap when reading a payload; larger (but still allowed) payloads grow
+/// as their bytes actually arrive, so a lying length prefix costs at most this much.
+const PREALLOC_CAP: usize = 64 << 20;
+
+/// Encodes the length prefix of a `len`-byte payload; errors if `len` exceeds `max` or `u32::MAX`.
+pub fn encode_frame_header(len: usize, max: usize) -> Result<[u8; 4], NetError> {
+    let max = max.min(u32::MAX as usize);
+    if len > max {
+        return Err(NetError::FrameTooLarge {
+            len: len as u64,
+            max,
+        });
+    }
+    // Cannot fail: len <= max <= u32::MAX was checked just above.
+    let len32 = u32::try_from(len).map_err(|_| NetError::FrameTooLarge {
+        len: len as u64,
+        max,
+    })?;
+    Ok(len32.to_le_bytes())
+}
+
+/// Decodes the length prefix at the start of `bytes` and returns the payload length.
+///
+/// Errors: [`NetError::Truncated`] if fewer than 4 bytes are given, [`NetError::FrameTooLarge`]
+/// if the announced length exceeds `max` (nothing is allocated).
+pub fn decode_frame_header(bytes: &[u8], max: usize) -> Result<usize, NetError> {
+    let Some(header) = bytes.first_chunk::<FRAME_HEADER_BYTES>() else {
+        return Err(NetError::Truncated {
+            expected: FRAME_HEADER_BYTES,
+            got: bytes.len(),
+        });
+    };
+    let len = u32::from_le_bytes(*header) as u64;
+    let max = max.min(u32::MAX as usize);
+    if len > max as u64 {
+        return Err(NetError::FrameTooLarge { len, max });
+    }
+    // len <= max, which is a usize.
+    Ok(len as usize)
+}
+
+fn is_connection_gone(kind: ErrorKind) -> bool {
+    matches!(
+        kind,
+        ErrorKind::UnexpectedEof
+            | ErrorKind::ConnectionReset
+            | ErrorKind::ConnectionAborted
+            | ErrorKind::BrokenPipe
+            | ErrorKind::NotConnected
+    )
+}
+
+/// Reads one frame (header + payload) from a byte stream; this is what the TCP reader thread
+/// runs, and what a fuzz target can run on `&mut &[u8]`.
+///
+/// Errors: [`NetError::Disconnected`] (naming `peer`) on end of stream before any header byte,
+/// [`NetError::Truncated`] on end of stream inside the header or payload,
+/// [`NetError::FrameTooLarge`] if the header announces more than `max` bytes (nothing is
+/// allocated; the payload is not read), [`NetError::Io`] on other I/O errors.
+pub fn read_frame<R: Read + ?Sized>(
+    reader: &mut R,
+    max: usize,
+    peer: &str,
+) -> Result<Vec<u8>, NetError> {
+    let mut header = [0u8; FRAME_HEADER_BYTES];
+    let mut got = 0;
+    while got < FRAME_HEADER_BYTES {
+        match reader.read(&mut header[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if is_connection_gone(e.kind()) => break,
+            Err(e) => return Err(NetError::Io(e)),
+        }
+    }
+    if got == 0 {
+        return Err(NetError::Disconnected {
+            peer: peer.to_owned(),
+        });
+    }
+    let len = decode_frame_header(&header[..got], max)?;
+    let mut payload = Vec::with_capacity(len.min(PREALLOC_CAP));
+    match reader.take(len as u64).read_to_end(&mut payload) {
+        Ok(_) => {}
+        Err(e) if is_connection_gone(e.kind()) => {}
+        Err(e) => return Err(NetError::Io(e)),
+    }
+    if payload.len() < len {
+        return Err(NetError::Truncated {
+            expected: len,
+            got: payload.len(),
+        });
+    }
+    Ok(payload)
+}
+
+/// Encodes a message with postcard (the payload of a typed frame).
+pub fn encode<T: Serialize + ?Sized>(msg: &T) -> Result<Vec<u8>, NetError> {
+    postcard::to_allocvec(msg)
+        .map_err(|e| NetError::Encode(format!("{}: {e}", std::any::type_name::<T>())))
+}
+
+/// Decodes a typed frame's payload. Trailing bytes after a valid value are an error, so a
+/// frame decodes as at most one type shape. Never panics on arbitrary input.
+pub fn decode<T: DeserializeOwned>(frame: &[u8]) -> Result<T, NetError> {
+    let (value, rest) = postcard::take_from_bytes::<T>(frame)
+        .map_err(|e| NetError::Decode(format!("{}: {e}", std::any::type_name::<T>())))?;
+    if !rest.is_empty() {
+        return Err(NetError::Decode(format!(
+            "{}: {} trailing bytes after the value",
+            std::any::type_name::<T>(),
+            rest.len()
+        )));
+    }
+    Ok(value)
+}
+
+/// Packs `u64`s little-endian, 8 bytes each (a plain copy on little-endian machines).
+pub fn encode_u64s(v: &[u64]) -> Vec<u8> {
+    let mut out = vec![0u8; v.len() * 8];
+    for (dst, x) in out.chunks_exact_mut(8).zip(v) {
+        dst.copy_from_slice(&x.to_le_bytes());
+    }
+    out
+}
+
+/// Unpacks little-endian `u64`s; errors if the length is not a multiple of 8.
+pub fn decode_u64s(bytes: &[u8]) -> Result<Vec<u64>, NetError> {
+    if bytes.len() % 8 != 0 {
+        return Err(NetError::Decode(format!(
+            "Vec<u64>: packed frame of {} bytes is not a multiple of 8",
+            bytes.len()
+        )));
+    }
+    let mut out = vec![0u64; bytes.len() / 8];
+    for (dst, src) in out.iter_mut().zip(bytes.chunks_exact(8)) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(src);
+        *dst = u64::from_le_bytes(word);
+    }
+    Ok(out)
+}
