@@ -1,0 +1,255 @@
+//! SGD with momentum, mini-batch training with seeded shuffling.
+
+use crate::NnError;
+use crate::mnist::Dataset;
+use crate::model::{Gradients, Model, Workspace};
+use rand::RngExt;
+
+/// Stochastic gradient descent as PyTorch's `torch.optim.SGD`
+/// (`v = momentum * v + g + weight_decay * p; p -= lr * v`, no dampening).
+#[derive(Debug, Clone)]
+pub struct Sgd {
+    pub lr: f32,
+    pub momentum: f32,
+    pub weight_decay: f32,
+    velocity: Vec<f32>,
+}
+
+impl Sgd {
+    /// SGD with learning rate and momentum (0 for plain SGD), no weight decay.
+    pub fn new(lr: f32, momentum: f32) -> Self {
+        Sgd {
+            lr,
+            momentum,
+            weight_decay: 0.0,
+            velocity: Vec::new(),
+        }
+    }
+
+    /// Sets L2 weight decay.
+    pub fn with_weight_decay(mut self, wd: f32) -> Self {
+        self.weight_decay = wd;
+        self
+    }
+
+    /// Forgets the momentum buffer (e.g. when the model was replaced).
+    pub fn reset(&mut self) {
+        self.velocity.clear();
+    }
+
+    /// One update of `model` with `grads` (laid out like [`Model::params_flat`]).
+    ///
+    /// # Panics
+    /// If `grads` does not have `model.num_params()` values.
+    pub fn step(&mut self, model: &mut Model, grads: &Gradients) {
+        let n = model.num_params();
+        assert_eq!(grads.flat.len(), n, "gradient length");
+        let (lr, mu, wd) = (self.lr, self.momentum, self.weight_decay);
+        let mut off = 0;
+        if mu == 0.0 {
+            model.for_each_param_mut(|p| {
+                let g = &grads.flat[off..off + p.len()];
+                for (w, &gi) in p.iter_mut().zip(g) {
+                    *w -= lr * (gi + wd * *w);
+                }
+                off += p.len();
+            });
+            return;
+        }
+        if self.velocity.len() != n {
+            // PyTorch initialises the buffer with the first gradient; starting
+            // from zero gives exactly that after `v = mu*0 + g`.
+            self.velocity = vec![0.0; n];
+        }
+        let vel = &mut self.velocity;
+        model.for_each_param_mut(|p| {
+            let g = &grads.flat[off..off + p.len()];
+            let v = &mut vel[off..off + p.len()];
+            for ((w, &gi), vi) in p.iter_mut().zip(g).zip(v.iter_mut()) {
+                *vi = mu * *vi + gi + wd * *w;
+                *w -= lr * *vi;
+            }
+            off += p.len();
+        });
+    }
+
+    /// Forward, backward and update on one batch, without allocating once the
+    /// workspace has grown. Returns the mean loss of the batch.
+    pub fn train_step(
+        &mut self,
+        model: &mut Model,
+        x: &[f32],
+        labels: &[u8],
+        batch: usize,
+        ws: &mut Workspace,
+    ) -> f32 {
+        let loss = model.loss_and_grad_ws(x, labels, batch, ws);
+        self.step(model, &ws.grads);
+        loss
+    }
+}
+
+/// How the learning rate evolves over the whole run.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum LrSchedule {
+    /// `lr` throughout.
+    #[default]
+    Constant,
+    /// Cosine decay from `lr` to 0 over all steps of all epochs.
+    Cosine,
+    /// Linear decay from `lr` to 0 over all steps of all epochs.
+    Linear,
+}
+
+impl std::str::FromStr for LrSchedule {
+    type Err = NnError;
+    fn from_str(s: &str) -> Result<Self, NnError> {
+        match s {
+            "constant" | "const" => Ok(LrSchedule::Constant),
+            "cosine" | "cos" => Ok(LrSchedule::Cosine),
+            "linear" => Ok(LrSchedule::Linear),
+            o => Err(NnError::Invalid(format!(
+                "unknown schedule `{o}` (constant, cosine, linear)"
+            ))),
+        }
+    }
+}
+
+impl LrSchedule {
+    /// Factor applied to the base rate at progress `t` in `[0, 1)`.
+    pub fn factor(self, t: f64) -> f32 {
+        match self {
+            LrSchedule::Constant => 1.0,
+            LrSchedule::Cosine => (0.5 * (1.0 + (std::f64::consts::PI * t).cos())) as f32,
+            LrSchedule::Linear => (1.0 - t) as f32,
+        }
+    }
+}
+
+/// Hyper-parameters of a training run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch: usize,
+    pub lr: f32,
+    pub momentum: f32,
+    pub weight_decay: f32,
+    pub schedule: LrSchedule,
+    /// Seed of the shuffling RNG (and of the initialisation when the caller builds the model).
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    /// The PyTorch tutorial setting: 3 epochs, batch 64, lr 0.01, momentum 0.5.
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 3,
+            batch: 64,
+            lr: 0.01,
+            momentum: 0.5,
+            weight_decay: 0.0,
+            schedule: LrSchedule::Constant,
+            seed: 42,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// The recipe `ppml train` uses by default (see docs/BENCHMARKS.md).
+    pub fn recommended() -> Self {
+        TrainConfig {
+            epochs: 5,
+            batch: 64,
+            lr: 0.05,
+            momentum: 0.9,
+            weight_decay: 0.0,
+            schedule: LrSchedule::Cosine,
+            seed: 42,
+        }
+    }
+
+    /// An [`Sgd`] with this configuration's rate, momentum and weight decay.
+    pub fn optimizer(&self) -> Sgd {
+        Sgd::new(self.lr, self.momentum).with_weight_decay(self.weight_decay)
+    }
+}
+
+/// What one epoch did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpochStats {
+    pub epoch: usize,
+    pub steps: usize,
+    pub mean_loss: f32,
+    pub seconds: f64,
+}
+
+/// One epoch over `data`: shuffled with `rng` (Fisher-Yates), mini-batches of
+/// `cfg.batch` (the last one may be smaller), the learning rate set from
+/// `cfg.schedule` for epoch `epoch` (0-based) of `cfg.epochs`. `progress(done,
+/// total, loss)` is called after every step.
+#[allow(clippy::too_many_arguments)]
+pub fn train_epoch<R: rand::Rng + ?Sized>(
+    model: &mut Model,
+    data: &Dataset,
+    cfg: &TrainConfig,
+    epoch: usize,
+    opt: &mut Sgd,
+    ws: &mut Workspace,
+    rng: &mut R,
+    progress: &mut dyn FnMut(usize, usize, f32),
+) -> Result<EpochStats, NnError> {
+    let p = model.input_size();
+    if data.pixels() != p {
+        return Err(NnError::Shape(format!(
+            "images have {} pixels, model takes {p}",
+            data.pixels()
+        )));
+    }
+    if cfg.batch == 0 {
+        return Err(NnError::Invalid("batch size must be positive".into()));
+    }
+    let out = model.output_size();
+    if out > 1
+        && let Some(&bad) = data.labels.iter().find(|&&l| l as usize >= out)
+    {
+        return Err(NnError::Invalid(format!(
+            "label {bad} does not fit {out} outputs"
+        )));
+    }
+    let t0 = std::time::Instant::now();
+    let n = data.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        let j = rng.random_range(0..=i);
+        order.swap(i, j);
+    }
+    let steps = n.div_ceil(cfg.batch);
+    let total_steps = (steps * cfg.epochs.max(1)) as f64;
+    let mut xbuf = std::mem::take(&mut ws.xbuf);
+    let mut ybuf = std::mem::take(&mut ws.ybuf);
+    let mut loss_sum = 0.0f64;
+    for (s, idx) in order.chunks(cfg.batch).enumerate() {
+        let b = idx.len();
+        xbuf.clear();
+        ybuf.clear();
+        for &i in idx {
+            xbuf.extend_from_slice(data.image(i));
+            ybuf.push(data.labels[i]);
+        }
+        opt.lr = cfg.lr
+            * cfg
+                .schedule
+                .factor((epoch * steps + s) as f64 / total_steps);
+        let loss = opt.train_step(model, &xbuf, &ybuf, b, ws);
+        loss_sum += loss as f64;
+        progress(s + 1, steps, loss);
+    }
+    ws.xbuf = xbuf;
+    ws.ybuf = ybuf;
+    Ok(EpochStats {
+        epoch,
+        steps,
+        mean_loss: (loss_sum / steps.max(1) as f64) as f32,
+        seconds: t0.elapsed().as_secs_f64(),
+    })
+}
