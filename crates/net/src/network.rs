@@ -94,6 +94,8 @@ impl Network {
     /// Party `me` of a TCP mesh: listens on `addrs[me]`, connects to every `j < me` (retrying
     /// until `connect_timeout`) and accepts every `j > me`. A handshake frame carrying both
     /// party ids and `n` is checked on both sides (wrong or unknown id => [`NetError::Handshake`]).
+    /// The last party accepts nobody, so it does not bind `addrs[n - 1]`.
+    /// Handshake frames are not counted in the stats.
     pub fn tcp(me: usize, addrs: &[SocketAddr], config: &NetConfig) -> Result<Network, NetError> {
         if me >= addrs.len() {
             return Err(NetError::UnknownPeer(me));

@@ -381,3 +381,55 @@ fn connect_retries_until_the_peer_starts_listening() {
     client.send(&42u64).unwrap();
     assert_eq!(server.join().unwrap(), 42);
 }
+
+/// A value whose serialisation always fails.
+struct Unencodable;
+
+impl Serialize for Unencodable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("refuses to be encoded"))
+    }
+}
+
+#[test]
+fn encode_failures_are_encode_errors() {
+    for (name, make) in TRANSPORTS {
+        let (mut a, _b) = make(&cfg());
+        match a.send(&Unencodable).unwrap_err() {
+            NetError::Encode(msg) => assert!(msg.contains("Unencodable"), "{name}: {msg}"),
+            other => panic!("{name}: expected Encode, got {other:?}"),
+        }
+        assert_eq!(a.stats().messages_sent, 0, "{name}");
+    }
+}
+
+#[test]
+fn tcp_write_times_out_when_the_peer_never_reads() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    // A raw peer that accepts but never reads, so the socket buffers fill up.
+    let (_keep_tx, keep_rx) = std::sync::mpsc::channel::<()>();
+    let peer = std::thread::spawn(move || {
+        let (s, _) = listener.accept().unwrap();
+        let _ = keep_rx.recv(); // hold the socket open until the test ends
+        drop(s);
+    });
+    let timeout = Duration::from_millis(300);
+    let mut ch = ppml_net::tcp::connect(addr, &cfg().with_timeout(timeout)).unwrap();
+    let start = Instant::now();
+    let err = ch.send_bytes(vec![0u8; 64 << 20]).unwrap_err();
+    assert!(matches!(err, NetError::Timeout { .. }), "got {err:?}");
+    assert!(start.elapsed() < Duration::from_secs(10));
+    // The stream may be mid-frame: later sends fail rather than corrupt the stream.
+    assert!(ch.send(&1u8).is_err());
+    drop(_keep_tx);
+    peer.join().unwrap();
+}
+
+#[test]
+fn channels_and_networks_are_send() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Channel>();
+    assert_send::<ppml_net::Network>();
+    assert_send::<ppml_net::TcpTransport>();
+}
