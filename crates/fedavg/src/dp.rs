@@ -166,7 +166,10 @@ fn check_q(q: f64) -> Result<(), DpError> {
 
 /// L2 norm of `v`, accumulated in `f64`.
 pub fn l2_norm(v: &[f32]) -> f64 {
-    v.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt()
+    v.iter()
+        .map(|&x| f64::from(x) * f64::from(x))
+        .sum::<f64>()
+        .sqrt()
 }
 
 /// Scales `update` in place so that `‖update‖₂ ≤ clip` and returns the scale applied,
@@ -518,7 +521,9 @@ fn log_a_frac(q: f64, sigma: f64, alpha: f64) -> Result<f64, DpError> {
         }
         i += 1;
         if i > 1_000_000 {
-            return Err(DpError::Numerical("fractional-order series did not converge"));
+            return Err(DpError::Numerical(
+                "fractional-order series did not converge",
+            ));
         }
     }
     Ok(log_add(log_a0, log_a1))
@@ -730,33 +735,32 @@ impl RdpAccountant {
     }
 }
 
-/// Reference epsilons from Opacus, shared by the unit tests below and tests/dp_accountant.rs.
-///
-/// Obtained with `docs/dp_reference.py`: opacus 1.6.0 installed without torch
-/// (`pip install numpy scipy && pip install --no-deps opacus`), loading only
-/// `opacus/accountants/analysis/rdp.py` with importlib and calling
-/// `compute_rdp(q, noise_multiplier, steps, orders=DEFAULT_ALPHAS)` then
-/// `get_privacy_spent(orders=DEFAULT_ALPHAS, rdp, delta)`; numpy 2.4.6, scipy 1.17.1, Python 3.11.7.
-/// Columns: `(q, noise_multiplier, steps, delta, epsilon, best_order)`.
-#[doc(hidden)]
-pub const OPACUS_REFERENCE: [(f64, f64, u64, f64, f64, f64); 10] = [
-    (0.1, 1.0, 100, 1e-05, 7.899255002434629, 3.2),
-    (0.01, 1.1, 1000, 1e-05, 1.7117700912203435, 9.6),
-    (0.1, 0.8, 50, 1e-05, 9.233989368735447, 2.7),
-    (0.05, 2.0, 500, 1e-06, 3.1018682543968032, 8.2),
-    (1.0, 5.0, 20, 1e-05, 4.161624306053592, 5.9),
-    (0.1, 10.0, 1000, 1e-05, 1.3197365962562626, 14.0),
-    (0.1, 1.2, 200, 1e-05, 7.944717221402476, 3.4),
-    (0.001, 0.7, 10000, 1e-05, 2.024672903782695, 6.1),
-    (0.3, 1.5, 30, 1e-05, 6.858364245463161, 3.7),
-    (0.02, 0.5, 100, 1e-05, 11.587207992824771, 2.2),
-];
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use rand::SeedableRng;
     use rand_chacha::ChaCha20Rng;
+
+    /// Reference epsilons from Opacus, (same table as tests/dp_accountant.rs).
+    ///
+    /// Obtained with `docs/dp_reference.py`: opacus 1.6.0 installed without torch
+    /// (`pip install numpy scipy && pip install --no-deps opacus`), loading only
+    /// `opacus/accountants/analysis/rdp.py` with importlib and calling
+    /// `compute_rdp(q, noise_multiplier, steps, orders=DEFAULT_ALPHAS)` then
+    /// `get_privacy_spent(orders=DEFAULT_ALPHAS, rdp, delta)`; numpy 2.4.6, scipy 1.17.1, Python 3.11.7.
+    /// Columns: `(q, noise_multiplier, steps, delta, epsilon, best_order)`.
+    const OPACUS_REFERENCE: [(f64, f64, u64, f64, f64, f64); 10] = [
+        (0.1, 1.0, 100, 1e-05, 7.899255002434629, 3.2),
+        (0.01, 1.1, 1000, 1e-05, 1.7117700912203435, 9.6),
+        (0.1, 0.8, 50, 1e-05, 9.233989368735447, 2.7),
+        (0.05, 2.0, 500, 1e-06, 3.1018682543968032, 8.2),
+        (1.0, 5.0, 20, 1e-05, 4.161624306053592, 5.9),
+        (0.1, 10.0, 1000, 1e-05, 1.3197365962562626, 14.0),
+        (0.1, 1.2, 200, 1e-05, 7.944717221402476, 3.4),
+        (0.001, 0.7, 10000, 1e-05, 2.024672903782695, 6.1),
+        (0.3, 1.5, 30, 1e-05, 6.858364245463161, 3.7),
+        (0.02, 0.5, 100, 1e-05, 11.587207992824771, 2.2),
+    ];
 
     #[test]
     fn accountant_matches_opacus_table() {
@@ -765,8 +769,9 @@ mod tests {
             let rdp = compute_rdp(q, z, steps, &orders).unwrap();
             let (eps, order) = rdp_to_epsilon(&orders, &rdp, delta).unwrap();
             let rel = (eps - eps_ref).abs() / eps_ref;
+            // The issue requires 1%; this port reproduces Opacus to ~1e-13, so hold it to 1e-9.
             assert!(
-                rel < 0.01,
+                rel < 1e-9,
                 "q={q} z={z} steps={steps} delta={delta}: eps {eps} vs opacus {eps_ref} (rel {rel:e})"
             );
             assert_eq!(order, order_ref, "best order for q={q} z={z} steps={steps}");
@@ -871,15 +876,33 @@ mod tests {
 
     #[test]
     fn invalid_inputs_are_errors() {
-        assert!(matches!(DpConfig::new(0.0, 1.0, 1e-5), Err(DpError::InvalidClip(_))));
-        assert!(matches!(DpConfig::new(1.0, -1.0, 1e-5), Err(DpError::InvalidNoiseMultiplier(_))));
-        assert!(matches!(DpConfig::new(1.0, 1.0, 1.0), Err(DpError::InvalidDelta(_))));
-        assert!(matches!(compute_rdp(1.5, 1.0, 1, &[2.0]), Err(DpError::InvalidSamplingRate(_))));
-        assert!(matches!(compute_rdp(0.5, 1.0, 1, &[1.0]), Err(DpError::InvalidOrders(_))));
+        assert!(matches!(
+            DpConfig::new(0.0, 1.0, 1e-5),
+            Err(DpError::InvalidClip(_))
+        ));
+        assert!(matches!(
+            DpConfig::new(1.0, -1.0, 1e-5),
+            Err(DpError::InvalidNoiseMultiplier(_))
+        ));
+        assert!(matches!(
+            DpConfig::new(1.0, 1.0, 1.0),
+            Err(DpError::InvalidDelta(_))
+        ));
+        assert!(matches!(
+            compute_rdp(1.5, 1.0, 1, &[2.0]),
+            Err(DpError::InvalidSamplingRate(_))
+        ));
+        assert!(matches!(
+            compute_rdp(0.5, 1.0, 1, &[1.0]),
+            Err(DpError::InvalidOrders(_))
+        ));
         let cfg = DpConfig::new(1.0, 1.0, 1e-5).unwrap();
         let mut rng = ChaCha20Rng::seed_from_u64(0);
         let r = dp_aggregate(&[vec![1.0f32; 3], vec![1.0; 2]], 3, &cfg, 2.0, &mut rng);
-        assert!(matches!(r, Err(DpError::DimensionMismatch { index: 1, .. })));
+        assert!(matches!(
+            r,
+            Err(DpError::DimensionMismatch { index: 1, .. })
+        ));
         let r = dp_aggregate(&[vec![f32::NAN; 3]], 3, &cfg, 2.0, &mut rng);
         assert!(matches!(r, Err(DpError::NonFiniteUpdate(0))));
         let r = dp_aggregate(&[vec![1.0f32; 3]], 3, &cfg, 0.0, &mut rng);
