@@ -36,6 +36,13 @@ pub fn sgemm(
     if m == 0 || n == 0 {
         return;
     }
+    if m <= SMALL || n <= SMALL || k <= SMALL {
+        // nalgebra falls back to a gemv loop below its `matrixmultiply`
+        // threshold, and that loop mishandles non-unit row strides of views;
+        // tiny products are cheap, so do them directly.
+        small_gemm(m, n, k, alpha, a, ta, b, tb, beta, c);
+        return;
+    }
     let mut cv = DMatrixViewMut::from_slice_with_strides_mut(&mut c[..m * n], m, n, n, 1);
     if k == 0 {
         if beta == 0.0 {
@@ -56,6 +63,40 @@ pub fn sgemm(
         DMatrixView::from_slice_with_strides(&b[..k * n], k, n, n, 1)
     };
     cv.gemm(alpha, &av, &bv, beta);
+}
+
+/// nalgebra's threshold for dispatching to `matrixmultiply`.
+const SMALL: usize = 5;
+
+#[allow(clippy::too_many_arguments)]
+fn small_gemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: &[f32],
+    ta: bool,
+    b: &[f32],
+    tb: bool,
+    beta: f32,
+    c: &mut [f32],
+) {
+    for i in 0..m {
+        for j in 0..n {
+            let mut s = 0.0f32;
+            for p in 0..k {
+                let x = if ta { a[p * m + i] } else { a[i * k + p] };
+                let y = if tb { b[j * k + p] } else { b[p * n + j] };
+                s += x * y;
+            }
+            let cij = &mut c[i * n + j];
+            *cij = if beta == 0.0 {
+                alpha * s
+            } else {
+                alpha * s + beta * *cij
+            };
+        }
+    }
 }
 
 #[cfg(test)]
