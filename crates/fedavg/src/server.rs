@@ -1,0 +1,207 @@
+//! The server side: the global model, client sampling, applying the aggregated
+//! update (optionally with server momentum, FedAvgM), and run-level bookkeeping.
+
+use crate::FedError;
+use crate::aggregate::{AggregateInfo, Aggregator, ClientUpdate};
+use crate::partition::shuffle;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+/// Number of clients sampled per round: `max(1, round(C * K))` (as the reference
+/// implementation; McMahan et al. write `max(C K, 1)`).
+pub fn clients_per_round(clients: usize, fraction: f64) -> usize {
+    ((fraction * clients as f64).round() as usize).clamp(1, clients.max(1))
+}
+
+/// The clients sampled in `round` (1-based), without replacement, sorted; seeded by `seed`.
+pub fn sample_clients(clients: usize, fraction: f64, seed: u64, round: usize) -> Vec<usize> {
+    let m = clients_per_round(clients, fraction);
+    let mut rng = ChaCha8Rng::seed_from_u64(crate::client::client_seed(
+        seed ^ 0x5341_4d50_4c45,
+        round,
+        usize::MAX,
+    ));
+    let mut ids: Vec<usize> = (0..clients).collect();
+    shuffle(&mut ids, &mut rng);
+    ids.truncate(m);
+    ids.sort_unstable();
+    ids
+}
+
+/// Server-side options.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ServerConfig {
+    /// Server learning rate applied to the averaged update (1 = plain FedAvg).
+    pub server_lr: f32,
+    /// Server momentum beta (FedAvgM, Hsu et al. 2019): `v = beta v + avg; w += server_lr v`.
+    pub momentum: f32,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            server_lr: 1.0,
+            momentum: 0.0,
+        }
+    }
+}
+
+/// The global model and the aggregation step.
+pub struct Server {
+    /// Global parameters (flat, like `Model::params_flat`).
+    pub global: Vec<f32>,
+    cfg: ServerConfig,
+    aggregator: Box<dyn Aggregator>,
+    avg: Vec<f32>,
+    velocity: Vec<f32>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("params", &self.global.len())
+            .field("cfg", &self.cfg)
+            .field("aggregator", &self.aggregator.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// A server starting from `global` with the given aggregation.
+    pub fn new(
+        global: Vec<f32>,
+        cfg: ServerConfig,
+        aggregator: Box<dyn Aggregator>,
+    ) -> Result<Self, FedError> {
+        if !(cfg.server_lr > 0.0 && cfg.server_lr.is_finite()) {
+            return Err(FedError::Config(format!(
+                "server learning rate must be positive, got {}",
+                cfg.server_lr
+            )));
+        }
+        if !(0.0..1.0).contains(&cfg.momentum) {
+            return Err(FedError::Config(format!(
+                "server momentum must be in [0, 1), got {}",
+                cfg.momentum
+            )));
+        }
+        let n = global.len();
+        Ok(Server {
+            global,
+            cfg,
+            aggregator,
+            avg: vec![0.0; n],
+            velocity: if cfg.momentum > 0.0 {
+                vec![0.0; n]
+            } else {
+                Vec::new()
+            },
+        })
+    }
+
+    /// Name of the aggregation in use.
+    pub fn aggregator_name(&self) -> String {
+        self.aggregator.name()
+    }
+
+    /// Aggregates the round's updates and moves the global model.
+    pub fn apply(
+        &mut self,
+        round: usize,
+        updates: &[ClientUpdate<'_>],
+    ) -> Result<AggregateInfo, FedError> {
+        let info = self.aggregator.aggregate(round, updates, &mut self.avg)?;
+        if let Some(bad) = self.avg.iter().position(|x| !x.is_finite()) {
+            return Err(FedError::Aggregate(format!(
+                "round {round}: the averaged update is not finite at coordinate {bad} (learning rate too high?)"
+            )));
+        }
+        let lr = self.cfg.server_lr;
+        if self.cfg.momentum > 0.0 {
+            let b = self.cfg.momentum;
+            for ((w, v), &d) in self
+                .global
+                .iter_mut()
+                .zip(self.velocity.iter_mut())
+                .zip(&self.avg)
+            {
+                *v = b * *v + d;
+                *w += lr * *v;
+            }
+        } else {
+            for (w, &d) in self.global.iter_mut().zip(&self.avg) {
+                *w += lr * d;
+            }
+        }
+        Ok(info)
+    }
+}
+
+/// One round's outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoundStats {
+    /// 1-based round number.
+    pub round: usize,
+    /// Clients sampled.
+    pub sampled: Vec<usize>,
+    /// Sampled clients whose update was not aggregated (dropout, disconnect, timeout).
+    pub dropped: Vec<usize>,
+    /// Why each dropped client was dropped (same order as `dropped`).
+    pub drop_reasons: Vec<String>,
+    /// Training of the sampled clients plus aggregation, in seconds (no evaluation).
+    pub seconds: f64,
+    /// Evaluation time (not in `seconds`).
+    pub eval_seconds: f64,
+    /// Test accuracy of the global model after the round (NaN if not evaluated).
+    pub accuracy: f64,
+    /// Mean local training loss of the contributing clients, weighted by examples.
+    pub train_loss: f64,
+    /// Bytes on the wire this round (model down + updates up, with framing):
+    /// measured over TCP, computed as if sent for in-process runs.
+    pub bytes: u64,
+}
+
+/// A whole run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct RunSummary {
+    pub rounds: Vec<RoundStats>,
+    /// First round (1-based) whose accuracy reached the target, if any.
+    pub rounds_to_target: Option<usize>,
+}
+
+impl RunSummary {
+    /// Test accuracy after each round.
+    pub fn accuracy_per_round(&self) -> Vec<f64> {
+        self.rounds.iter().map(|r| r.accuracy).collect()
+    }
+
+    /// Accuracy after the last round (NaN if no round ran).
+    pub fn final_accuracy(&self) -> f64 {
+        self.rounds.last().map_or(f64::NAN, |r| r.accuracy)
+    }
+
+    /// Median of the round times (training + aggregation).
+    pub fn round_seconds_median(&self) -> f64 {
+        median(self.rounds.iter().map(|r| r.seconds).collect())
+    }
+
+    /// Median bytes per round.
+    pub fn bytes_per_round(&self) -> u64 {
+        median(self.rounds.iter().map(|r| r.bytes as f64).collect()) as u64
+    }
+}
+
+/// Median (NaN for an empty list).
+pub fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
+}

@@ -1,0 +1,261 @@
+//! In-process simulation: the server and all clients in one process, the
+//! sampled clients trained in parallel with rayon.
+
+use crate::FedError;
+use crate::aggregate::{Aggregator, ClientUpdate};
+use crate::client::{LocalConfig, LocalStats, LocalTrainer, client_seed};
+use crate::server::{
+    RoundStats, RunSummary, Server, ServerConfig, clients_per_round, sample_clients,
+};
+use ppml_nn::{Dataset, Model};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use std::time::Instant;
+
+/// Settings of a federated run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FedConfig {
+    /// Fraction C of the clients sampled each round (at least one client is).
+    pub fraction: f64,
+    /// Number of rounds.
+    pub rounds: usize,
+    /// Local training.
+    pub local: LocalConfig,
+    /// Server learning rate and momentum.
+    pub server: ServerConfig,
+    /// Seed of client sampling and local shuffling.
+    pub seed: u64,
+    /// Accuracy target for `rounds_to_target`.
+    pub target: Option<f64>,
+    /// Stop as soon as the target is reached.
+    pub stop_at_target: bool,
+    /// Simulated dropout: this fraction of the sampled clients (rounded down,
+    /// chosen at random each round) trains but never delivers its update.
+    pub dropout: f64,
+}
+
+impl Default for FedConfig {
+    /// McMahan's 2NN setting: C = 0.1, E = 1, B = 10, lr 0.1, 50 rounds.
+    fn default() -> Self {
+        FedConfig {
+            fraction: 0.1,
+            rounds: 50,
+            local: LocalConfig::default(),
+            server: ServerConfig::default(),
+            seed: 42,
+            target: None,
+            stop_at_target: false,
+            dropout: 0.0,
+        }
+    }
+}
+
+impl FedConfig {
+    /// Checks the values.
+    pub fn validate(&self) -> Result<(), FedError> {
+        self.local.validate()?;
+        if !(self.fraction > 0.0 && self.fraction <= 1.0) {
+            return Err(FedError::Config(format!(
+                "client fraction must be in (0, 1], got {}",
+                self.fraction
+            )));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(FedError::Config(format!(
+                "dropout must be in [0, 1), got {}",
+                self.dropout
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Which of the `m` sampled slots drop out in `round` (seeded).
+pub fn dropout_mask(m: usize, dropout: f64, seed: u64, round: usize) -> Vec<bool> {
+    let k = (dropout * m as f64).floor() as usize;
+    let mut mask = vec![false; m];
+    if k == 0 {
+        return mask;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(client_seed(seed ^ 0x44524f50, round, usize::MAX));
+    let mut ids: Vec<usize> = (0..m).collect();
+    crate::partition::shuffle(&mut ids, &mut rng);
+    for &i in &ids[..k.min(m - 1)] {
+        mask[i] = true;
+    }
+    mask
+}
+
+/// Wire bytes of one parameter vector in a frame (4-byte header + 4 bytes per value).
+pub fn param_frame_bytes(num_params: usize) -> u64 {
+    4 + 4 * num_params as u64
+}
+
+/// Server and clients in one process.
+pub struct Simulation<'a> {
+    cfg: FedConfig,
+    train: &'a Dataset,
+    test: Option<&'a Dataset>,
+    parts: Vec<Vec<usize>>,
+    trainers: Vec<LocalTrainer>,
+    stats: Vec<Result<LocalStats, FedError>>,
+    server: Server,
+    eval_model: Model,
+}
+
+impl std::fmt::Debug for Simulation<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Simulation")
+            .field("cfg", &self.cfg)
+            .field("clients", &self.parts.len())
+            .field("server", &self.server)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Simulation<'a> {
+    /// A simulation of `parts.len()` clients (client `k` holds examples
+    /// `parts[k]` of `train`), starting from `model`'s weights. `test`, if
+    /// given, is evaluated after every round.
+    pub fn new(
+        model: Model,
+        train: &'a Dataset,
+        test: Option<&'a Dataset>,
+        parts: Vec<Vec<usize>>,
+        cfg: FedConfig,
+        aggregator: Box<dyn Aggregator>,
+    ) -> Result<Self, FedError> {
+        cfg.validate()?;
+        if parts.is_empty() {
+            return Err(FedError::Config("at least one client is needed".into()));
+        }
+        if let Some(k) = parts.iter().position(Vec::is_empty) {
+            return Err(FedError::Config(format!("client {k} holds no examples")));
+        }
+        if let Some(&i) = parts.iter().flatten().find(|&&i| i >= train.len()) {
+            return Err(FedError::Config(format!(
+                "partition index {i} out of range ({} training examples)",
+                train.len()
+            )));
+        }
+        let m = clients_per_round(parts.len(), cfg.fraction);
+        let trainers = (0..m).map(|_| LocalTrainer::new(&model)).collect();
+        let server = Server::new(model.params_flat(), cfg.server, aggregator)?;
+        Ok(Simulation {
+            cfg,
+            train,
+            test,
+            parts,
+            trainers,
+            stats: Vec::with_capacity(m),
+            server,
+            eval_model: model,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &FedConfig {
+        &self.cfg
+    }
+
+    /// The global parameters.
+    pub fn global(&self) -> &[f32] {
+        &self.server.global
+    }
+
+    /// The global model.
+    pub fn model(&mut self) -> Result<Model, FedError> {
+        self.eval_model.set_params_flat(&self.server.global)?;
+        Ok(self.eval_model.clone())
+    }
+
+    /// Name of the aggregation in use.
+    pub fn aggregator_name(&self) -> String {
+        self.server.aggregator_name()
+    }
+
+    /// Runs round `round` (1-based): sample, train in parallel, aggregate, evaluate.
+    pub fn round(&mut self, round: usize) -> Result<RoundStats, FedError> {
+        let t0 = Instant::now();
+        let sampled = sample_clients(self.parts.len(), self.cfg.fraction, self.cfg.seed, round);
+        let (global, train, parts, local, seed) = (
+            &self.server.global,
+            self.train,
+            &self.parts,
+            &self.cfg.local,
+            self.cfg.seed,
+        );
+        self.trainers
+            .par_iter_mut()
+            .zip(sampled.par_iter())
+            .map(|(t, &k)| t.train(global, train, &parts[k], local, client_seed(seed, round, k)))
+            .collect_into_vec(&mut self.stats);
+        let mask = dropout_mask(sampled.len(), self.cfg.dropout, seed, round);
+        let mut loss = 0.0;
+        let mut weight = 0.0;
+        let mut updates = Vec::with_capacity(sampled.len());
+        for (i, (&k, st)) in sampled.iter().zip(&self.stats).enumerate() {
+            let st = match st {
+                Ok(s) => *s,
+                Err(e) => return Err(FedError::Client(k, e.to_string())),
+            };
+            if !mask[i] {
+                loss += st.mean_loss as f64 * st.examples as f64;
+                weight += st.examples as f64;
+            }
+            updates.push(ClientUpdate {
+                client: k,
+                delta: self.trainers[i].delta(),
+                weight: st.examples as f64,
+                dropped: mask[i],
+            });
+        }
+        let info = self.server.apply(round, &updates)?;
+        let seconds = t0.elapsed().as_secs_f64();
+        let p = self.server.global.len();
+        let bytes = param_frame_bytes(p) * (sampled.len() + info.contributors.len()) as u64
+            + info.protocol_bytes;
+        let t1 = Instant::now();
+        let accuracy = match self.test {
+            Some(test) => {
+                self.eval_model.set_params_flat(&self.server.global)?;
+                self.eval_model.evaluate(test)
+            }
+            None => f64::NAN,
+        };
+        Ok(RoundStats {
+            round,
+            drop_reasons: info
+                .dropped
+                .iter()
+                .map(|_| "simulated dropout".into())
+                .collect(),
+            sampled,
+            dropped: info.dropped,
+            seconds,
+            eval_seconds: t1.elapsed().as_secs_f64(),
+            accuracy,
+            train_loss: loss / weight.max(1.0),
+            bytes,
+        })
+    }
+
+    /// Runs all rounds, calling `on_round` after each.
+    pub fn run(&mut self, on_round: &mut dyn FnMut(&RoundStats)) -> Result<RunSummary, FedError> {
+        let mut summary = RunSummary::default();
+        for r in 1..=self.cfg.rounds {
+            let st = self.round(r)?;
+            on_round(&st);
+            let hit = self.cfg.target.is_some_and(|t| st.accuracy >= t);
+            if hit && summary.rounds_to_target.is_none() {
+                summary.rounds_to_target = Some(r);
+            }
+            summary.rounds.push(st);
+            if hit && self.cfg.stop_at_target {
+                break;
+            }
+        }
+        Ok(summary)
+    }
+}

@@ -1,0 +1,128 @@
+//! Weighted averaging: exact on hand-made updates, equal to an f64 reference,
+//! and the server update with momentum.
+
+use ppml_fedavg::{Aggregator, ClientUpdate, FedError, Server, ServerConfig, WeightedAverage};
+use proptest::prelude::*;
+
+fn up(client: usize, delta: &[f32], weight: f64) -> ClientUpdate<'_> {
+    ClientUpdate {
+        client,
+        delta,
+        weight,
+        dropped: false,
+    }
+}
+
+#[test]
+fn hand_made_weighted_average_is_exact() {
+    // Weights 1, 3 (total 4): normalised 0.25 and 0.75 are exact in f32, and so are the products.
+    let a = [4.0f32, -8.0, 0.5, 0.0];
+    let b = [0.0f32, 8.0, 1.5, -2.0];
+    let mut out = [f32::NAN; 4];
+    let info = WeightedAverage
+        .aggregate(1, &[up(7, &a, 1.0), up(9, &b, 3.0)], &mut out)
+        .unwrap();
+    assert_eq!(out, [1.0, 4.0, 1.25, -1.5]);
+    assert_eq!(info.contributors, vec![7, 9]);
+    assert!(info.dropped.is_empty());
+    assert_eq!(info.total_weight, 4.0);
+}
+
+#[test]
+fn dropped_updates_are_left_out() {
+    let a = [2.0f32, 2.0];
+    let b = [100.0f32, -100.0];
+    let c = [4.0f32, 0.0];
+    let mut out = [0.0f32; 2];
+    let mut ups = vec![up(0, &a, 1.0), up(1, &b, 5.0), up(2, &c, 1.0)];
+    ups[1].dropped = true;
+    let info = WeightedAverage.aggregate(3, &ups, &mut out).unwrap();
+    assert_eq!(out, [3.0, 1.0]);
+    assert_eq!(info.dropped, vec![1]);
+    assert_eq!(info.contributors, vec![0, 2]);
+}
+
+#[test]
+fn bad_updates_are_errors() {
+    let a = [1.0f32, 2.0];
+    let short = [1.0f32];
+    let mut out = [0.0f32; 2];
+    let e = WeightedAverage.aggregate(1, &[up(0, &a, 1.0), up(1, &short, 1.0)], &mut out);
+    assert!(matches!(e, Err(FedError::Aggregate(_))));
+    let e = WeightedAverage.aggregate(1, &[up(0, &a, 0.0)], &mut out);
+    assert!(matches!(e, Err(FedError::Aggregate(_))));
+    let e = WeightedAverage.aggregate(1, &[up(0, &a, f64::NAN)], &mut out);
+    assert!(matches!(e, Err(FedError::Aggregate(_))));
+    let mut d = up(0, &a, 1.0);
+    d.dropped = true;
+    let e = WeightedAverage.aggregate(4, &[d], &mut out);
+    assert!(matches!(e, Err(FedError::NoUpdates(4))));
+    let e = WeightedAverage.aggregate(4, &[], &mut out);
+    assert!(matches!(e, Err(FedError::NoUpdates(4))));
+}
+
+#[test]
+fn server_applies_average_and_momentum() {
+    let cfg = ServerConfig {
+        server_lr: 1.0,
+        momentum: 0.5,
+    };
+    let mut s = Server::new(vec![1.0, 1.0], cfg, Box::new(WeightedAverage)).unwrap();
+    let d = [2.0f32, -2.0];
+    s.apply(1, &[up(0, &d, 1.0)]).unwrap();
+    assert_eq!(s.global, vec![3.0, -1.0]); // v = d
+    s.apply(2, &[up(0, &d, 1.0)]).unwrap();
+    assert_eq!(s.global, vec![6.0, -4.0]); // v = 0.5 d + d
+    assert!(
+        Server::new(
+            vec![0.0],
+            ServerConfig {
+                server_lr: 1.0,
+                momentum: 1.0
+            },
+            Box::new(WeightedAverage)
+        )
+        .is_err()
+    );
+    // A non-finite average is an error, not a silently broken model.
+    let mut s = Server::new(
+        vec![0.0],
+        ServerConfig::default(),
+        Box::new(WeightedAverage),
+    )
+    .unwrap();
+    let inf = [f32::INFINITY];
+    assert!(s.apply(1, &[up(0, &inf, 1.0)]).is_err());
+}
+
+proptest! {
+    #[test]
+    fn matches_f64_reference(
+        ups in proptest::collection::vec(
+            (proptest::collection::vec(-10.0f32..10.0, 16), 1u32..1000, any::<bool>()), 1..12),
+    ) {
+        prop_assume!(ups.iter().any(|u| !u.2));
+        let list: Vec<ClientUpdate<'_>> = ups
+            .iter()
+            .enumerate()
+            .map(|(i, (d, w, drop))| ClientUpdate { client: i, delta: d, weight: *w as f64, dropped: *drop })
+            .collect();
+        let mut out = vec![0.0f32; 16];
+        WeightedAverage.aggregate(1, &list, &mut out).unwrap();
+        let total: f64 = ups.iter().filter(|u| !u.2).map(|u| u.1 as f64).sum();
+        for (j, &o) in out.iter().enumerate() {
+            let r: f64 = ups.iter().filter(|u| !u.2).map(|u| u.0[j] as f64 * u.1 as f64).sum::<f64>() / total;
+            prop_assert!((o as f64 - r).abs() <= 1e-5 * (1.0 + r.abs()), "coord {}: {} vs {}", j, o, r);
+        }
+    }
+
+    #[test]
+    fn equal_updates_average_to_themselves(d in proptest::collection::vec(-1e3f32..1e3, 8), ws in proptest::collection::vec(1u32..100, 1..6)) {
+        let list: Vec<ClientUpdate<'_>> = ws.iter().enumerate().map(|(i, w)| up(i, &d, *w as f64)).collect();
+        let mut out = vec![0.0f32; 8];
+        WeightedAverage.aggregate(1, &list, &mut out).unwrap();
+        for (o, x) in out.iter().zip(&d) {
+            prop_assert!((o - x).abs() <= 1e-4 * (1.0 + x.abs()));
+        }
+    }
+}
