@@ -1,1 +1,334 @@
-//! ppml-splitnn (placeholder; see docs/ARCHITECTURE.md)
+//! # ppml-splitnn: split learning between a data holder and a label holder
+//!
+//! The network `784-128-640 | 640-10` (ppml-nn's `split` architecture) is cut in two: the
+//! **data holder** keeps the images and the bottom (`784-128 ReLU -640 ReLU`), the **label
+//! holder** keeps the labels, the top (`640-10`) and the loss (log-softmax + NLL). Per batch
+//! only the cut-layer activations travel forward and their gradient travels back; each side
+//! steps its own SGD optimiser. Neither the images, nor the labels, nor either side's
+//! weights cross the channel.
+//!
+//! Each role is the code ONE party runs over a [`ppml_net::Channel`]:
+//! [`DataHolder::run`], [`LabelHolder::run`] (vanilla) and [`MiddleServer::run`]
+//! (U-shaped: the data holder also keeps the last layer and the labels, only the middle
+//! `128-640 ReLU` runs remotely, so labels never leave the data holder). The same code runs
+//! as two threads over [`ppml_net::in_memory_pair`] ([`train_in_process`]) or as two
+//! processes over TCP (`ppml splitnn --role data|label --connect/--listen ADDR`).
+//!
+//! Both parties derive the same order of training samples from a shuffle seed agreed in the
+//! handshake, so no sample ids travel; every tensor message carries its step number and
+//! shape and the receiver rejects anything but the agreed kind, step and shape
+//! ([`wire::decode_tensor_into`]). The wire format (raw little-endian f32 after a 16-byte
+//! header) is described in [`wire`]; one full batch of 64 moves 163,860 bytes each way.
+//!
+//! Evaluation also goes through the split: after every epoch the data holder sends the
+//! cut-layer activations of all test images (in chunks), and the label holder (which holds
+//! the test labels in the vanilla setting) answers with the number of correct predictions.
+//!
+//! ## Example
+//!
+//! ```
+//! use ppml_nn::Dataset;
+//! use ppml_splitnn::{SplitConfig, Variant, train_in_process};
+//!
+//! # fn main() -> Result<(), ppml_splitnn::SplitError> {
+//! // A toy data set: 32 images of 784 pixels, the label is which half is bright.
+//! let mut images = vec![0.0f32; 32 * 784];
+//! let mut labels = vec![0u8; 32];
+//! for i in 0..32 {
+//!     let bright = i % 2;
+//!     labels[i] = bright as u8;
+//!     for p in 0..392 {
+//!         images[i * 784 + bright * 392 + p] = 1.0;
+//!     }
+//! }
+//! let data = Dataset::new(images, labels, 28, 28).map_err(ppml_splitnn::SplitError::Nn)?;
+//! let cfg = SplitConfig { epochs: 3, batch: 8, lr: 0.1, ..SplitConfig::default() };
+//! for variant in [Variant::Vanilla, Variant::UShaped] {
+//!     let cfg = SplitConfig { variant, ..cfg.clone() };
+//!     let out = train_in_process(&data, &data, &cfg, 7, &mut |_| {})?;
+//!     assert_eq!(out.report.epochs.len(), 3);
+//!     assert!(out.report.final_accuracy().unwrap_or(0.0) > 0.9);
+//!     // 4 steps per epoch, each one activation message and one gradient message.
+//!     assert_eq!(out.report.steps_per_epoch, 4);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod roles;
+pub mod wire;
+
+pub use ppml_net::ChannelStats;
+pub use roles::{DataHolder, Images, LabelHolder, MiddleServer, RemoteConfig};
+pub use wire::Variant;
+
+use ppml_net::{NetConfig, NetError};
+use ppml_nn::{Dataset, Model, NnError};
+use serde::Serialize;
+
+/// Errors of split learning.
+#[derive(Debug, thiserror::Error)]
+pub enum SplitError {
+    /// The channel failed (peer disconnected, timeout, ...) while doing `during`.
+    #[error("{during}: {source}")]
+    Net {
+        during: String,
+        #[source]
+        source: NetError,
+    },
+    /// The peer sent something other than what the protocol expects at this point.
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+    /// The peer refused the session parameters.
+    #[error("the peer rejected the session: {0}")]
+    Rejected(String),
+    /// Invalid parameters or models.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// An error of ppml-nn (data files, shapes).
+    #[error(transparent)]
+    Nn(#[from] NnError),
+    /// A party thread panicked (a bug).
+    #[error("party thread panicked: {0}")]
+    Panic(String),
+}
+
+impl SplitError {
+    pub(crate) fn net(source: NetError, during: impl Into<String>) -> Self {
+        SplitError::Net {
+            during: during.into(),
+            source,
+        }
+    }
+}
+
+/// The session the data holder proposes (the remote party accepts its batch, epochs, seed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SplitConfig {
+    pub variant: Variant,
+    pub epochs: usize,
+    pub batch: usize,
+    /// The data holder's learning rate (the remote party has its own, [`RemoteConfig`]).
+    pub lr: f32,
+    pub momentum: f32,
+    /// Seed of the shared shuffling PRG (ChaCha8, Fisher-Yates per epoch, as ppml-nn's
+    /// `train_epoch`: a split run visits the samples in the same order as an unsplit one).
+    pub shuffle_seed: u64,
+    /// Test images per evaluation message.
+    pub eval_chunk: usize,
+    /// Evaluate on the test set after every epoch (through the split).
+    pub evaluate: bool,
+}
+
+impl Default for SplitConfig {
+    /// The seed tutorial's setting: vanilla, 5 epochs, batch 64, plain SGD lr 0.03.
+    fn default() -> Self {
+        SplitConfig {
+            variant: Variant::Vanilla,
+            epochs: 5,
+            batch: 64,
+            lr: 0.03,
+            momentum: 0.0,
+            shuffle_seed: 42,
+            eval_chunk: 1000,
+            evaluate: true,
+        }
+    }
+}
+
+/// One epoch, seen by the data holder.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EpochReport {
+    /// 1-based.
+    pub epoch: usize,
+    /// Mean training loss (vanilla: reported by the label holder).
+    pub train_loss: f64,
+    /// Test accuracy on the whole test set, if evaluated.
+    pub test_accuracy: Option<f64>,
+    pub test_loss: Option<f64>,
+    /// Wall time of the training batches, all messaging included.
+    pub train_seconds: f64,
+    /// Wall time of the evaluation through the split.
+    pub eval_seconds: f64,
+    /// The data holder's channel traffic during training (sent = forward direction).
+    pub train_traffic: ChannelStats,
+    /// ... and during evaluation.
+    pub eval_traffic: ChannelStats,
+}
+
+/// Bytes of one full batch on the wire (ppml-net frame prefix and tensor header included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct BatchBytes {
+    /// Data holder -> remote.
+    pub forward: u64,
+    /// Remote -> data holder.
+    pub backward: u64,
+    /// Messages per batch (both directions).
+    pub messages: u64,
+    /// Round trips per batch.
+    pub round_trips: u64,
+}
+
+/// What a run did, seen by the data holder.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunReport {
+    pub variant: String,
+    pub batch: usize,
+    pub steps_per_epoch: usize,
+    pub epochs: Vec<EpochReport>,
+    /// One full batch.
+    pub per_batch: BatchBytes,
+    /// Handshake traffic.
+    pub setup_traffic: ChannelStats,
+    /// Everything on the data holder's channel.
+    pub total_traffic: ChannelStats,
+}
+
+impl RunReport {
+    /// Test accuracy after the last epoch.
+    pub fn final_accuracy(&self) -> Option<f64> {
+        self.epochs.last().and_then(|e| e.test_accuracy)
+    }
+}
+
+/// What the remote party (label holder / middle server) saw.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RemoteReport {
+    pub variant: String,
+    pub steps: usize,
+    /// Vanilla: mean training loss per epoch.
+    pub train_loss: Vec<f64>,
+    pub traffic: ChannelStats,
+}
+
+/// Progress notifications of [`DataHolder::run`].
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// `step` of `steps` (1-based) of `epoch` (1-based) is done.
+    Step {
+        epoch: usize,
+        step: usize,
+        steps: usize,
+    },
+    /// An epoch (and its evaluation) is done.
+    Epoch(&'a EpochReport),
+}
+
+/// The parts of ppml-nn's `split` architecture for a variant:
+/// vanilla `[bottom 784-128-640, top 640-10]`, U-shaped
+/// `[bottom 784-128, middle 128-640, head 640-10]` (ReLUs stay with the layer before them).
+pub fn split_parts(variant: Variant, seed: u64) -> Result<Vec<Model>, SplitError> {
+    let full = Model::from_arch("split", seed)?;
+    let cut = full
+        .default_cut()
+        .ok_or_else(|| SplitError::Config("the split architecture has no cut".into()))?;
+    match variant {
+        Variant::Vanilla => {
+            let (a, b) = full.split_at(cut)?;
+            Ok(vec![a, b])
+        }
+        Variant::UShaped => {
+            let (bottom, rest) = full.split_at(2)?;
+            let (middle, head) = rest.split_at(cut - 2)?;
+            Ok(vec![bottom, middle, head])
+        }
+    }
+}
+
+/// Result of [`train_in_process`]: the data holder's report and its trained models
+/// (vanilla: bottom; U-shaped: bottom and head), the remote's report and model.
+#[derive(Debug)]
+pub struct InProcessRun {
+    pub report: RunReport,
+    pub remote: RemoteReport,
+    pub data_models: Vec<Model>,
+    pub remote_model: Model,
+}
+
+/// Trains the `split` model (initialised from `init_seed`) with both parties as threads of
+/// this process over an in-memory channel pair. The remote party (label holder or middle
+/// server) runs on a spawned thread with `cfg.lr` and `cfg.momentum`; the data holder on
+/// the calling thread. `train` and `test` are split between the roles: the data holder
+/// gets the images (and, U-shaped, the labels), the label holder only the labels.
+pub fn train_in_process(
+    train: &Dataset,
+    test: &Dataset,
+    cfg: &SplitConfig,
+    init_seed: u64,
+    on: &mut dyn FnMut(Event<'_>),
+) -> Result<InProcessRun, SplitError> {
+    let mut parts = split_parts(cfg.variant, init_seed)?;
+    let rcfg = RemoteConfig {
+        lr: cfg.lr,
+        momentum: cfg.momentum,
+    };
+    let net = NetConfig::default();
+    let (mut ch_data, mut ch_remote) = ppml_net::in_memory_pair(&net);
+    match cfg.variant {
+        Variant::Vanilla => {
+            let top = parts
+                .pop()
+                .ok_or_else(|| SplitError::Config("no top".into()))?;
+            let bottom = parts
+                .pop()
+                .ok_or_else(|| SplitError::Config("no bottom".into()))?;
+            let mut label = LabelHolder::new(top, train.labels.clone(), test.labels.clone(), rcfg)?;
+            let mut data = DataHolder::vanilla(
+                bottom,
+                Images::from_dataset(train),
+                Images::from_dataset(test),
+            )?;
+            let remote = std::thread::Builder::new()
+                .name("label-holder".into())
+                .spawn(move || {
+                    let r = label.run(&mut ch_remote);
+                    (r, label.into_model())
+                })
+                .map_err(|e| SplitError::Config(format!("cannot spawn a thread: {e}")))?;
+            let result = data.run(&mut ch_data, cfg, on);
+            drop(ch_data);
+            let (rres, remote_model) = remote
+                .join()
+                .map_err(|_| SplitError::Panic("label holder".into()))?;
+            let report = result?;
+            Ok(InProcessRun {
+                report,
+                remote: rres?,
+                data_models: data.into_models(),
+                remote_model,
+            })
+        }
+        Variant::UShaped => {
+            let head = parts
+                .pop()
+                .ok_or_else(|| SplitError::Config("no head".into()))?;
+            let middle = parts
+                .pop()
+                .ok_or_else(|| SplitError::Config("no middle".into()))?;
+            let bottom = parts
+                .pop()
+                .ok_or_else(|| SplitError::Config("no bottom".into()))?;
+            let mut server = MiddleServer::new(middle, rcfg)?;
+            let mut data = DataHolder::u_shaped(bottom, head, train.clone(), test.clone())?;
+            let remote = std::thread::Builder::new()
+                .name("middle-server".into())
+                .spawn(move || {
+                    let r = server.run(&mut ch_remote);
+                    (r, server.into_model())
+                })
+                .map_err(|e| SplitError::Config(format!("cannot spawn a thread: {e}")))?;
+            let result = data.run(&mut ch_data, cfg, on);
+            drop(ch_data);
+            let (rres, remote_model) = remote
+                .join()
+                .map_err(|_| SplitError::Panic("middle server".into()))?;
+            let report = result?;
+            Ok(InProcessRun {
+                report,
+                remote: rres?,
+                data_models: data.into_models(),
+                remote_model,
+            })
+        }
+    }
+}
