@@ -1,0 +1,463 @@
+//! The thin IO layer: the state machines of [`crate::client`] and [`crate::server`] run
+//! over `ppml_net` channels (in-memory or TCP), plus the in-process simulation
+//! [`aggregate_in_process`].
+
+use crate::messages::*;
+use crate::{
+    ClientState, DropoutPlan, RoundParams, SecAggConfig, SecAggError, ServerOutput, ServerState,
+};
+use ppml_net::{Channel, ChannelStats, NetConfig, in_memory_pair};
+use rayon::prelude::*;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::time::Instant;
+
+/// Traffic and compute time of one role.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RoleStats {
+    /// Bytes, messages and rounds (summed over the role's channels; `rounds` is the
+    /// largest per-channel count, i.e. the role's communication rounds).
+    pub traffic: ChannelStats,
+    /// Seconds of computation (waiting for peers excluded).
+    pub seconds: f64,
+}
+
+/// How one client's round went.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClientReport {
+    pub id: u32,
+    /// The step at which it dropped (per the plan), if any.
+    pub dropped_at: Option<Step>,
+    /// Whether it sent all four messages.
+    pub completed: bool,
+    pub stats: RoleStats,
+    /// Why it stopped early, if it failed (not for planned dropouts).
+    pub error: Option<String>,
+}
+
+/// Runs one client through the four steps, one call per step (so a simulation can run all
+/// clients' step `s` in parallel before step `s + 1`). A client that fails or drops closes
+/// its channel, which the server sees as a dropout.
+pub struct ClientRunner {
+    state: Option<ClientState>,
+    channel: Option<Channel>,
+    drop_at: Option<Step>,
+    seconds: f64,
+    stats: ChannelStats,
+    sent: usize,
+    error: Option<String>,
+    /// Built lazily in step 0 (quantisation is client work).
+    pending: Option<Box<dyn FnOnce() -> Result<ClientState, SecAggError> + Send>>,
+}
+
+impl ClientRunner {
+    /// A runner for `state` over `channel`; it drops at `drop_at` if given.
+    pub fn new(state: ClientState, channel: Channel, drop_at: Option<Step>) -> Self {
+        Self {
+            state: Some(state),
+            channel: Some(channel),
+            drop_at,
+            seconds: 0.0,
+            stats: ChannelStats::default(),
+            sent: 0,
+            error: None,
+            pending: None,
+        }
+    }
+
+    fn lazy(
+        make: Box<dyn FnOnce() -> Result<ClientState, SecAggError> + Send>,
+        channel: Channel,
+        drop_at: Option<Step>,
+    ) -> Self {
+        Self {
+            state: None,
+            channel: Some(channel),
+            drop_at,
+            seconds: 0.0,
+            stats: ChannelStats::default(),
+            sent: 0,
+            error: None,
+            pending: Some(make),
+        }
+    }
+
+    fn close(&mut self) {
+        if let Some(ch) = self.channel.take() {
+            self.stats = ch.stats();
+        }
+        self.state = None;
+    }
+
+    /// Runs step `step`: receive the server's previous message (steps 1..3), compute, send.
+    pub fn step(&mut self, step: Step) {
+        if self.channel.is_none() {
+            return;
+        }
+        if self.drop_at == Some(step) {
+            self.close();
+            return;
+        }
+        if let Err(e) = self.try_step(step) {
+            self.error = Some(e.to_string());
+            self.close();
+        } else if step == Step::Unmasking {
+            self.close();
+        }
+    }
+
+    fn try_step(&mut self, step: Step) -> Result<(), SecAggError> {
+        // The channel is Some: checked by `step`.
+        let Some(ch) = self.channel.as_mut() else {
+            return Ok(());
+        };
+        let t0 = Instant::now();
+        if let Some(make) = self.pending.take() {
+            self.state = Some(make()?);
+        }
+        let state = self
+            .state
+            .as_mut()
+            .ok_or_else(|| SecAggError::Internal("client state missing".into()))?;
+        let bytes = match step {
+            Step::AdvertiseKeys => encode(&state.advertise_keys()?)?,
+            Step::ShareKeys => {
+                self.seconds += t0.elapsed().as_secs_f64();
+                let msg: KeyBroadcast = recv(ch)?;
+                let t0 = Instant::now();
+                let b = encode(&state.share_keys(msg)?)?;
+                self.seconds += t0.elapsed().as_secs_f64();
+                return send(ch, b).map(|_| self.sent += 1);
+            }
+            Step::MaskedInputCollection => {
+                self.seconds += t0.elapsed().as_secs_f64();
+                let msg: ForwardedShares = recv(ch)?;
+                let t0 = Instant::now();
+                let b = encode(&state.masked_input(msg)?)?;
+                self.seconds += t0.elapsed().as_secs_f64();
+                return send(ch, b).map(|_| self.sent += 1);
+            }
+            Step::Unmasking => {
+                self.seconds += t0.elapsed().as_secs_f64();
+                let msg: UnmaskRequest = recv(ch)?;
+                let t0 = Instant::now();
+                let b = encode(&state.unmask(msg)?)?;
+                self.seconds += t0.elapsed().as_secs_f64();
+                return send(ch, b).map(|_| self.sent += 1);
+            }
+        };
+        self.seconds += t0.elapsed().as_secs_f64();
+        send(ch, bytes)?;
+        self.sent += 1;
+        Ok(())
+    }
+
+    /// The report of this client (call after the last step).
+    pub fn report(&self, id: u32) -> ClientReport {
+        let traffic = match &self.channel {
+            Some(ch) => ch.stats(),
+            None => self.stats,
+        };
+        ClientReport {
+            id,
+            dropped_at: self.drop_at,
+            completed: self.sent == 4,
+            stats: RoleStats {
+                traffic,
+                seconds: self.seconds,
+            },
+            error: self.error.clone(),
+        }
+    }
+}
+
+fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, SecAggError> {
+    Ok(ppml_net::encode(msg)?)
+}
+
+fn encode_all<T: Serialize>(msgs: Vec<(u32, T)>) -> Result<Vec<(u32, Vec<u8>)>, SecAggError> {
+    msgs.into_iter()
+        .map(|(u, m)| Ok((u, encode(&m)?)))
+        .collect()
+}
+
+fn send(ch: &mut Channel, bytes: Vec<u8>) -> Result<(), SecAggError> {
+    Ok(ch.send_bytes(bytes)?)
+}
+
+fn recv<T: DeserializeOwned>(ch: &mut Channel) -> Result<T, SecAggError> {
+    let bytes = ch.recv_bytes()?;
+    Ok(ppml_net::decode(&bytes)?)
+}
+
+/// Runs one client over its channel to the server (e.g. from `ppml_net::tcp::connect`).
+pub fn run_client(
+    channel: Channel,
+    state: ClientState,
+    drop_at: Option<Step>,
+) -> Result<ClientReport, SecAggError> {
+    let id = state.id();
+    let mut r = ClientRunner::new(state, channel, drop_at);
+    for s in Step::ALL {
+        r.step(s);
+    }
+    let rep = r.report(id);
+    match &rep.error {
+        Some(e) => Err(SecAggError::Internal(format!("client {id}: {e}"))),
+        None => Ok(rep),
+    }
+}
+
+/// The server's result and costs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServerRun {
+    pub output: ServerOutput,
+    pub stats: RoleStats,
+    /// Clients whose messages were rejected (treated as dropouts), with the reason.
+    pub rejected: Vec<(u32, String)>,
+}
+
+/// Runs the server over one channel per client, in any order: each client's
+/// [`AdvertiseKeys`] names it. A client whose channel fails, or whose message is rejected
+/// by the state machine, is treated as dropped from that step on.
+pub fn run_server(
+    mut channels: Vec<Channel>,
+    mut state: ServerState,
+) -> Result<ServerRun, SecAggError> {
+    let n = state.params().n;
+    let mut seconds = 0.0;
+    let mut rejected = Vec::new();
+    // Step 0: learn who is on which channel.
+    let mut by_id: Vec<Option<Channel>> = (0..n).map(|_| None).collect();
+    let mut unassigned = Vec::new();
+    for mut ch in channels.drain(..) {
+        let Ok(bytes) = ch.recv_bytes() else {
+            unassigned.push(ch);
+            continue;
+        };
+        let t0 = Instant::now();
+        let res = ppml_net::decode::<AdvertiseKeys>(&bytes)
+            .map_err(SecAggError::from)
+            .and_then(|m| {
+                let id = m.id;
+                if by_id.get(id as usize).is_some_and(|c| c.is_some()) {
+                    return Err(SecAggError::Duplicate(id));
+                }
+                state.receive_keys(m).map(|_| id)
+            });
+        seconds += t0.elapsed().as_secs_f64();
+        match res {
+            Ok(id) => by_id[id as usize] = Some(ch),
+            Err(e) => {
+                rejected.push((u32::MAX, e.to_string()));
+                unassigned.push(ch);
+            }
+        }
+    }
+    let mut finished_stats: Vec<ChannelStats> = unassigned.iter().map(|c| c.stats()).collect();
+    drop(unassigned);
+    let kill = |by_id: &mut Vec<Option<Channel>>, u: usize, stats: &mut Vec<ChannelStats>| {
+        if let Some(ch) = by_id[u].take() {
+            stats.push(ch.stats());
+        }
+    };
+    let broadcast = |by_id: &mut Vec<Option<Channel>>,
+                     msgs: Vec<(u32, Vec<u8>)>,
+                     stats: &mut Vec<ChannelStats>| {
+        for (u, bytes) in msgs {
+            let u = u as usize;
+            let failed = match by_id[u].as_mut() {
+                Some(ch) => ch.send_bytes(bytes).is_err(),
+                None => false,
+            };
+            if failed && let Some(ch) = by_id[u].take() {
+                stats.push(ch.stats());
+            }
+        }
+    };
+    let t0 = Instant::now();
+    let msgs = state.broadcast_keys();
+    let msgs = msgs.and_then(encode_all);
+    seconds += t0.elapsed().as_secs_f64();
+    broadcast(&mut by_id, msgs?, &mut finished_stats);
+
+    // Steps 1..3: receive from every live client, then answer.
+    for step in [
+        Step::ShareKeys,
+        Step::MaskedInputCollection,
+        Step::Unmasking,
+    ] {
+        for u in 0..n {
+            let Some(ch) = by_id[u].as_mut() else {
+                continue;
+            };
+            let bytes = match ch.recv_bytes() {
+                Ok(b) => b,
+                Err(_) => {
+                    kill(&mut by_id, u, &mut finished_stats);
+                    continue;
+                }
+            };
+            let t0 = Instant::now();
+            let from = u as u32;
+            let res = match step {
+                Step::ShareKeys => ppml_net::decode::<ShareKeys>(&bytes)
+                    .map_err(SecAggError::from)
+                    .and_then(|m| state.receive_shares(from, m)),
+                Step::MaskedInputCollection => ppml_net::decode::<MaskedInput>(&bytes)
+                    .map_err(SecAggError::from)
+                    .and_then(|m| state.receive_masked(from, &m)),
+                _ => ppml_net::decode::<UnmaskResponse>(&bytes)
+                    .map_err(SecAggError::from)
+                    .and_then(|m| state.receive_unmask(from, m)),
+            };
+            seconds += t0.elapsed().as_secs_f64();
+            if let Err(e) = res {
+                rejected.push((from, e.to_string()));
+                kill(&mut by_id, u, &mut finished_stats);
+            }
+        }
+        let t0 = Instant::now();
+        let out = match step {
+            Step::ShareKeys => state.forward_shares().and_then(encode_all),
+            Step::MaskedInputCollection => state.unmask_requests().and_then(encode_all),
+            _ => Ok(Vec::new()),
+        };
+        seconds += t0.elapsed().as_secs_f64();
+        broadcast(&mut by_id, out?, &mut finished_stats);
+    }
+    let t0 = Instant::now();
+    let output = state.finish()?;
+    seconds += t0.elapsed().as_secs_f64();
+    for u in 0..n {
+        kill(&mut by_id, u, &mut finished_stats);
+    }
+    let rounds = finished_stats.iter().map(|s| s.rounds).max().unwrap_or(0);
+    let mut traffic: ChannelStats = finished_stats.into_iter().sum();
+    traffic.rounds = rounds;
+    Ok(ServerRun {
+        output,
+        stats: RoleStats { traffic, seconds },
+        rejected,
+    })
+}
+
+/// Result of [`aggregate_in_process`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct AggregateOutcome {
+    /// Decoded float sum of the survivors' (clipped) inputs.
+    pub sum: Vec<f32>,
+    /// The same sum in `Z_2^k`, exactly as the server computed it.
+    pub sum_quantised: Vec<u64>,
+    /// Ids of the clients whose inputs are in the sum (U3), sorted.
+    pub survivors: Vec<u32>,
+    /// |U1|, |U2|, |U3|, |U4|.
+    pub set_sizes: [usize; 4],
+    /// Per-coordinate bound on `|sum - sum of clipped survivor inputs|`.
+    pub error_bound: f64,
+    /// The round's resolved parameters (threshold, ring bits, degree).
+    pub params: RoundParams,
+    /// Server traffic (all its channels) and compute time.
+    pub server: RoleStats,
+    /// Every client's report, by id.
+    pub clients: Vec<ClientReport>,
+    /// Clients whose messages the server rejected, with the reason.
+    pub rejected: Vec<(u32, String)>,
+    /// Wall time of the whole round, all roles in-process.
+    pub round_seconds: f64,
+}
+
+fn derive(seed: u64, what: &str, id: u64) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_derive_key("ppml-secagg v1 simulation seeds");
+    h.update(&seed.to_le_bytes());
+    h.update(what.as_bytes());
+    h.update(&id.to_le_bytes());
+    *h.finalize().as_bytes()
+}
+
+/// One full round in this process: client `i` holds `inputs[i]`, the server and the
+/// clients are separate roles talking over in-memory `ppml_net` channels, clients run on
+/// rayon (all clients' step `s`, then step `s + 1`), the server on its own thread.
+/// `dropouts` says who drops at which step (an empty plan: nobody). Every random choice
+/// (keys, shares, graph, session id) derives from `seed`: a reproducible simulation; a
+/// deployment builds [`ClientState`]s from OS entropy and uses [`run_client`] /
+/// [`run_server`].
+///
+/// Errors: invalid inputs or configuration, and the server's abort
+/// ([`SecAggError::BelowThreshold`], [`SecAggError::NotEnoughShares`]).
+pub fn aggregate_in_process(
+    inputs: &[Vec<f32>],
+    cfg: &SecAggConfig,
+    dropouts: &DropoutPlan,
+    seed: u64,
+) -> Result<AggregateOutcome, SecAggError> {
+    let n = inputs.len();
+    let dim = inputs.first().map_or(0, |v| v.len());
+    if let Some(v) = inputs.iter().find(|v| v.len() != dim) {
+        return Err(SecAggError::DimMismatch {
+            expected: dim,
+            got: v.len(),
+        });
+    }
+    if !dropouts.drops.is_empty() && dropouts.drops.len() != n {
+        return Err(SecAggError::InvalidConfig(format!(
+            "dropout plan for {} clients, {n} inputs",
+            dropouts.drops.len()
+        )));
+    }
+    let mut session = [0u8; 16];
+    session.copy_from_slice(&derive(seed, "session", 0)[..16]);
+    let params = RoundParams::new(n, dim, cfg, session)?;
+    let quant = params.quantizer()?;
+    let net = NetConfig::default().with_timeout(cfg.timeout);
+    let start = Instant::now();
+    let mut server_chs = Vec::with_capacity(n);
+    let mut runners = Vec::with_capacity(n);
+    for (i, x) in inputs.iter().enumerate() {
+        let (s, c) = in_memory_pair(&net);
+        server_chs.push(s);
+        let p = params.clone();
+        // The input is copied into the runner's closure so that quantisation runs as the
+        // client's own work, in parallel.
+        let x = x.clone();
+        let key = derive(seed, "client", i as u64);
+        let make: Box<dyn FnOnce() -> Result<ClientState, SecAggError> + Send> =
+            Box::new(move || ClientState::new(i as u32, &x, &p, ppml_sharing::prg::from_key(key)));
+        runners.push(ClientRunner::lazy(make, c, dropouts.drop_at(i as u32)));
+    }
+    let graph_seed = u64::from_le_bytes(
+        derive(seed, "graph", 0)[..8]
+            .try_into()
+            .map_err(|_| SecAggError::Internal("seed derivation".into()))?,
+    );
+    let server_state = ServerState::new(&params, graph_seed);
+    let server = std::thread::Builder::new()
+        .name("secagg-server".into())
+        .spawn(move || run_server(server_chs, server_state))
+        .map_err(|e| SecAggError::Internal(format!("cannot spawn the server thread: {e}")))?;
+    for step in Step::ALL {
+        runners.par_iter_mut().for_each(|r| r.step(step));
+    }
+    let run = server
+        .join()
+        .map_err(|_| SecAggError::Internal("server thread panicked".into()))??;
+    let round_seconds = start.elapsed().as_secs_f64();
+    let clients = runners
+        .iter()
+        .enumerate()
+        .map(|(i, r)| r.report(i as u32))
+        .collect();
+    let m = run.output.survivors.len();
+    Ok(AggregateOutcome {
+        sum: quant.decode_sum(&run.output.sum, m),
+        error_bound: quant.sum_error_bound(m),
+        sum_quantised: run.output.sum,
+        survivors: run.output.survivors,
+        set_sizes: run.output.set_sizes,
+        params,
+        server: run.stats,
+        clients,
+        rejected: run.rejected,
+        round_seconds,
+    })
+}
