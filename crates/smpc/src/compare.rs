@@ -1,0 +1,362 @@
+//! Comparisons: DReLU, ReLU and selection, via a single PrivateCompare per
+//! element over Z_67 (SecureNN's PrivateCompare, used Falcon-style: one
+//! comparison gives the MSB directly, no ShareConvert), comparing only the
+//! `m = cmp_bits` low bits that can be non-zero.
+//!
+//! For a shared `x` with `-2^m <= x < 2^m` (as a signed ring integer):
+//! 1. P0 and P1 open `c = x + 2^m + r` with `r = r0 + r1` uniform in Z_2^64
+//!    (`r0` from `S02`, `r1` from `S12`; P2 knows `r`). `c` is uniform.
+//! 2. With `x' = x + 2^m` in `[0, 2^(m+1))`, the bit `[x >= 0] = [x' >= 2^m]`
+//!    equals `c_m xor r_m xor w` where `w = [c mod 2^m < r mod 2^m]`.
+//!    `w` is computed by PrivateCompare: P2 deals Z_67 shares of the bits of
+//!    `r mod 2^m`; P0 and P1 compute masked, rotated comparison vectors and
+//!    send them to P2, who learns only `w xor beta` (`beta` a common random
+//!    bit of P0 and P1).
+//! 3. So `DReLU(x) = u xor v` with `u = c_m xor beta` public to P0/P1 and
+//!    `v = (w xor beta) xor r_m` known to P2. P2 sends shares of `v`, of
+//!    `r v` and of `t v` for each payload mask `t`, from which P0/P1 get
+//!    shares of `DReLU(x)`, `ReLU(x) = x DReLU(x)` and `y DReLU(x)` locally.
+//!
+//! Three rounds, whatever the number of elements. Draw order:
+//! `S02`: r0, t0, rho0, then v0, rv0, tv0; `S12`: r1, t1;
+//! `S01`: beta, s, u, rot.
+
+use crate::party::{P0, P1, P2, Party, Stream, fill_below, fill_z67, fill_z67_nonzero};
+use crate::{SmpcError, error::expect_len};
+use rand::Rng;
+use rayon::prelude::*;
+
+const P: u32 = 67;
+
+/// This party's shares of the outputs of [`select`] (empty for P2).
+#[derive(Clone, Debug, Default)]
+pub struct SelectOut {
+    /// Shares of `DReLU(x) = [x >= 0]` (as a ring integer 0/1).
+    pub drelu: Vec<u64>,
+    /// Shares of `ReLU(x) = x * DReLU(x)`.
+    pub relu: Vec<u64>,
+    /// For each payload `y`, shares of `y * DReLU(x)`.
+    pub products: Vec<Vec<u64>>,
+}
+
+/// Common randomness of P0 and P1 for one PrivateCompare batch.
+pub struct PcMasks {
+    pub beta: Vec<u8>,
+    pub s: Vec<u8>,
+    pub u: Vec<u8>,
+    pub rot: Vec<u8>,
+}
+
+impl PcMasks {
+    /// Draws the masks for `n` comparisons of `m` bits (from `S01`).
+    pub fn draw<R: Rng + ?Sized>(rng: &mut R, n: usize, m: usize) -> PcMasks {
+        let mut beta = vec![0u8; n];
+        fill_below(rng, &mut beta, 2);
+        let mut s = vec![0u8; n * (m + 1)];
+        fill_z67_nonzero(rng, &mut s);
+        let mut u = vec![0u8; n * (m + 1)];
+        fill_z67(rng, &mut u);
+        let mut rot = vec![0u8; n];
+        fill_below(rng, &mut rot, (m + 1) as u8);
+        PcMasks { beta, s, u, rot }
+    }
+}
+
+/// Computing party `j`'s PrivateCompare message for `n` elements: for each
+/// element, `m + 1` values of Z_67 whose sums with the other party's values
+/// contain a zero iff `(r mod 2^m > c mod 2^m) xor beta`.
+///
+/// `c` are the opened values, `rho` this party's shares of the bits of
+/// `r mod 2^m` (`n x m`, bit `i` at `[e*m + i]`).
+pub fn pc_message(j: usize, m: usize, c: &[u64], rho: &[u8], masks: &PcMasks) -> Vec<u8> {
+    let w = m + 1;
+    let mut out = vec![0u8; c.len() * w];
+    let lead = u32::from(j == P0);
+    out.par_chunks_mut(w * 256)
+        .enumerate()
+        .for_each(|(chunk, out)| {
+            let mut cvals = [0u32; 64];
+            for (le, o) in out.chunks_exact_mut(w).enumerate() {
+                let e = chunk * 256 + le;
+                let ce = c[e];
+                let neg = masks.beta[e] == 1;
+                let rho_e = &rho[e * m..(e + 1) * m];
+                let mut suffix = 0u32; // sum of w_k shares for k > i, < 67
+                for i in (0..w).rev() {
+                    // Position 0 is the appended bit (x~ = 1, r~ = 0); position
+                    // i >= 1 is bit i-1 of c and r.
+                    let (xi, ri) = if i == 0 {
+                        (1u32, 0u32)
+                    } else {
+                        (((ce >> (i - 1)) & 1) as u32, rho_e[i - 1] as u32)
+                    };
+                    // diff = [j==0] x~_i - r~_i (mod 67), times (1 - 2 beta).
+                    let diff = (lead * xi + P - ri) % P;
+                    let signed = if neg { (P - diff) % P } else { diff };
+                    cvals[i] = (signed + lead + suffix) % P;
+                    // w_i share: x~_i = 0 -> r~_i ; x~_i = 1 -> [j==0] - r~_i.
+                    let wi = if xi == 0 { ri } else { (lead + P - ri) % P };
+                    suffix = (suffix + wi) % P;
+                }
+                let s = &masks.s[e * w..(e + 1) * w];
+                let u = &masks.u[e * w..(e + 1) * w];
+                let rot = masks.rot[e] as usize;
+                for i in 0..w {
+                    let v = (s[i] as u32 * cvals[i]) % P;
+                    let v = if j == P0 {
+                        (v + u[i] as u32) % P
+                    } else {
+                        (v + P - u[i] as u32) % P
+                    };
+                    let pos = if i + rot >= w { i + rot - w } else { i + rot };
+                    o[pos] = v as u8;
+                }
+            }
+        });
+    out
+}
+
+/// P2's evaluation of the two PrivateCompare messages: `1` for each element
+/// whose summed vector has a zero.
+pub fn pc_eval(w: usize, d0: &[u8], d1: &[u8]) -> Vec<u8> {
+    d0.chunks_exact(w)
+        .zip(d1.chunks_exact(w))
+        .map(|(a, b)| {
+            u8::from(
+                a.iter()
+                    .zip(b)
+                    .any(|(&x, &y)| (x as u32 + y as u32) % P == 0),
+            )
+        })
+        .collect()
+}
+
+/// Vectorised selection on `n` shared elements: shares of `DReLU(x)`,
+/// `ReLU(x)` and `y * DReLU(x)` for each payload `y` (each `n` elements).
+/// Requires `-2^m <= x < 2^m` (`m = cmp_bits`); payloads are unrestricted.
+/// P2 passes empty slices for `x` and the payloads (their count matters).
+pub fn select(
+    party: &mut Party,
+    n: usize,
+    x: &[u64],
+    payloads: &[&[u64]],
+) -> Result<SelectOut, SmpcError> {
+    let m = party.cfg.cmp_bits as usize;
+    let np = payloads.len();
+    let w = m + 1;
+    match party.id {
+        P2 => {
+            let r0 = party.draw(Stream::S02, n)?;
+            let t0 = party.draw(Stream::S02, n * np)?;
+            let mut rho0 = vec![0u8; n * m];
+            fill_z67(party.prg(Stream::S02)?, &mut rho0);
+            let r1 = party.draw(Stream::S12, n)?;
+            let t1 = party.draw(Stream::S12, n * np)?;
+            let r: Vec<u64> = r0.iter().zip(&r1).map(|(a, b)| a.wrapping_add(*b)).collect();
+            let t: Vec<u64> = t0.iter().zip(&t1).map(|(a, b)| a.wrapping_add(*b)).collect();
+            let mut rho1 = vec![0u8; n * m];
+            rho1.par_chunks_mut(m.max(1))
+                .zip(rho0.par_chunks(m.max(1)))
+                .zip(r.par_iter())
+                .for_each(|((o, z), &re)| {
+                    for i in 0..m {
+                        let bit = ((re >> i) & 1) as u8;
+                        o[i] = (bit + 67 - z[i]) % 67;
+                    }
+                });
+            party.net.send_bytes(P1, rho1)?;
+            let d0 = party.net.recv_bytes(P0)?;
+            let d1 = party.net.recv_bytes(P1)?;
+            expect_len("compare message of p0", d0.len(), n * w)?;
+            expect_len("compare message of p1", d1.len(), n * w)?;
+            let bp = pc_eval(w, &d0, &d1);
+            let v0 = party.draw(Stream::S02, n)?;
+            let rv0 = party.draw(Stream::S02, n)?;
+            let tv0 = party.draw(Stream::S02, n * np)?;
+            let mut reply = vec![0u64; n * (2 + np)];
+            for e in 0..n {
+                let v = u64::from(bp[e]) ^ ((r[e] >> m) & 1);
+                reply[e] = v.wrapping_sub(v0[e]);
+                reply[n + e] = r[e].wrapping_mul(v).wrapping_sub(rv0[e]);
+                for p in 0..np {
+                    let idx = p * n + e;
+                    reply[2 * n + idx] = t[idx].wrapping_mul(v).wrapping_sub(tv0[idx]);
+                }
+            }
+            party.net.send_u64s(P1, &reply)?;
+            Ok(SelectOut::default())
+        }
+        j @ (P0 | P1) => {
+            expect_len("select input", x.len(), n)?;
+            for p in payloads {
+                expect_len("select payload", p.len(), n)?;
+            }
+            let s = if j == P0 { Stream::S02 } else { Stream::S12 };
+            let r = party.draw(s, n)?;
+            let t = party.draw(s, n * np)?;
+            let mut rho = vec![0u8; n * m];
+            if j == P0 {
+                fill_z67(party.prg(Stream::S02)?, &mut rho);
+            }
+            let offset = if j == P0 { 1u64 << m } else { 0 };
+            let mut msg = Vec::with_capacity(n * (1 + np));
+            msg.extend((0..n).map(|e| x[e].wrapping_add(r[e]).wrapping_add(offset)));
+            for (p, y) in payloads.iter().enumerate() {
+                msg.extend((0..n).map(|e| y[e].wrapping_add(t[p * n + e])));
+            }
+            let opened = party.open(&msg)?;
+            let (c, e_all) = opened.split_at(n);
+            if j == P1 {
+                rho = party.net.recv_bytes(P2)?;
+                expect_len("bit shares", rho.len(), n * m)?;
+            }
+            let masks = PcMasks::draw(party.prg(Stream::S01)?, n, m);
+            let d = pc_message(j, m, c, &rho, &masks);
+            party.net.send_bytes(P2, d)?;
+            let (v, rv, tv) = if j == P0 {
+                let v = party.draw(Stream::S02, n)?;
+                let rv = party.draw(Stream::S02, n)?;
+                let tv = party.draw(Stream::S02, n * np)?;
+                (v, rv, tv)
+            } else {
+                let mut reply = party.recv_len(P2, n * (2 + np), "select reply")?;
+                let tv = reply.split_off(2 * n);
+                let rv = reply.split_off(n);
+                (reply, rv, tv)
+            };
+            let lead = u64::from(j == P0);
+            let mut out = SelectOut {
+                drelu: vec![0; n],
+                relu: vec![0; n],
+                products: vec![vec![0; n]; np],
+            };
+            for e in 0..n {
+                let u = ((c[e] >> m) & 1) ^ u64::from(masks.beta[e]);
+                // (1 - 2u) as a ring element: 1 or -1.
+                let sign = 1u64.wrapping_sub(u << 1);
+                out.drelu[e] = (lead * u).wrapping_add(sign.wrapping_mul(v[e]));
+                let xv = c[e].wrapping_sub(1u64 << m).wrapping_mul(v[e]).wrapping_sub(rv[e]);
+                out.relu[e] = u.wrapping_mul(x[e]).wrapping_add(sign.wrapping_mul(xv));
+                for (p, y) in payloads.iter().enumerate() {
+                    let idx = p * n + e;
+                    let yv = e_all[idx].wrapping_mul(v[e]).wrapping_sub(tv[idx]);
+                    out.products[p][e] = u.wrapping_mul(y[e]).wrapping_add(sign.wrapping_mul(yv));
+                }
+            }
+            Ok(out)
+        }
+        other => Err(SmpcError::Role(format!("party {other} cannot compare"))),
+    }
+}
+
+/// Shares of `ReLU(x)` for `n` elements (see [`select`]).
+pub fn relu(party: &mut Party, n: usize, x: &[u64]) -> Result<Vec<u64>, SmpcError> {
+    Ok(select(party, n, x, &[])?.relu)
+}
+
+/// Shares of `DReLU(x) = [x >= 0]` as ring integers 0/1.
+pub fn drelu(party: &mut Party, n: usize, x: &[u64]) -> Result<Vec<u64>, SmpcError> {
+    Ok(select(party, n, x, &[])?.drelu)
+}
+
+/// Element-wise `max(a, b) = b + ReLU(a - b)` (`a - b` must be within the
+/// compare range).
+pub fn max2(party: &mut Party, n: usize, a: &[u64], b: &[u64]) -> Result<Vec<u64>, SmpcError> {
+    if party.id == P2 {
+        select(party, n, &[], &[])?;
+        return Ok(Vec::new());
+    }
+    let diff: Vec<u64> = a.iter().zip(b).map(|(x, y)| x.wrapping_sub(*y)).collect();
+    let r = select(party, n, &diff, &[])?.relu;
+    Ok(b.iter().zip(&r).map(|(x, y)| x.wrapping_add(*y)).collect())
+}
+
+/// Maximum of each group: `groups` is `count x size` (row-major, one group
+/// per row); a tournament of `ceil(log2 size)` [`select`] rounds, each
+/// vectorised over all groups. With `with_index`, also returns shares of the
+/// index of the maximum within its group (first index on ties).
+pub fn max_groups(
+    party: &mut Party,
+    count: usize,
+    size: usize,
+    groups: &[u64],
+    with_index: bool,
+) -> Result<(Vec<u64>, Vec<u64>), SmpcError> {
+    if size == 0 {
+        return Err(SmpcError::Shape("max over empty groups".into()));
+    }
+    let helper = party.id == P2;
+    if !helper {
+        expect_len("max groups", groups.len(), count * size)?;
+    }
+    let lead = u64::from(party.id == P0);
+    // Candidates laid out candidate-major: cand[c * count + g].
+    let mut width = size;
+    let mut vals = vec![0u64; if helper { 0 } else { count * size }];
+    let mut idx = vec![0u64; if helper || !with_index { 0 } else { count * size }];
+    if !helper {
+        for g in 0..count {
+            for c in 0..size {
+                vals[c * count + g] = groups[g * size + c];
+                if with_index {
+                    idx[c * count + g] = lead * c as u64;
+                }
+            }
+        }
+    }
+    while width > 1 {
+        let pairs = width / 2;
+        let n = pairs * count;
+        let next_width = width - pairs;
+        if helper {
+            let payloads: Vec<&[u64]> = if with_index { vec![&[]] } else { vec![] };
+            select(party, n, &[], &payloads)?;
+            width = next_width;
+            continue;
+        }
+        // Pair candidate 2q with 2q+1.
+        let mut diff = vec![0u64; n];
+        let mut idiff = vec![0u64; if with_index { n } else { 0 }];
+        for q in 0..pairs {
+            for g in 0..count {
+                let a = vals[2 * q * count + g];
+                let b = vals[(2 * q + 1) * count + g];
+                diff[q * count + g] = a.wrapping_sub(b);
+                if with_index {
+                    idiff[q * count + g] =
+                        idx[2 * q * count + g].wrapping_sub(idx[(2 * q + 1) * count + g]);
+                }
+            }
+        }
+        let payloads: Vec<&[u64]> = if with_index { vec![&idiff] } else { vec![] };
+        let out = select(party, n, &diff, &payloads)?;
+        let mut nvals = vec![0u64; next_width * count];
+        let mut nidx = vec![0u64; if with_index { next_width * count } else { 0 }];
+        for q in 0..pairs {
+            for g in 0..count {
+                let b = vals[(2 * q + 1) * count + g];
+                nvals[q * count + g] = b.wrapping_add(out.relu[q * count + g]);
+                if with_index {
+                    nidx[q * count + g] =
+                        idx[(2 * q + 1) * count + g].wrapping_add(out.products[0][q * count + g]);
+                }
+            }
+        }
+        if width % 2 == 1 {
+            let last = width - 1;
+            nvals[pairs * count..].copy_from_slice(&vals[last * count..(last + 1) * count]);
+            if with_index {
+                nidx[pairs * count..].copy_from_slice(&idx[last * count..(last + 1) * count]);
+            }
+        }
+        vals = nvals;
+        idx = nidx;
+        width = next_width;
+    }
+    Ok((vals, idx))
+}
+
+/// Shares of the argmax of each row of a `rows x cols` shared matrix.
+pub fn argmax(party: &mut Party, rows: usize, cols: usize, x: &[u64]) -> Result<Vec<u64>, SmpcError> {
+    Ok(max_groups(party, rows, cols, x, true)?.1)
+}

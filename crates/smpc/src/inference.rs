@@ -1,0 +1,1 @@
+pub struct InferConfig; pub struct InferenceReport; pub fn run_in_process(){}

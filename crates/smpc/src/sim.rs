@@ -1,0 +1,99 @@
+//! Running parties as threads of one process over in-memory channels.
+
+use crate::SmpcError;
+use crate::party::{Party, ProtocolConfig};
+use ppml_net::{NetConfig, Network, NetworkStats};
+use ppml_sharing::prg;
+
+/// The outcome of one party in an in-process run.
+#[derive(Debug)]
+pub struct PartyRun<T> {
+    pub output: T,
+    pub stats: NetworkStats,
+}
+
+/// Seeds of each party's private generator: from `seed` (reproducible) or
+/// from the OS.
+pub fn party_rng(seed: Option<u64>, id: usize) -> prg::Prg {
+    match seed {
+        Some(s) => prg::seeded(s ^ (0x9E37_79B9_7F4A_7C15u64.wrapping_mul(id as u64 + 1))),
+        None => prg::from_entropy(),
+    }
+}
+
+/// Runs `f` as party `i` of `networks.len()` parties, each in its own thread,
+/// after [`Party::setup`]. Returns every party's output and traffic, or the
+/// first error (by party index).
+pub fn run_networks<T, F>(
+    networks: Vec<Network>,
+    cfg: ProtocolConfig,
+    seed: Option<u64>,
+    f: F,
+) -> Result<Vec<PartyRun<T>>, SmpcError>
+where
+    T: Send,
+    F: Fn(&mut Party) -> Result<T, SmpcError> + Sync,
+{
+    let f = &f;
+    let results: Vec<Result<PartyRun<T>, SmpcError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = networks
+            .into_iter()
+            .map(|net| {
+                scope.spawn(move || {
+                    let id = net.me();
+                    let mut rng = party_rng(seed, id);
+                    let mut party = Party::setup(net, cfg, &mut rng)?;
+                    let output = f(&mut party)?;
+                    Ok(PartyRun {
+                        output,
+                        stats: party.net.stats(),
+                    })
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .enumerate()
+            .map(|(i, h)| {
+                h.join()
+                    .unwrap_or_else(|_| Err(SmpcError::Panicked(crate::party::party_name(i).into())))
+            })
+            .collect()
+    });
+    // Report the root cause: a party that failed for a reason other than a
+    // peer disappearing, if any.
+    let mut first_err = None;
+    let mut outs = Vec::new();
+    for r in results {
+        match r {
+            Ok(o) => outs.push(o),
+            Err(e) => {
+                let is_net = matches!(e, SmpcError::Net(_));
+                match &first_err {
+                    None => first_err = Some(e),
+                    Some(SmpcError::Net(_)) if !is_net => first_err = Some(e),
+                    _ => {}
+                }
+            }
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(outs),
+    }
+}
+
+/// Runs `f` as each of `n` parties over fresh in-memory channels.
+pub fn run_in_memory<T, F>(
+    n: usize,
+    cfg: ProtocolConfig,
+    seed: Option<u64>,
+    f: F,
+) -> Result<Vec<PartyRun<T>>, SmpcError>
+where
+    T: Send,
+    F: Fn(&mut Party) -> Result<T, SmpcError> + Sync,
+{
+    let nets = Network::in_memory(n, &NetConfig::default());
+    run_networks(nets, cfg, seed, f)
+}

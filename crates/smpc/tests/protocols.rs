@@ -1,0 +1,193 @@
+//! Every protocol against plaintext, on random and edge inputs.
+
+use ppml_fixedpoint::FixedPoint;
+use ppml_sharing::prg;
+use ppml_smpc::party::{P0, P1, ProtocolConfig};
+use ppml_smpc::{beaver, compare, sim};
+use proptest::prelude::*;
+
+const F: u32 = 16;
+
+/// Shares `x` between P0 and P1 with a seeded mask; returns (x0, x1).
+fn share(x: &[u64], seed: u64) -> (Vec<u64>, Vec<u64>) {
+    let r = prg::random_u64s(&mut prg::seeded(seed), x.len());
+    let x1: Vec<u64> = x.iter().zip(&r).map(|(a, b)| a.wrapping_sub(*b)).collect();
+    (r, x1)
+}
+
+fn pick(id: usize, s: &(Vec<u64>, Vec<u64>)) -> Vec<u64> {
+    match id {
+        P0 => s.0.clone(),
+        P1 => s.1.clone(),
+        _ => Vec::new(),
+    }
+}
+
+fn reconstruct(runs: &[sim::PartyRun<Vec<u64>>]) -> Vec<u64> {
+    runs[P0]
+        .output
+        .iter()
+        .zip(&runs[P1].output)
+        .map(|(a, b)| a.wrapping_add(*b))
+        .collect()
+}
+
+fn enc(v: &[f64]) -> Vec<u64> {
+    let fp = FixedPoint::new(F).unwrap();
+    v.iter().map(|x| fp.encode(*x).unwrap()).collect()
+}
+
+/// Edge values: 0, +-1 ulp, small and large magnitudes within the bound.
+fn edge_values(limit: f64) -> Vec<f64> {
+    let ulp = 1.0 / (1u64 << F) as f64;
+    vec![0.0, ulp, -ulp, 1.0, -1.0, 0.5, -0.5, limit, -limit, limit / 3.0, -limit / 7.0, 2.0 * ulp, -2.0 * ulp]
+}
+
+fn value() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        -1000.0f64..1000.0,
+        -1.0f64..1.0,
+        Just(0.0),
+        Just(1.0 / 65536.0),
+        Just(-1.0 / 65536.0),
+    ]
+}
+
+fn check_mul(x: &[f64], y: &[f64], seed: u64) -> Result<(), TestCaseError> {
+    let fp = FixedPoint::new(F).unwrap();
+    let (xe, ye) = (enc(x), enc(y));
+    let (xs, ys) = (share(&xe, seed), share(&ye, seed + 1));
+    let n = x.len();
+    let runs = sim::run_in_memory(3, ProtocolConfig::default(), Some(seed), |p| {
+        beaver::mul_fixed(p, n, &pick(p.id, &xs), &pick(p.id, &ys))
+    })
+    .unwrap();
+    let z = reconstruct(&runs);
+    for i in 0..n {
+        let exact = fp.decode(xe[i]) * fp.decode(ye[i]);
+        let got = fp.decode(z[i]);
+        // Local truncation: floor or floor + 1 ulp, plus the floor itself.
+        prop_assert!((got - exact).abs() <= 2.0 * fp.ulp() + 1e-12, "{} * {}: {got} vs {exact}", x[i], y[i]);
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn mul_matches_plaintext(pairs in proptest::collection::vec((value(), value()), 1..40), seed in any::<u64>()) {
+        let (x, y): (Vec<f64>, Vec<f64>) = pairs.into_iter().unzip();
+        check_mul(&x, &y, seed)?;
+    }
+
+    #[test]
+    fn matmul_matches_plaintext(m in 1usize..9, k in 1usize..20, n in 1usize..9, seed in any::<u64>()) {
+        let fp = FixedPoint::new(F).unwrap();
+        let mut rng = prg::seeded(seed);
+        let mut draw = |len: usize| -> Vec<f64> {
+            prg::random_u64s(&mut rng, len).iter().map(|v| ((*v % 20_000) as f64 - 10_000.0) / 1000.0).collect()
+        };
+        let (x, y) = (draw(m * k), draw(k * n));
+        let (xe, ye) = (enc(&x), enc(&y));
+        let (xs, ys) = (share(&xe, seed), share(&ye, seed ^ 5));
+        let runs = sim::run_in_memory(3, ProtocolConfig::default(), Some(seed), |p| {
+            beaver::matmul_fixed(p, m, k, n, &pick(p.id, &xs), &pick(p.id, &ys))
+        }).unwrap();
+        let z = reconstruct(&runs);
+        for i in 0..m {
+            for j in 0..n {
+                let exact: f64 = (0..k).map(|t| fp.decode(xe[i * k + t]) * fp.decode(ye[t * n + j])).sum();
+                let got = fp.decode(z[i * n + j]);
+                prop_assert!((got - exact).abs() <= 2.0 * fp.ulp() + 1e-9, "{got} vs {exact}");
+            }
+        }
+    }
+
+    #[test]
+    fn relu_and_drelu_match_plaintext(x in proptest::collection::vec(value(), 1..64), seed in any::<u64>()) {
+        let xe = enc(&x);
+        let xs = share(&xe, seed);
+        let n = x.len();
+        let runs = sim::run_in_memory(3, ProtocolConfig::default(), Some(seed), |p| {
+            let o = compare::select(p, n, &pick(p.id, &xs), &[])?;
+            Ok([o.drelu, o.relu].concat())
+        }).unwrap();
+        let z = reconstruct(&runs);
+        for i in 0..n {
+            let d = u64::from((xe[i] as i64) >= 0);
+            prop_assert_eq!(z[i], d, "drelu({})", x[i]);
+            prop_assert_eq!(z[n + i], if d == 1 { xe[i] } else { 0 }, "relu({})", x[i]);
+        }
+    }
+}
+
+#[test]
+fn mul_edge_values() {
+    let cfg = ProtocolConfig::default();
+    // |x*y| within the truncation bound: 2^11 * 2^11 real.
+    let limit = 2048.0;
+    let e = edge_values(limit);
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    for a in &e {
+        for b in &e {
+            x.push(*a);
+            y.push(*b);
+        }
+    }
+    check_mul(&x, &y, 11).unwrap();
+    assert!(cfg.compare_range() >= 4096.0);
+}
+
+#[test]
+fn relu_edge_values_at_the_compare_limit() {
+    let cfg = ProtocolConfig::default();
+    let m = cfg.cmp_bits;
+    // Ring integers at the very edge of the documented range -2^m <= x < 2^m.
+    let mut xe: Vec<u64> = vec![0, 1, u64::MAX, (1u64 << m) - 1, (1u64 << m).wrapping_neg(), 12345, 54321u64.wrapping_neg()];
+    xe.extend(enc(&edge_values(cfg.compare_range() * 0.999)));
+    let n = xe.len();
+    for seed in 0..8u64 {
+        let xs = share(&xe, seed);
+        let runs = sim::run_in_memory(3, cfg, Some(seed), |p| compare::relu(p, n, &pick(p.id, &xs))).unwrap();
+        let z = reconstruct(&runs);
+        for i in 0..n {
+            let want = if (xe[i] as i64) >= 0 { xe[i] } else { 0 };
+            assert_eq!(z[i], want, "relu of ring value {}", xe[i] as i64);
+        }
+    }
+}
+
+#[test]
+fn select_products_and_argmax_match_plaintext() {
+    let mut rng = prg::seeded(77);
+    let (rows, cols) = (50, 10);
+    let vals: Vec<f64> = prg::random_u64s(&mut rng, rows * cols)
+        .iter()
+        .map(|v| ((*v % 4_000_000) as f64 - 2_000_000.0) / 1000.0)
+        .collect();
+    let mut xe = enc(&vals);
+    // A row with ties: first index wins.
+    for c in 0..cols {
+        xe[c] = 5;
+    }
+    let xs = share(&xe, 3);
+    let runs = sim::run_in_memory(3, ProtocolConfig::default(), Some(9), |p| {
+        let (mx, idx) = compare::max_groups(p, rows, cols, &pick(p.id, &xs), true)?;
+        Ok([mx, idx].concat())
+    })
+    .unwrap();
+    let z = reconstruct(&runs);
+    for r in 0..rows {
+        let row: Vec<i64> = xe[r * cols..(r + 1) * cols].iter().map(|v| *v as i64).collect();
+        let mut best = 0;
+        for c in 0..cols {
+            if row[c] > row[best] {
+                best = c;
+            }
+        }
+        assert_eq!(z[r] as i64, row[best], "max of row {r}");
+        assert_eq!(z[rows + r], best as u64, "argmax of row {r}");
+    }
+}
+
