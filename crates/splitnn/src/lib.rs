@@ -59,7 +59,7 @@ pub mod roles;
 pub mod wire;
 
 pub use ppml_net::ChannelStats;
-pub use roles::{DataHolder, Images, LabelHolder, MiddleServer, RemoteConfig};
+pub use roles::{DataHolder, Images, LabelHolder, MiddleServer, RemoteConfig, load_mnist_labels};
 pub use wire::Variant;
 
 use ppml_net::{NetConfig, NetError};
@@ -70,12 +70,10 @@ use serde::Serialize;
 #[derive(Debug, thiserror::Error)]
 pub enum SplitError {
     /// The channel failed (peer disconnected, timeout, ...) while doing `during`.
+    /// (`source` is part of the message and deliberately not chained, so error reports
+    /// that print the chain do not repeat it.)
     #[error("{during}: {source}")]
-    Net {
-        during: String,
-        #[source]
-        source: NetError,
-    },
+    Net { during: String, source: NetError },
     /// The peer sent something other than what the protocol expects at this point.
     #[error("protocol violation: {0}")]
     Protocol(String),
@@ -148,6 +146,9 @@ pub struct EpochReport {
     pub test_loss: Option<f64>,
     /// Wall time of the training batches, all messaging included.
     pub train_seconds: f64,
+    /// CPU time of this process during the training batches (Linux: summed over all its
+    /// threads from `/proc/self/task/*/schedstat`; in process it covers both parties).
+    pub train_cpu_seconds: Option<f64>,
     /// Wall time of the evaluation through the split.
     pub eval_seconds: f64,
     /// The data holder's channel traffic during training (sent = forward direction).
@@ -212,6 +213,21 @@ pub enum Event<'a> {
     },
     /// An epoch (and its evaluation) is done.
     Epoch(&'a EpochReport),
+}
+
+/// CPU time consumed so far by all live threads of this process, in seconds (Linux only:
+/// the sum of the first field of `/proc/self/task/*/schedstat`, in nanoseconds). Wall time on
+/// a shared machine includes waiting for a core; this does not.
+pub fn process_cpu_seconds() -> Option<f64> {
+    let mut ns = 0u64;
+    for t in std::fs::read_dir("/proc/self/task").ok()? {
+        let Ok(t) = t else { continue };
+        // A thread may exit between listing and reading: skip it.
+        if let Ok(s) = std::fs::read_to_string(t.path().join("schedstat")) {
+            ns += s.split_whitespace().next()?.parse::<u64>().ok()?;
+        }
+    }
+    Some(ns as f64 * 1e-9)
 }
 
 /// The parts of ppml-nn's `split` architecture for a variant:

@@ -346,6 +346,7 @@ impl DataHolder {
         let mut epochs = Vec::with_capacity(cfg.epochs);
         for epoch in 0..cfg.epochs {
             let order = epoch_order(n, &mut rng);
+            let cpu0 = crate::process_cpu_seconds();
             let t0 = Instant::now();
             let c0 = ch.stats();
             let mut loss_sum = 0.0f64;
@@ -396,6 +397,10 @@ impl DataHolder {
                 });
             }
             let train_seconds = t0.elapsed().as_secs_f64();
+            let train_cpu_seconds = match (cpu0, crate::process_cpu_seconds()) {
+                (Some(a), Some(b)) => Some(b - a),
+                _ => None,
+            };
             let c1 = ch.stats();
             let t1 = Instant::now();
             let (train_loss, acc, test_loss) = self.evaluate(ch, cfg, epoch, steps, loss_sum)?;
@@ -405,6 +410,7 @@ impl DataHolder {
                 test_accuracy: acc,
                 test_loss,
                 train_seconds,
+                train_cpu_seconds,
                 eval_seconds: t1.elapsed().as_secs_f64(),
                 train_traffic: c1 - c0,
                 eval_traffic: ch.stats() - c1,
