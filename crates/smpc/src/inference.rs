@@ -1,1 +1,614 @@
-pub struct InferConfig; pub struct InferenceReport; pub fn run_in_process(){}
+//! Private inference of `ppml-nn` models among five roles: the model owner
+//! (shares the weights once), the data owner (sends masked images, receives
+//! the prediction shares and alone reconstructs predictions), and the three
+//! computing parties P0, P1, P2.
+//!
+//! What each computing party sees is masked: P0/P1 receive `F = W - B`
+//! (weights masked by P2's `B`), `E = X - A` (inputs masked by `A`), opened
+//! values masked by fresh masks, and the helper's corrections; P2 receives
+//! only PrivateCompare vectors. See docs/PROTOCOLS.md.
+//!
+//! The model's layer list (shapes only, as a [`ModelPlan`]) and the batch
+//! sizes are public.
+
+use crate::beaver::{self, FixedRhs, Masked};
+use crate::party::{DATA_OWNER, MODEL_OWNER, P0, P1, P2, Party, ProtocolConfig, Stream, party_name};
+use crate::sim::{self, PartyRun};
+use crate::{SmpcError, compare, error::expect_len};
+use ppml_fixedpoint::FixedPoint;
+use ppml_net::{NetConfig, Network, NetworkStats};
+use ppml_nn::{Layer, Model};
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, Instant};
+
+/// One layer as the parties see it: shapes only, no weights.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LayerPlan {
+    /// `y = x W^T + b`.
+    Linear { in_features: usize, out_features: usize },
+    /// 2-D convolution (square kernel), computed as im2col then a matmul.
+    Conv {
+        in_channels: usize,
+        out_channels: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+        input_hw: (usize, usize),
+    },
+    /// ReLU.
+    Relu,
+    /// Max pooling (no padding).
+    MaxPool {
+        kernel: usize,
+        stride: usize,
+        channels: usize,
+        input_hw: (usize, usize),
+    },
+}
+
+/// The public description of a model: its layers' shapes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelPlan {
+    pub arch: String,
+    pub input_size: usize,
+    pub output_size: usize,
+    pub layers: Vec<LayerPlan>,
+}
+
+impl LayerPlan {
+    fn conv_out_hw(kernel: usize, stride: usize, padding: usize, hw: (usize, usize)) -> (usize, usize) {
+        let s = stride.max(1);
+        (
+            (hw.0 + 2 * padding).saturating_sub(kernel) / s + 1,
+            (hw.1 + 2 * padding).saturating_sub(kernel) / s + 1,
+        )
+    }
+
+    /// Per-sample output size for a per-sample input size.
+    pub fn out_size(&self, in_size: usize) -> usize {
+        match *self {
+            LayerPlan::Linear { out_features, .. } => out_features,
+            LayerPlan::Conv { out_channels, kernel, stride, padding, input_hw, .. } => {
+                let (h, w) = Self::conv_out_hw(kernel, stride, padding, input_hw);
+                out_channels * h * w
+            }
+            LayerPlan::Relu => in_size,
+            LayerPlan::MaxPool { kernel, stride, channels, input_hw } => {
+                let (h, w) = Self::conv_out_hw(kernel, stride, 0, input_hw);
+                channels * h * w
+            }
+        }
+    }
+}
+
+/// The weights of a layer in ring form: `k x n` right operand and bias.
+struct RingLayer {
+    w: Vec<u64>,
+    k: usize,
+    n: usize,
+    bias: Vec<u64>,
+}
+
+impl ModelPlan {
+    /// The plan of a model. `Flatten` is dropped (a no-op on row-major data)
+    /// and `ReLU, MaxPool` is run as `MaxPool, ReLU` (equal, since ReLU is
+    /// monotone; the ReLU then runs on 4x fewer elements).
+    pub fn from_model(model: &Model) -> Result<ModelPlan, SmpcError> {
+        model.validate()?;
+        let mut layers = Vec::new();
+        for l in &model.layers {
+            let p = match l {
+                Layer::Linear(x) => LayerPlan::Linear {
+                    in_features: x.in_features,
+                    out_features: x.out_features,
+                },
+                Layer::Conv2d(c) => LayerPlan::Conv {
+                    in_channels: c.in_channels,
+                    out_channels: c.out_channels,
+                    kernel: c.kernel,
+                    stride: c.stride,
+                    padding: c.padding,
+                    input_hw: c.input_hw,
+                },
+                Layer::Relu => LayerPlan::Relu,
+                Layer::MaxPool2d(m) => LayerPlan::MaxPool {
+                    kernel: m.kernel,
+                    stride: m.stride,
+                    channels: m.channels,
+                    input_hw: m.input_hw,
+                },
+                Layer::Flatten => continue,
+            };
+            if matches!(p, LayerPlan::MaxPool { .. }) && layers.last() == Some(&LayerPlan::Relu) {
+                layers.pop();
+                layers.push(p);
+                layers.push(LayerPlan::Relu);
+            } else {
+                layers.push(p);
+            }
+        }
+        let out = model.output_size();
+        if out < 1 {
+            return Err(SmpcError::Model("model has no outputs".into()));
+        }
+        Ok(ModelPlan {
+            arch: model.arch.clone(),
+            input_size: model.input_size(),
+            output_size: out,
+            layers,
+        })
+    }
+
+    fn check(&self) -> Result<(), SmpcError> {
+        let mut size = self.input_size;
+        for l in &self.layers {
+            if let LayerPlan::Linear { in_features, .. } = l
+                && *in_features != size
+            {
+                return Err(SmpcError::Model(format!("layer {l:?} receives {size} inputs")));
+            }
+            size = l.out_size(size);
+        }
+        if size != self.output_size {
+            return Err(SmpcError::Model(format!(
+                "plan outputs {size} values, expected {}",
+                self.output_size
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The ring form of every weighted layer, in plan order (the model owner's
+/// secret).
+fn ring_layers(model: &Model, fp: FixedPoint) -> Result<Vec<RingLayer>, SmpcError> {
+    let mut out = Vec::new();
+    for l in &model.layers {
+        match l {
+            Layer::Linear(x) => {
+                let (k, n) = (x.in_features, x.out_features);
+                let mut w = vec![0u64; k * n];
+                for o in 0..n {
+                    for i in 0..k {
+                        w[i * n + o] = fp.encode_f32(x.weight[o * k + i])?;
+                    }
+                }
+                out.push(RingLayer { w, k, n, bias: fp.encode_vec(&x.bias)? });
+            }
+            Layer::Conv2d(c) => {
+                let k = c.in_channels * c.kernel * c.kernel;
+                let n = c.out_channels;
+                let mut w = vec![0u64; k * n];
+                for o in 0..n {
+                    for i in 0..k {
+                        w[i * n + o] = fp.encode_f32(c.weight[o * k + i])?;
+                    }
+                }
+                out.push(RingLayer { w, k, n, bias: fp.encode_vec(&c.bias)? });
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// One weighted layer as a computing party holds it.
+struct PreparedLayer {
+    rhs: FixedRhs,
+    /// This party's share of the bias (empty for P2).
+    bias: Vec<u64>,
+}
+
+fn weighted_dims(plan: &ModelPlan) -> Vec<(usize, usize)> {
+    plan.layers
+        .iter()
+        .filter_map(|l| match *l {
+            LayerPlan::Linear { in_features, out_features } => Some((in_features, out_features)),
+            LayerPlan::Conv { in_channels, out_channels, kernel, .. } => {
+                Some((in_channels * kernel * kernel, out_channels))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The model owner's role: announces the plan and shares the weights.
+pub fn model_owner(party: &mut Party, model: &Model) -> Result<(), SmpcError> {
+    let plan = ModelPlan::from_model(model)?;
+    let fp = FixedPoint::new(party.cfg.frac_bits)?;
+    let layers = ring_layers(model, fp)?;
+    for peer in [P0, P1, P2, DATA_OWNER] {
+        party.net.send(peer, &plan)?;
+    }
+    for l in &layers {
+        FixedRhs::share_as_owner(party, &l.w, l.k, l.n)?;
+        let b0 = party.draw(Stream::M02, l.n)?;
+        let b1: Vec<u64> = l.bias.iter().zip(&b0).map(|(b, r)| b.wrapping_sub(*r)).collect();
+        party.net.send_u64s(P1, &b1)?;
+    }
+    Ok(())
+}
+
+fn prepare(party: &mut Party, plan: &ModelPlan) -> Result<Vec<PreparedLayer>, SmpcError> {
+    let mut out = Vec::new();
+    for (k, n) in weighted_dims(plan) {
+        let rhs = FixedRhs::from_owner(party, k, n)?;
+        let bias = match party.id {
+            P0 => party.draw(Stream::M02, n)?,
+            P1 => party.recv_len(MODEL_OWNER, n, "bias share")?,
+            _ => {
+                party.draw(Stream::M02, n)?; // keep M02 in step with P0
+                Vec::new()
+            }
+        };
+        out.push(PreparedLayer { rhs, bias });
+    }
+    Ok(out)
+}
+
+/// im2col of a batch of `C x H x W` images: rows `b*P + p` (output position
+/// `p`), columns `(c*k + ki)*k + kj` (PyTorch's weight order).
+fn im2col(
+    x: &[u64],
+    batch: usize,
+    (cin, kernel, stride, padding, (h, w)): (usize, usize, usize, usize, (usize, usize)),
+) -> Vec<u64> {
+    let (ho, wo) = LayerPlan::conv_out_hw(kernel, stride, padding, (h, w));
+    let np = ho * wo;
+    let kk = cin * kernel * kernel;
+    let mut out = vec![0u64; batch * np * kk];
+    use rayon::prelude::*;
+    out.par_chunks_mut(np * kk).enumerate().for_each(|(b, img_out)| {
+        let img = &x[b * cin * h * w..(b + 1) * cin * h * w];
+        for oy in 0..ho {
+            for ox in 0..wo {
+                let row = &mut img_out[(oy * wo + ox) * kk..(oy * wo + ox + 1) * kk];
+                for c in 0..cin {
+                    for ki in 0..kernel {
+                        let iy = (oy * stride + ki) as isize - padding as isize;
+                        for kj in 0..kernel {
+                            let ix = (ox * stride + kj) as isize - padding as isize;
+                            let v = if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                0
+                            } else {
+                                img[c * h * w + iy as usize * w + ix as usize]
+                            };
+                            row[(c * kernel + ki) * kernel + kj] = v;
+                        }
+                    }
+                }
+            }
+        }
+    });
+    out
+}
+
+/// The windows of a max pool as groups: `(batch*C*Ho*Wo) x (k*k)`.
+fn pool_groups(x: &[u64], batch: usize, kernel: usize, stride: usize, ch: usize, (h, w): (usize, usize)) -> Vec<u64> {
+    let (ho, wo) = LayerPlan::conv_out_hw(kernel, stride, 0, (h, w));
+    let mut out = Vec::with_capacity(batch * ch * ho * wo * kernel * kernel);
+    for b in 0..batch {
+        for c in 0..ch {
+            let plane = &x[(b * ch + c) * h * w..(b * ch + c + 1) * h * w];
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    for ki in 0..kernel {
+                        for kj in 0..kernel {
+                            out.push(plane[(oy * stride + ki) * w + ox * stride + kj]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Runs one batch through the plan; returns this party's shares of the
+/// predicted class of each image (P2: empty).
+fn infer_batch(
+    party: &mut Party,
+    plan: &ModelPlan,
+    layers: &[PreparedLayer],
+    batch: usize,
+) -> Result<Vec<u64>, SmpcError> {
+    let helper = party.id == P2;
+    let mut x: Vec<u64> = Vec::new();
+    let mut size = plan.input_size;
+    let mut weighted = 0;
+    let mut first = true;
+    for l in &plan.layers {
+        let out_size = l.out_size(size);
+        match *l {
+            LayerPlan::Linear { .. } | LayerPlan::Conv { .. } => {
+                let prepared = layers
+                    .get(weighted)
+                    .ok_or_else(|| SmpcError::Model("fewer prepared layers than the plan has".into()))?;
+                weighted += 1;
+                let masked = if first {
+                    beaver::mask_from_owner(party, batch * size)?
+                } else {
+                    beaver::mask_shared(party, batch * size, &x)?
+                };
+                first = false;
+                let n = prepared.rhs.n();
+                if let LayerPlan::Conv { in_channels, kernel, stride, padding, input_hw, .. } = *l {
+                    let geo = (in_channels, kernel, stride, padding, input_hw);
+                    let masked: Masked = masked.map(|v| im2col(v, batch, geo));
+                    let np = out_size / n;
+                    let mut z = beaver::fixed_product(party, batch * np, &masked, &prepared.rhs)?;
+                    beaver::truncate(party, &mut z);
+                    if !helper {
+                        // (b, p, o) -> (b, o, p), plus bias.
+                        let mut y = vec![0u64; batch * out_size];
+                        for b in 0..batch {
+                            for p in 0..np {
+                                for o in 0..n {
+                                    y[b * out_size + o * np + p] =
+                                        z[(b * np + p) * n + o].wrapping_add(prepared.bias[o]);
+                                }
+                            }
+                        }
+                        x = y;
+                    }
+                } else {
+                    let mut z = beaver::fixed_product(party, batch, &masked, &prepared.rhs)?;
+                    beaver::truncate(party, &mut z);
+                    if !helper {
+                        for row in z.chunks_exact_mut(n) {
+                            for (v, b) in row.iter_mut().zip(&prepared.bias) {
+                                *v = v.wrapping_add(*b);
+                            }
+                        }
+                    }
+                    x = z;
+                }
+            }
+            LayerPlan::Relu => {
+                x = compare::relu(party, batch * size, &x)?;
+            }
+            LayerPlan::MaxPool { kernel, stride, channels, input_hw } => {
+                let count = batch * out_size;
+                let groups = if helper {
+                    Vec::new()
+                } else {
+                    pool_groups(&x, batch, kernel, stride, channels, input_hw)
+                };
+                x = compare::max_groups(party, count, kernel * kernel, &groups, false)?.0;
+            }
+        }
+        size = out_size;
+    }
+    if plan.output_size == 1 {
+        // Binary model: the class is DReLU of the single logit ([z >= 0]).
+        return compare::drelu(party, batch, &x);
+    }
+    compare::argmax(party, batch, plan.output_size, &x)
+}
+
+/// A computing party's role (P0, P1 or P2): receives the plan and the
+/// weights, then runs every batch the data owner announces.
+pub fn computing_party(party: &mut Party) -> Result<(), SmpcError> {
+    let plan: ModelPlan = party.net.recv(MODEL_OWNER)?;
+    plan.check()?;
+    let layers = prepare(party, &plan)?;
+    let batches: Vec<usize> = party.net.recv(DATA_OWNER)?;
+    for b in batches {
+        let idx = infer_batch(party, &plan, &layers, b)?;
+        if party.id != P2 {
+            party.net.send_u64s(DATA_OWNER, &idx)?;
+        }
+    }
+    Ok(())
+}
+
+/// The data owner's role: sends its images (`images.len() / input_size`
+/// of them) masked, in batches of `batch`, and reconstructs the predictions.
+pub fn data_owner(party: &mut Party, images: &[f32], batch: usize) -> Result<Vec<u8>, SmpcError> {
+    if batch == 0 {
+        return Err(SmpcError::Config("batch size must be at least 1".into()));
+    }
+    let plan: ModelPlan = party.net.recv(MODEL_OWNER)?;
+    let per = plan.input_size;
+    if images.len() % per != 0 {
+        return Err(SmpcError::Shape(format!(
+            "{} pixel values are not a whole number of {per}-value images",
+            images.len()
+        )));
+    }
+    let count = images.len() / per;
+    let batches: Vec<usize> = (0..count).step_by(batch).map(|s| batch.min(count - s)).collect();
+    for peer in [P0, P1, P2] {
+        party.net.send(peer, &batches)?;
+    }
+    let fp = FixedPoint::new(party.cfg.frac_bits)?;
+    let mut preds = Vec::with_capacity(count);
+    let mut start = 0;
+    let mut enc = Vec::new();
+    for &b in &batches {
+        enc.resize(b * per, 0);
+        fp.encode_into(&images[start * per..(start + b) * per], &mut enc)?;
+        beaver::send_input_as_owner(party, &enc)?;
+        start += b;
+    }
+    // Collect the outputs after sending everything: the parties pipeline.
+    for &b in &batches {
+        let s0 = party.recv_len(P0, b, "prediction share")?;
+        let s1 = party.recv_len(P1, b, "prediction share")?;
+        for (a, c) in s0.iter().zip(&s1) {
+            let v = a.wrapping_add(*c);
+            preds.push(u8::try_from(v).map_err(|_| {
+                SmpcError::Shape(format!("reconstructed class {v} is not a class index"))
+            })?);
+        }
+    }
+    Ok(preds)
+}
+
+/// What a role brings to a run.
+pub enum RoleInput<'a> {
+    /// P0, P1, P2.
+    Computing,
+    /// The model owner's model.
+    Model(&'a Model),
+    /// The data owner's images (row-major, normalised) and batch size.
+    Data { images: &'a [f32], batch: usize },
+}
+
+/// Runs the role of `party.id` to completion; the data owner returns the
+/// predictions, the others an empty vector.
+pub fn run_role(party: &mut Party, input: &RoleInput<'_>) -> Result<Vec<u8>, SmpcError> {
+    match (party.id, input) {
+        (P0 | P1 | P2, RoleInput::Computing) => computing_party(party).map(|_| Vec::new()),
+        (MODEL_OWNER, RoleInput::Model(m)) => model_owner(party, m).map(|_| Vec::new()),
+        (DATA_OWNER, RoleInput::Data { images, batch }) => data_owner(party, images, *batch),
+        (id, _) => Err(SmpcError::Role(format!(
+            "{} was given the wrong kind of input",
+            party_name(id)
+        ))),
+    }
+}
+
+/// Configuration of an in-process private inference run.
+#[derive(Clone, Debug)]
+pub struct InferConfig {
+    /// Images per batch (default 1000).
+    pub batch: usize,
+    /// Fixed-point and comparison parameters.
+    pub protocol: ProtocolConfig,
+    /// Seed of every party's generator (`None`: from the OS).
+    pub seed: Option<u64>,
+    /// Receive timeout of every channel.
+    pub timeout: Duration,
+}
+
+impl Default for InferConfig {
+    fn default() -> Self {
+        Self {
+            batch: 1000,
+            protocol: ProtocolConfig::default(),
+            seed: None,
+            timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Traffic of one party.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PartyTraffic {
+    pub party: String,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub messages_sent: u64,
+    pub rounds: u64,
+}
+
+impl PartyTraffic {
+    /// From a party's network stats.
+    pub fn from_stats(id: usize, s: &NetworkStats) -> Self {
+        PartyTraffic {
+            party: party_name(id).into(),
+            bytes_sent: s.total.bytes_sent,
+            bytes_received: s.total.bytes_received,
+            messages_sent: s.total.messages_sent,
+            rounds: s.total.rounds,
+        }
+    }
+}
+
+/// The result of a private inference run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct InferenceReport {
+    pub arch: String,
+    pub images: usize,
+    pub batch: usize,
+    /// Accuracy of the private predictions against the labels.
+    pub accuracy: f64,
+    /// Accuracy of the plaintext model on the same images.
+    pub plaintext_accuracy: f64,
+    /// Fraction of images where private and plaintext predictions agree.
+    pub plaintext_agreement: f64,
+    /// Wall time of everything: setup, weight sharing, input sharing,
+    /// dealing, protocols, reconstruction.
+    pub seconds: f64,
+    pub images_per_second: f64,
+    /// Sum over all five roles of the bytes sent (input sharing included).
+    pub bytes_total: u64,
+    pub bytes_per_image: f64,
+    /// Largest number of rounds of a computing party.
+    pub rounds: u64,
+    pub frac_bits: u32,
+    pub cmp_bits: u32,
+    /// Per role: p0, p1, p2, model-owner, data-owner.
+    pub parties: Vec<PartyTraffic>,
+    #[serde(skip)]
+    pub predictions: Vec<u8>,
+}
+
+/// Runs private inference of `model` on `images` (row-major, normalised as
+/// the model expects) with all five roles as threads of this process, and
+/// compares with the plaintext model and the labels.
+pub fn run_in_process(
+    model: &Model,
+    images: &[f32],
+    labels: &[u8],
+    cfg: &InferConfig,
+) -> Result<InferenceReport, SmpcError> {
+    let per = model.input_size();
+    if per == 0 || images.len() != labels.len() * per {
+        return Err(SmpcError::Shape(format!(
+            "{} pixel values for {} labels of {per} values",
+            images.len(),
+            labels.len()
+        )));
+    }
+    let count = labels.len();
+    let nets = Network::in_memory(5, &NetConfig::default().with_timeout(cfg.timeout));
+    let start = Instant::now();
+    let runs: Vec<PartyRun<Vec<u8>>> = sim::run_networks(nets, cfg.protocol, cfg.seed, |party| {
+        let input = match party.id {
+            MODEL_OWNER => RoleInput::Model(model),
+            DATA_OWNER => RoleInput::Data { images, batch: cfg.batch },
+            _ => RoleInput::Computing,
+        };
+        run_role(party, &input)
+    })?;
+    let seconds = start.elapsed().as_secs_f64();
+    let preds = runs[DATA_OWNER].output.clone();
+    expect_len("predictions", preds.len(), count)?;
+    let plain = predict_plain(model, images, count);
+    let frac = |f: &dyn Fn(usize) -> bool| (0..count).filter(|&i| f(i)).count() as f64 / count.max(1) as f64;
+    let parties: Vec<PartyTraffic> = runs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| PartyTraffic::from_stats(i, &r.stats))
+        .collect();
+    let bytes_total: u64 = parties.iter().map(|p| p.bytes_sent).sum();
+    Ok(InferenceReport {
+        arch: model.arch.clone(),
+        images: count,
+        batch: cfg.batch,
+        accuracy: frac(&|i| preds[i] == labels[i]),
+        plaintext_accuracy: frac(&|i| plain[i] == labels[i]),
+        plaintext_agreement: frac(&|i| preds[i] == plain[i]),
+        seconds,
+        images_per_second: count as f64 / seconds,
+        bytes_total,
+        bytes_per_image: bytes_total as f64 / count.max(1) as f64,
+        rounds: parties[..3].iter().map(|p| p.rounds).max().unwrap_or(0),
+        frac_bits: cfg.protocol.frac_bits,
+        cmp_bits: cfg.protocol.cmp_bits,
+        parties,
+        predictions: preds,
+    })
+}
+
+/// Plaintext predictions in batches of 1000.
+pub fn predict_plain(model: &Model, images: &[f32], count: usize) -> Vec<u8> {
+    let per = model.input_size();
+    let mut out = Vec::with_capacity(count);
+    for chunk in images.chunks(1000 * per) {
+        out.extend(model.predict(chunk, chunk.len() / per));
+    }
+    out
+}
