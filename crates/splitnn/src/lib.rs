@@ -59,7 +59,9 @@ pub mod roles;
 pub mod wire;
 
 pub use ppml_net::ChannelStats;
-pub use roles::{DataHolder, Images, LabelHolder, MiddleServer, RemoteConfig, load_mnist_labels};
+pub use roles::{
+    DataHolder, Images, LabelHolder, MiddleServer, RemoteConfig, RoundRobin, load_mnist_labels,
+};
 pub use wire::Variant;
 
 use ppml_net::{NetConfig, NetError};
@@ -183,6 +185,9 @@ pub struct RunReport {
     pub setup_traffic: ChannelStats,
     /// Everything on the data holder's channel.
     pub total_traffic: ChannelStats,
+    /// Round-robin with a shared bottom: the weight hand-offs to and from the other data
+    /// holders (zero otherwise).
+    pub peer_traffic: ChannelStats,
 }
 
 impl RunReport {
@@ -347,4 +352,152 @@ pub fn train_in_process(
             })
         }
     }
+}
+
+/// Result of [`train_round_robin`].
+#[derive(Debug)]
+pub struct RoundRobinRun {
+    /// One report per data holder (holder `count - 1` trains last in every epoch).
+    pub reports: Vec<RunReport>,
+    pub remote: RemoteReport,
+    /// Every holder's bottom at the end, in holder order. Shared: holder `k` keeps the
+    /// bottom as it handed it on after its last turn, so the last one is the trained bottom.
+    pub bottoms: Vec<Model>,
+    pub top: Model,
+    /// Wall time of the whole run.
+    pub seconds: f64,
+}
+
+/// Vanilla split learning with `holders` data holders taking turns against one label holder,
+/// all as threads of this process over in-memory channels. The training set is cut into
+/// `holders` contiguous shards; every epoch, holder 0 trains over its shard, then holder 1,
+/// and so on, each followed by an evaluation of its bottom + the shared top on `test`. With
+/// `share_bottom`, the bottom's weights go from each holder to the next (a ring of channels
+/// between data holders, as in Gupta & Raskar's peer-to-peer mode), so one bottom is trained
+/// on all shards; otherwise every holder keeps its own bottom and only the top is shared.
+pub fn train_round_robin(
+    train: &Dataset,
+    test: &Dataset,
+    cfg: &SplitConfig,
+    init_seed: u64,
+    holders: usize,
+    share_bottom: bool,
+    on: &mut dyn FnMut(Event<'_>),
+) -> Result<RoundRobinRun, SplitError> {
+    if cfg.variant != Variant::Vanilla {
+        return Err(SplitError::Config(
+            "round-robin is implemented for the vanilla variant".into(),
+        ));
+    }
+    let n = train.len();
+    if holders == 0 || holders > n {
+        return Err(SplitError::Config(format!(
+            "{holders} data holders for {n} training images"
+        )));
+    }
+    let mut parts = split_parts(Variant::Vanilla, init_seed)?;
+    let top = parts
+        .pop()
+        .ok_or_else(|| SplitError::Config("no top".into()))?;
+    let bottom = parts
+        .pop()
+        .ok_or_else(|| SplitError::Config("no bottom".into()))?;
+    let net = NetConfig::default();
+    let mut label = LabelHolder::new(
+        top,
+        train.labels.clone(),
+        test.labels.clone(),
+        RemoteConfig {
+            lr: cfg.lr,
+            momentum: cfg.momentum,
+        },
+    )?;
+    let mut to_label = Vec::with_capacity(holders);
+    let mut data_ends = Vec::with_capacity(holders);
+    for _ in 0..holders {
+        let (d, l) = ppml_net::in_memory_pair(&net);
+        data_ends.push(d);
+        to_label.push(l);
+    }
+    // Ring: holder k's `next` is connected to holder k+1's `prev`.
+    let mut prevs: Vec<Option<ppml_net::Channel>> = (0..holders).map(|_| None).collect();
+    let mut nexts: Vec<Option<ppml_net::Channel>> = (0..holders).map(|_| None).collect();
+    if share_bottom && holders > 1 {
+        for k in 0..holders {
+            let (a, b) = ppml_net::in_memory_pair(&net);
+            nexts[k] = Some(a);
+            prevs[(k + 1) % holders] = Some(b);
+        }
+    }
+    let p = train.pixels();
+    let t0 = std::time::Instant::now();
+    let test_images = Images::from_dataset(test);
+    std::thread::scope(|scope| -> Result<RoundRobinRun, SplitError> {
+        let label_thread = scope.spawn(move || {
+            let r = label.run_round_robin(&mut to_label);
+            (r, label.into_model())
+        });
+        let mut handles = Vec::with_capacity(holders);
+        let mut last = None;
+        for (k, (mut ch, (prev, next))) in data_ends
+            .into_iter()
+            .zip(prevs.into_iter().zip(nexts))
+            .enumerate()
+        {
+            let shard = (k * n / holders)..((k + 1) * n / holders);
+            let images = Images::new(train.images[shard.start * p..shard.end * p].to_vec(), p)?;
+            let mut holder = DataHolder::vanilla(bottom.clone(), images, test_images.clone())?;
+            let mut rr = RoundRobin {
+                index: k,
+                count: holders,
+                share_bottom,
+                prev,
+                next,
+            };
+            if k + 1 == holders {
+                last = Some((holder, ch, rr));
+            } else {
+                handles.push(scope.spawn(move || {
+                    let r = holder.run_round_robin(&mut ch, cfg, &mut rr, &mut |_| {});
+                    drop(ch);
+                    (r, holder.into_models())
+                }));
+            }
+        }
+        let (mut holder, mut ch, mut rr) =
+            last.ok_or_else(|| SplitError::Config("no data holder".into()))?;
+        let last_result = holder.run_round_robin(&mut ch, cfg, &mut rr, on);
+        drop(ch);
+        drop(rr);
+        let mut reports = Vec::with_capacity(holders);
+        let mut bottoms = Vec::with_capacity(holders);
+        let mut first_err = None;
+        for h in handles {
+            let (r, mut models) = h
+                .join()
+                .map_err(|_| SplitError::Panic("data holder".into()))?;
+            match r {
+                Ok(r) => reports.push(r),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+            bottoms.append(&mut models);
+        }
+        let (rres, top) = label_thread
+            .join()
+            .map_err(|_| SplitError::Panic("label holder".into()))?;
+        reports.push(last_result?);
+        if let Some(e) = first_err {
+            return Err(e);
+        }
+        bottoms.extend(holder.into_models());
+        Ok(RoundRobinRun {
+            reports,
+            remote: rres?,
+            bottoms,
+            top,
+            seconds: t0.elapsed().as_secs_f64(),
+        })
+    })
 }

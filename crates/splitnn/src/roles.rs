@@ -275,6 +275,48 @@ impl DataHolder {
         cfg: &SplitConfig,
         on: &mut dyn FnMut(Event<'_>),
     ) -> Result<RunReport, SplitError> {
+        self.run_impl(ch, cfg, None, on)
+    }
+
+    /// Runs as data holder `rr.index` of `rr.count` taking turns with the others against
+    /// one label holder (vanilla only). With `rr.share_bottom`, the bottom's weights travel
+    /// around the ring of data holders: each waits for its predecessor's weights (`rr.prev`)
+    /// before its turn and hands them on (`rr.next`) after it (holder 0 starts epoch 1 with
+    /// its own initial weights), so all holders train one bottom; otherwise each keeps its own.
+    pub fn run_round_robin(
+        &mut self,
+        ch: &mut Channel,
+        cfg: &SplitConfig,
+        rr: &mut RoundRobin,
+        on: &mut dyn FnMut(Event<'_>),
+    ) -> Result<RunReport, SplitError> {
+        if rr.count == 0 || rr.index >= rr.count {
+            return Err(SplitError::Config(format!(
+                "data holder {} of {}",
+                rr.index, rr.count
+            )));
+        }
+        if self.head.is_some() {
+            return Err(SplitError::Config(
+                "round-robin is implemented for the vanilla variant".into(),
+            ));
+        }
+        if rr.share_bottom && rr.count > 1 && (rr.prev.is_none() || rr.next.is_none()) {
+            return Err(SplitError::Config(
+                "sharing the bottom needs channels to the previous and next data holder".into(),
+            ));
+        }
+        self.run_impl(ch, cfg, Some(rr), on)
+    }
+
+    fn run_impl(
+        &mut self,
+        ch: &mut Channel,
+        cfg: &SplitConfig,
+        mut rr: Option<&mut RoundRobin>,
+        on: &mut dyn FnMut(Event<'_>),
+    ) -> Result<RunReport, SplitError> {
+        let (index, count) = rr.as_ref().map_or((0, 1), |r| (r.index, r.count));
         if cfg.variant != self.variant() {
             return Err(SplitError::Config(format!(
                 "configured for {} but this data holder is {}",
@@ -315,11 +357,11 @@ impl DataHolder {
             test_samples: self.test.len() as u64,
             batch: cfg.batch as u32,
             epochs: cfg.epochs as u32,
-            shuffle_seed: cfg.shuffle_seed,
+            shuffle_seed: cfg.shuffle_seed.wrapping_add(index as u64),
             eval_chunk: cfg.eval_chunk as u32,
             evaluate: cfg.evaluate,
-            holder: 0,
-            holders: 1,
+            holder: index as u32,
+            holders: count as u32,
         };
         let s0 = ch.stats();
         send_control(ch, &Control::Hello(hello), "sending the handshake")?;
@@ -334,7 +376,8 @@ impl DataHolder {
         }
         let setup_traffic = ch.stats() - s0;
 
-        let mut rng = ChaCha8Rng::seed_from_u64(cfg.shuffle_seed);
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.shuffle_seed.wrapping_add(index as u64));
+        let mut peer_traffic = ppml_net::ChannelStats::default();
         let mut opt_b = Sgd::new(cfg.lr, cfg.momentum);
         let mut opt_h = Sgd::new(cfg.lr, cfg.momentum);
         let mut ws_b = Workspace::new();
@@ -345,6 +388,13 @@ impl DataHolder {
         let mut dl: Vec<f32> = Vec::new();
         let mut epochs = Vec::with_capacity(cfg.epochs);
         for epoch in 0..cfg.epochs {
+            if let Some(r) = rr.as_deref_mut()
+                && r.share_bottom
+                && r.count > 1
+                && !(epoch == 0 && r.index == 0)
+            {
+                peer_traffic += r.receive_bottom(&mut self.bottom)?;
+            }
             let order = epoch_order(n, &mut rng);
             let cpu0 = crate::process_cpu_seconds();
             let t0 = Instant::now();
@@ -417,6 +467,13 @@ impl DataHolder {
             };
             on(Event::Epoch(&rep));
             epochs.push(rep);
+            if let Some(r) = rr.as_deref_mut()
+                && r.share_bottom
+                && r.count > 1
+                && !(epoch + 1 == cfg.epochs && r.index + 1 == r.count)
+            {
+                peer_traffic += r.send_bottom(&self.bottom)?;
+            }
         }
         let full = cfg.batch.min(n);
         let per_batch = match cfg.variant {
@@ -443,6 +500,7 @@ impl DataHolder {
             per_batch,
             setup_traffic,
             total_traffic: ch.stats() - s0,
+            peer_traffic,
         })
     }
 
@@ -524,6 +582,62 @@ impl DataHolder {
     }
 }
 
+/// A data holder's place among several that take turns ([`DataHolder::run_round_robin`]).
+#[derive(Debug)]
+pub struct RoundRobin {
+    pub index: usize,
+    pub count: usize,
+    /// Pass the bottom's weights around the ring (else every holder keeps its own bottom).
+    pub share_bottom: bool,
+    /// Channel from the previous data holder (`index - 1`, or the last for holder 0).
+    pub prev: Option<Channel>,
+    /// Channel to the next data holder.
+    pub next: Option<Channel>,
+}
+
+impl RoundRobin {
+    fn receive_bottom(&mut self, bottom: &mut Model) -> Result<ppml_net::ChannelStats, SplitError> {
+        let ch = self
+            .prev
+            .as_mut()
+            .ok_or_else(|| SplitError::Config("no channel from the previous data holder".into()))?;
+        let s0 = ch.stats();
+        match recv_control(
+            ch,
+            "waiting for the bottom weights of the previous data holder",
+        )? {
+            Control::BottomWeights(w) => bottom.set_params_flat(&w).map_err(|e| {
+                SplitError::Protocol(format!("bottom weights from the previous holder: {e}"))
+            })?,
+            other => {
+                return Err(SplitError::Protocol(format!(
+                    "expected bottom weights, got {other:?}"
+                )));
+            }
+        }
+        if bottom.params_flat().iter().any(|v| !v.is_finite()) {
+            return Err(SplitError::Protocol(
+                "bottom weights from the previous holder are not finite".into(),
+            ));
+        }
+        Ok(ch.stats() - s0)
+    }
+
+    fn send_bottom(&mut self, bottom: &Model) -> Result<ppml_net::ChannelStats, SplitError> {
+        let ch = self
+            .next
+            .as_mut()
+            .ok_or_else(|| SplitError::Config("no channel to the next data holder".into()))?;
+        let s0 = ch.stats();
+        send_control(
+            ch,
+            &Control::BottomWeights(bottom.params_flat()),
+            "handing the bottom weights to the next data holder",
+        )?;
+        Ok(ch.stats() - s0)
+    }
+}
+
 /// Optimiser settings of the remote party (its own; the data holder's are not sent).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RemoteConfig {
@@ -544,6 +658,7 @@ impl Default for RemoteConfig {
 fn handshake(
     ch: &mut Channel,
     variant: Variant,
+    (index, count): (usize, usize),
     check: impl FnOnce(&Hello) -> Result<(), String>,
 ) -> Result<Hello, SplitError> {
     let h = match recv_control(ch, "waiting for the data holder's handshake")? {
@@ -568,8 +683,11 @@ fn handshake(
             "eval chunk {} (allowed 1..={MAX_ROWS})",
             h.eval_chunk
         ))
-    } else if h.holders != 1 || h.holder != 0 {
-        Err("several data holders are not supported by this party".into())
+    } else if h.holders as usize != count || h.holder as usize != index {
+        Err(format!(
+            "data holder {} of {} (this party expects holder {index} of {count} on this channel)",
+            h.holder, h.holders
+        ))
     } else if h.train_samples == 0
         || h.train_samples.div_ceil(h.batch as u64) * h.epochs as u64 >= u32::MAX as u64
     {
@@ -641,97 +759,133 @@ impl LabelHolder {
     /// their gradient, steps its own optimiser, and after each epoch evaluates the test
     /// activations against its test labels and reports accuracy and mean losses.
     pub fn run(&mut self, ch: &mut Channel) -> Result<RemoteReport, SplitError> {
-        let s0 = ch.stats();
+        self.run_round_robin(std::slice::from_mut(ch))
+    }
+
+    /// Serves several data holders in turn (round-robin), one channel each, in holder order:
+    /// holder `k` holds the `k`-th contiguous shard of the training set (its size is announced
+    /// in its handshake; the shards must cover this party's labels exactly). Every epoch,
+    /// each holder in turn trains over its shard (and is evaluated) against the one shared top.
+    pub fn run_round_robin(&mut self, chs: &mut [Channel]) -> Result<RemoteReport, SplitError> {
+        let count = chs.len();
+        if count == 0 {
+            return Err(SplitError::Config("no data holder channel".into()));
+        }
+        let s0: ppml_net::ChannelStats = chs.iter().map(Channel::stats).sum();
         let width = self.top.input_size();
         let (ntr, nte) = (
             self.train_labels.len() as u64,
             self.test_labels.len() as u64,
         );
-        let h = handshake(ch, Variant::Vanilla, |h| {
-            if h.send_width as usize != width || h.return_width != 0 {
-                Err(format!(
-                    "cut width {} (the top takes {width})",
-                    h.send_width
-                ))
-            } else if h.train_samples != ntr {
-                Err(format!(
-                    "{} training samples (this party has {ntr} labels)",
-                    h.train_samples
-                ))
-            } else if h.evaluate && h.test_samples != nte {
-                Err(format!(
-                    "{} test samples (this party has {nte} labels)",
-                    h.test_samples
-                ))
-            } else {
-                Ok(())
-            }
-        })?;
-        let batch = h.batch as usize;
-        let n = ntr as usize;
-        let steps = n.div_ceil(batch);
+        let mut hellos: Vec<Hello> = Vec::with_capacity(count);
+        let mut shards = Vec::with_capacity(count);
+        let mut offset = 0u64;
+        for (k, ch) in chs.iter_mut().enumerate() {
+            let first = hellos.first().map(|h| (h.epochs, h.evaluate));
+            let h = handshake(ch, Variant::Vanilla, (k, count), |h| {
+                let end = offset.saturating_add(h.train_samples);
+                if h.send_width as usize != width || h.return_width != 0 {
+                    Err(format!(
+                        "cut width {} (the top takes {width})",
+                        h.send_width
+                    ))
+                } else if end > ntr || (k + 1 == count && end != ntr) {
+                    Err(format!(
+                        "{} training samples from sample {offset} (this party has {ntr} labels)",
+                        h.train_samples
+                    ))
+                } else if h.evaluate && h.test_samples != nte {
+                    Err(format!(
+                        "{} test samples (this party has {nte} labels)",
+                        h.test_samples
+                    ))
+                } else if first.is_some_and(|f| f != (h.epochs, h.evaluate)) {
+                    Err("epochs or evaluation differ from data holder 0".into())
+                } else {
+                    Ok(())
+                }
+            })?;
+            let start = offset as usize;
+            offset += h.train_samples;
+            shards.push(start..offset as usize);
+            hellos.push(h);
+        }
+        let epochs = hellos[0].epochs as usize;
         let out = self.top.output_size();
-        let mut rng = ChaCha8Rng::seed_from_u64(h.shuffle_seed);
+        let mut rngs: Vec<ChaCha8Rng> = hellos
+            .iter()
+            .map(|h| ChaCha8Rng::seed_from_u64(h.shuffle_seed))
+            .collect();
         let mut opt = Sgd::new(self.cfg.lr, self.cfg.momentum);
         let mut ws = Workspace::new();
-        let mut abuf = Vec::with_capacity(batch * width);
-        let mut ybuf = Vec::with_capacity(batch);
+        let mut abuf = Vec::new();
+        let mut ybuf = Vec::new();
         let mut dl = Vec::new();
         let mut ib = InferBuffers::default();
-        let mut losses = Vec::with_capacity(h.epochs as usize);
-        for epoch in 0..h.epochs as usize {
-            let order = epoch_order(n, &mut rng);
-            let mut loss_sum = 0.0f64;
-            for (s, idx) in order.chunks(batch).enumerate() {
-                let b = idx.len();
-                let step = (epoch * steps + s) as u32;
-                let want = Expect {
-                    kind: TensorKind::Activations,
-                    step,
-                    rows: b,
-                    cols: width,
-                };
-                recv_tensor(ch, want, &mut abuf)?;
-                ybuf.clear();
-                ybuf.extend(idx.iter().map(|&i| self.train_labels[i]));
-                let logits = self.top.forward_train_ws(&abuf, b, &mut ws);
-                dl.resize(b * out, 0.0);
-                loss_sum += loss_grad(logits, &ybuf, b, out, &mut dl) as f64;
-                // Invariant: want_input_grad = true always returns the input gradient.
-                let g = self.top.backward_ws(&dl, &mut ws, true).unwrap_or(&[]);
-                send_tensor(ch, TensorKind::Gradients, step, b, width, g)?;
-                opt.step(&mut self.top, &ws.grads);
-            }
-            let train_loss = loss_sum / steps.max(1) as f64;
-            losses.push(train_loss);
-            let mut acc = EvalAcc::default();
-            if h.evaluate {
-                for (c, ys) in self.test_labels.chunks(h.eval_chunk as usize).enumerate() {
+        let mut losses = Vec::with_capacity(epochs * count);
+        let mut total_steps = 0;
+        for epoch in 0..epochs {
+            for (k, ch) in chs.iter_mut().enumerate() {
+                let h = &hellos[k];
+                let labels = &self.train_labels[shards[k].clone()];
+                let batch = h.batch as usize;
+                let n = labels.len();
+                let steps = n.div_ceil(batch);
+                let order = epoch_order(n, &mut rngs[k]);
+                let mut loss_sum = 0.0f64;
+                for (s, idx) in order.chunks(batch).enumerate() {
+                    let b = idx.len();
+                    let step = (epoch * steps + s) as u32;
                     let want = Expect {
-                        kind: TensorKind::EvalActivations,
-                        step: c as u32,
-                        rows: ys.len(),
+                        kind: TensorKind::Activations,
+                        step,
+                        rows: b,
                         cols: width,
                     };
                     recv_tensor(ch, want, &mut abuf)?;
-                    let logits = self.top.forward_into(&abuf, ys.len(), &mut ib);
-                    acc.add(logits, ys, out);
+                    ybuf.clear();
+                    ybuf.extend(idx.iter().map(|&i| labels[i]));
+                    let logits = self.top.forward_train_ws(&abuf, b, &mut ws);
+                    dl.resize(b * out, 0.0);
+                    loss_sum += loss_grad(logits, &ybuf, b, out, &mut dl) as f64;
+                    // Invariant: want_input_grad = true always returns the input gradient.
+                    let g = self.top.backward_ws(&dl, &mut ws, true).unwrap_or(&[]);
+                    send_tensor(ch, TensorKind::Gradients, step, b, width, g)?;
+                    opt.step(&mut self.top, &ws.grads);
                 }
+                total_steps += steps;
+                let train_loss = loss_sum / steps.max(1) as f64;
+                losses.push(train_loss);
+                let mut acc = EvalAcc::default();
+                if h.evaluate {
+                    for (c, ys) in self.test_labels.chunks(h.eval_chunk as usize).enumerate() {
+                        let want = Expect {
+                            kind: TensorKind::EvalActivations,
+                            step: c as u32,
+                            rows: ys.len(),
+                            cols: width,
+                        };
+                        recv_tensor(ch, want, &mut abuf)?;
+                        let logits = self.top.forward_into(&abuf, ys.len(), &mut ib);
+                        acc.add(logits, ys, out);
+                    }
+                }
+                let result = Control::EvalResult {
+                    epoch: epoch as u32,
+                    correct: acc.correct,
+                    total: acc.total,
+                    test_loss: acc.loss_sum / acc.total.max(1) as f64,
+                    train_loss,
+                };
+                send_control(ch, &result, "sending the evaluation result")?;
             }
-            let result = Control::EvalResult {
-                epoch: epoch as u32,
-                correct: acc.correct,
-                total: acc.total,
-                test_loss: acc.loss_sum / acc.total.max(1) as f64,
-                train_loss,
-            };
-            send_control(ch, &result, "sending the evaluation result")?;
         }
+        let s1: ppml_net::ChannelStats = chs.iter().map(Channel::stats).sum();
         Ok(RemoteReport {
             variant: Variant::Vanilla.to_string(),
-            steps: steps * h.epochs as usize,
+            steps: total_steps,
             train_loss: losses,
-            traffic: ch.stats() - s0,
+            traffic: s1 - s0,
         })
     }
 }
@@ -764,7 +918,7 @@ impl MiddleServer {
     pub fn run(&mut self, ch: &mut Channel) -> Result<RemoteReport, SplitError> {
         let s0 = ch.stats();
         let (iw, ow) = (self.middle.input_size(), self.middle.output_size());
-        let h = handshake(ch, Variant::UShaped, |h| {
+        let h = handshake(ch, Variant::UShaped, (0, 1), |h| {
             if h.send_width as usize != iw || h.return_width as usize != ow {
                 Err(format!(
                     "widths {} -> {} (the middle maps {iw} -> {ow})",

@@ -568,3 +568,103 @@ proptest! {
         prop_assert!(wire::decode_tensor_into(&bad, want, &mut out).is_err());
     }
 }
+
+/// Round-robin with a shared bottom is exactly sequential training over the shards, with the
+/// bottom's weights travelling around the ring of data holders.
+#[test]
+fn round_robin_shared_bottom_equals_sequential_training() {
+    let data = synthetic(90, 31);
+    let test = synthetic(30, 32);
+    let cfg = SplitConfig {
+        epochs: 2,
+        batch: 16,
+        lr: 0.05,
+        shuffle_seed: 5,
+        eval_chunk: 16,
+        ..SplitConfig::default()
+    };
+    let run = ppml_splitnn::train_round_robin(&data, &test, &cfg, 8, 3, true, &mut |_| {}).unwrap();
+    // Reference: one model, shard 0 then 1 then 2 every epoch, each with its own shuffling PRG.
+    let mut full = Model::from_arch("split", 8).unwrap();
+    let tc = TrainConfig {
+        epochs: 2,
+        batch: 16,
+        lr: 0.05,
+        momentum: 0.0,
+        ..TrainConfig::default()
+    };
+    let mut opt = Sgd::new(0.05, 0.0);
+    let mut ws = Workspace::new();
+    let mut rngs: Vec<ChaCha8Rng> = (0..3).map(|k| ChaCha8Rng::seed_from_u64(5 + k)).collect();
+    for e in 0..2 {
+        for (k, rng) in rngs.iter_mut().enumerate() {
+            let shard = data.slice(k * 30..(k + 1) * 30);
+            train_epoch(
+                &mut full,
+                &shard,
+                &tc,
+                e,
+                &mut opt,
+                &mut ws,
+                rng,
+                &mut |_, _, _| {},
+            )
+            .unwrap();
+        }
+    }
+    let mut got = run.bottoms[2].params_flat();
+    got.extend(run.top.params_flat());
+    assert!(max_rel_diff(&got, &full.params_flat()) < 1e-3);
+    let acc = full.evaluate(&test);
+    let last = run.reports[2].final_accuracy().unwrap();
+    assert!((last - acc).abs() <= 1.0 / 30.0 + 1e-9, "{last} vs {acc}");
+    // Hand-offs: 5 of them (2 epochs x 3 holders - the last), each the whole bottom.
+    let handoffs: u64 = run
+        .reports
+        .iter()
+        .map(|r| r.peer_traffic.messages_sent)
+        .sum();
+    assert_eq!(handoffs, 5);
+    assert_eq!(run.remote.train_loss.len(), 6);
+}
+
+#[test]
+fn round_robin_separate_bottoms_share_only_the_top() {
+    let data = synthetic(400, 41);
+    let test = synthetic(100, 42);
+    let cfg = SplitConfig {
+        epochs: 3,
+        batch: 32,
+        lr: 0.1,
+        ..SplitConfig::default()
+    };
+    let run =
+        ppml_splitnn::train_round_robin(&data, &test, &cfg, 2, 2, false, &mut |_| {}).unwrap();
+    assert_ne!(run.bottoms[0], run.bottoms[1]);
+    for r in &run.reports {
+        assert_eq!(r.peer_traffic, ppml_net::ChannelStats::default());
+        assert!(
+            r.final_accuracy().unwrap() > 0.6,
+            "{:?}",
+            r.final_accuracy()
+        );
+    }
+}
+
+#[test]
+fn label_holder_rejects_a_wrong_holder_index() {
+    let (mut me, h) = spawn_label_holder(8);
+    let hl = Hello {
+        holder: 1,
+        holders: 2,
+        ..hello(Variant::Vanilla, 8, 640, 0)
+    };
+    me.send_bytes(wire::encode_control(&Control::Hello(hl)).unwrap())
+        .unwrap();
+    let b = me.recv_bytes().unwrap();
+    assert!(matches!(
+        wire::decode_control(&b).unwrap(),
+        Control::Reject(_)
+    ));
+    assert!(matches!(h.join().unwrap(), Err(SplitError::Rejected(_))));
+}
