@@ -19,7 +19,7 @@ use ppml_net::{Channel, NetConfig, tcp};
 use ppml_nn::{Dataset, Normalization, mnist};
 use ppml_splitnn::{
     DataHolder, Event, Images, LabelHolder, MiddleServer, RemoteConfig, RunReport, SplitConfig,
-    Variant, load_mnist_labels, split_parts, train_in_process,
+    Variant, load_mnist_labels, split_parts, train_in_process, train_round_robin,
 };
 use serde_json::json;
 use std::net::TcpListener;
@@ -66,6 +66,14 @@ pub struct SplitnnArgs {
     /// With --role: connect to the peer at this address.
     #[arg(long)]
     pub connect: Option<String>,
+    /// Data holders taking turns against one label holder (in-process, vanilla): the
+    /// training set is cut into this many contiguous shards, one per holder.
+    #[arg(long, default_value_t = 1)]
+    pub holders: usize,
+    /// With --holders > 1: `shared` passes the bottom's weights from each data holder to the
+    /// next (one bottom trained on all shards), `per-holder` keeps one bottom per holder.
+    #[arg(long, default_value = "shared")]
+    pub bottom: String,
     /// Seconds to wait for a message (and for the TCP connection) before failing.
     #[arg(long, default_value_t = 120)]
     pub timeout: u64,
@@ -106,6 +114,9 @@ pub fn run(args: SplitnnArgs, common: &CommonArgs) -> anyhow::Result<Report> {
         .with_connect_timeout(Duration::from_secs(args.timeout));
     match args.role.as_deref() {
         None => run_in_process(&args, &cfg, common),
+        Some(_) if args.holders > 1 => {
+            anyhow::bail!("--holders > 1 runs in process only (drop --role)")
+        }
         Some("data") => {
             let mut ch = open_channel(&args, &net)?;
             run_data(&args, &cfg, common, &mut ch, "tcp")
@@ -125,9 +136,9 @@ fn open_channel(args: &SplitnnArgs, net: &NetConfig) -> anyhow::Result<Channel> 
             eprintln!("listening on {}", l.local_addr()?);
             Ok(tcp::accept(&l, net).with_context(|| format!("accepting a peer on {addr}"))?)
         }
-        (None, Some(addr)) => {
-            Ok(tcp::connect(addr.as_str(), net).with_context(|| format!("connecting to {addr}"))?)
-        }
+        (None, Some(addr)) => Ok(
+            tcp::connect(addr.as_str(), net).with_context(|| format!("connecting to {addr}"))?
+        ),
         _ => anyhow::bail!("--role needs exactly one of --listen ADDR or --connect ADDR"),
     }
 }
@@ -158,7 +169,8 @@ fn progress_bar(epochs: usize) -> impl FnMut(Event<'_>) {
                 r.epoch,
                 r.train_loss,
                 r.train_seconds,
-                r.train_cpu_seconds.map_or("-".into(), |c| format!("{c:.3} s")),
+                r.train_cpu_seconds
+                    .map_or("-".into(), |c| format!("{c:.3} s")),
                 r.eval_seconds,
                 r.train_traffic.bytes_sent + r.eval_traffic.bytes_sent,
                 r.train_traffic.bytes_received + r.eval_traffic.bytes_received,
@@ -188,9 +200,71 @@ fn run_in_process(
 ) -> anyhow::Result<Report> {
     let (train, test) = load_all(args, common)?;
     let mut on = progress_bar(cfg.epochs);
+    if args.holders > 1 {
+        return run_round_robin(args, cfg, common, &train, &test, &mut on);
+    }
     let run = train_in_process(&train, &test, cfg, common.seed, &mut on)?;
     let mut rep = report(&run.report, cfg, common, "in-memory");
     rep.json["remote_traffic"] = json!(run.remote.traffic);
+    Ok(rep)
+}
+
+fn run_round_robin(
+    args: &SplitnnArgs,
+    cfg: &SplitConfig,
+    common: &CommonArgs,
+    train: &Dataset,
+    test: &Dataset,
+    on: &mut dyn FnMut(Event<'_>),
+) -> anyhow::Result<Report> {
+    let share = match args.bottom.as_str() {
+        "shared" => true,
+        "per-holder" => false,
+        o => anyhow::bail!("unknown --bottom `{o}` (shared, per-holder)"),
+    };
+    let run = train_round_robin(train, test, cfg, common.seed, args.holders, share, on)?;
+    let last = run.reports.last().context("no data holder report")?;
+    let mut rep = report(last, cfg, common, "in-memory");
+    let first_epoch = |r: &RunReport| {
+        r.epochs
+            .first()
+            .map(|e| e.train_traffic + e.eval_traffic)
+            .unwrap_or_default()
+    };
+    let per_epoch: ppml_net::ChannelStats = run.reports.iter().map(first_epoch).sum();
+    let handoff: u64 = run.reports.iter().map(|r| r.peer_traffic.bytes_sent).sum();
+    let epochs = cfg.epochs;
+    // Shared bottom: the turns are sequential (each holder's clock starts when it has the
+    // weights), so an epoch is the sum of the turns. Per-holder: the clocks overlap.
+    let epoch_seconds: Option<Vec<f64>> = share.then(|| {
+        (0..epochs)
+            .map(|e| run.reports.iter().map(|r| r.epochs[e].train_seconds).sum())
+            .collect()
+    });
+    let per_holder: Vec<Vec<Option<f64>>> = run
+        .reports
+        .iter()
+        .map(|r| r.epochs.iter().map(|e| e.test_accuracy).collect())
+        .collect();
+    let j = &mut rep.json;
+    j["holders"] = json!(args.holders);
+    j["bottom"] = json!(args.bottom);
+    j["per_holder_accuracy"] = json!(per_holder);
+    j["epoch_seconds"] = json!(epoch_seconds);
+    j["median_epoch_seconds"] = json!(epoch_seconds.as_deref().map(median));
+    j["run_seconds"] = json!(run.seconds);
+    j["bytes_per_epoch"] = json!({
+        "forward": per_epoch.bytes_sent,
+        "backward": per_epoch.bytes_received,
+        "total": per_epoch.total_bytes(),
+        "weight_handoffs_total": handoff,
+    });
+    j["rounds_per_epoch"] = json!(per_epoch.rounds);
+    j["remote_traffic"] = json!(run.remote.traffic);
+    rep.human = format!(
+        "{} data holders ({} bottom), label holder shared; last holder's view:\n{}\nweight hand-offs between data holders: {handoff} bytes in total; run {:.2} s",
+        args.holders, args.bottom, rep.human, run.seconds
+    );
     Ok(rep)
 }
 
