@@ -21,10 +21,8 @@
 //! `S02`: r0, t0, rho0, then v0, rv0, tv0; `S12`: r1, t1;
 //! `S01`: beta, s, u, rot.
 
-use crate::party::{P0, P1, P2, Party, Stream, fill_below, fill_z67, fill_z67_nonzero};
+use crate::party::{P0, P1, P2, Party, Prg, Stream, fill_below, fill_z67, fill_z67_nonzero};
 use crate::{SmpcError, error::expect_len};
-use rand::Rng;
-use rayon::prelude::*;
 
 const P: u32 = 67;
 
@@ -39,7 +37,9 @@ pub struct SelectOut {
     pub products: Vec<Vec<u64>>,
 }
 
-/// Common randomness of P0 and P1 for one PrivateCompare batch.
+/// Common randomness of P0 and P1 for one PrivateCompare batch of `n`
+/// comparisons over `w = m + 1` positions. Position-major layouts:
+/// `s[i*n + e]`, `u[i*n + e]`.
 pub struct PcMasks {
     pub beta: Vec<u8>,
     pub s: Vec<u8>,
@@ -49,7 +49,7 @@ pub struct PcMasks {
 
 impl PcMasks {
     /// Draws the masks for `n` comparisons of `m` bits (from `S01`).
-    pub fn draw<R: Rng + ?Sized>(rng: &mut R, n: usize, m: usize) -> PcMasks {
+    pub fn draw(rng: &mut Prg, n: usize, m: usize) -> PcMasks {
         let mut beta = vec![0u8; n];
         fill_below(rng, &mut beta, 2);
         let mut s = vec![0u8; n * (m + 1)];
@@ -67,68 +67,104 @@ impl PcMasks {
 /// contain a zero iff `(r mod 2^m > c mod 2^m) xor beta`.
 ///
 /// `c` are the opened values, `rho` this party's shares of the bits of
-/// `r mod 2^m` (`n x m`, bit `i` at `[e*m + i]`).
+/// `r mod 2^m`, position-major (`rho[i*n + e]` is bit `i` of element `e`).
+/// The output is position-major too, each element's positions rotated by
+/// `rot[e]`: value of position `i` at `[((i + rot[e]) mod (m+1)) * n + e]`.
 pub fn pc_message(j: usize, m: usize, c: &[u64], rho: &[u8], masks: &PcMasks) -> Vec<u8> {
-    let w = m + 1;
-    let mut out = vec![0u8; c.len() * w];
-    let lead = u32::from(j == P0);
-    out.par_chunks_mut(w * 256)
-        .enumerate()
-        .for_each(|(chunk, out)| {
-            let mut cvals = [0u32; 64];
-            for (le, o) in out.chunks_exact_mut(w).enumerate() {
-                let e = chunk * 256 + le;
-                let ce = c[e];
-                let neg = masks.beta[e] == 1;
-                let rho_e = &rho[e * m..(e + 1) * m];
-                let mut suffix = 0u32; // sum of w_k shares for k > i, < 67
-                for i in (0..w).rev() {
-                    // Position 0 is the appended bit (x~ = 1, r~ = 0); position
-                    // i >= 1 is bit i-1 of c and r.
-                    let (xi, ri) = if i == 0 {
-                        (1u32, 0u32)
-                    } else {
-                        (((ce >> (i - 1)) & 1) as u32, rho_e[i - 1] as u32)
-                    };
-                    // diff = [j==0] x~_i - r~_i (mod 67), times (1 - 2 beta).
-                    let diff = (lead * xi + P - ri) % P;
-                    let signed = if neg { (P - diff) % P } else { diff };
-                    cvals[i] = (signed + lead + suffix) % P;
-                    // w_i share: x~_i = 0 -> r~_i ; x~_i = 1 -> [j==0] - r~_i.
-                    let wi = if xi == 0 { ri } else { (lead + P - ri) % P };
-                    suffix = (suffix + wi) % P;
-                }
-                let s = &masks.s[e * w..(e + 1) * w];
-                let u = &masks.u[e * w..(e + 1) * w];
-                let rot = masks.rot[e] as usize;
-                for i in 0..w {
-                    let v = (s[i] as u32 * cvals[i]) % P;
-                    let v = if j == P0 {
-                        (v + u[i] as u32) % P
-                    } else {
-                        (v + P - u[i] as u32) % P
-                    };
-                    let pos = if i + rot >= w { i + rot - w } else { i + rot };
-                    o[pos] = v as u8;
-                }
-            }
-        });
-    out
+    pc_message_dispatch(j, m, c, rho, masks)
 }
 
-/// P2's evaluation of the two PrivateCompare messages: `1` for each element
-/// whose summed vector has a zero.
+crate::simd::dispatch!(fn pc_message_dispatch(j: usize, m: usize, c: &[u64], rho: &[u8], masks: &PcMasks) -> Vec<u8> => pc_message_impl);
+
+#[inline(always)]
+fn pc_message_impl(j: usize, m: usize, c: &[u64], rho: &[u8], masks: &PcMasks) -> Vec<u8> {
+    let n = c.len();
+    let w = m + 1;
+    let lead = u32::from(j == P0);
+    let mut suffix = vec![0u32; n];
+    let mut d = vec![0u8; n * w];
+    let neg: Vec<u32> = masks.beta.iter().map(|&b| b as u32).collect();
+    // Positions from the most significant (i = m, bit m-1) down to the
+    // appended bit (i = 0: x~ = 1, r~ = 0). Every intermediate stays below
+    // 2^32 without reduction; one reduction mod 67 per output value.
+    for i in (0..w).rev() {
+        let s = &masks.s[i * n..(i + 1) * n];
+        let u = &masks.u[i * n..(i + 1) * n];
+        let out = &mut d[i * n..(i + 1) * n];
+        let zero_rho;
+        let r_row: &[u8] = if i == 0 {
+            zero_rho = vec![0u8; n];
+            &zero_rho
+        } else {
+            &rho[(i - 1) * n..i * n]
+        };
+        let shift = i.saturating_sub(1) as u32;
+        let fixed_x = u64::from(i == 0);
+        for e in 0..n {
+            let xi = (((c[e] >> shift) & 1) | fixed_x) as u32;
+            let ri = r_row[e] as u32;
+            // diff = [j==0] x~_i - r~_i + 67, in [0, 68].
+            let diff = lead * xi + P - ri;
+            // (1 - 2 beta) diff, shifted by 2*67 to stay non-negative.
+            let signed = if neg[e] == 1 { 2 * P - diff } else { diff };
+            let cval = signed + lead + suffix[e];
+            let mask = if lead == 1 { u[e] as u32 } else { P - u[e] as u32 };
+            out[e] = ((s[e] as u32 * cval + mask) % P) as u8;
+            // w_i share: x~_i = 0 -> r~_i ; x~_i = 1 -> [j==0] - r~_i (+67).
+            let wi = if xi == 0 { ri } else { lead + P - ri };
+            suffix[e] += wi;
+        }
+    }
+    // Rotate each element's positions.
+    let mut rotated = vec![0u8; n * w];
+    for e in 0..n {
+        let rot = masks.rot[e] as usize;
+        for i in 0..w {
+            let t = if i + rot >= w { i + rot - w } else { i + rot };
+            rotated[t * n + e] = d[i * n + e];
+        }
+    }
+    rotated
+}
+
+/// P2's evaluation of the two PrivateCompare messages (position-major, `w`
+/// positions): `1` for each element whose summed vector has a zero.
 pub fn pc_eval(w: usize, d0: &[u8], d1: &[u8]) -> Vec<u8> {
-    d0.chunks_exact(w)
-        .zip(d1.chunks_exact(w))
-        .map(|(a, b)| {
-            u8::from(
-                a.iter()
-                    .zip(b)
-                    .any(|(&x, &y)| (x as u32 + y as u32) % P == 0),
-            )
-        })
-        .collect()
+    pc_eval_dispatch(w, d0, d1)
+}
+
+crate::simd::dispatch!(fn pc_eval_dispatch(w: usize, d0: &[u8], d1: &[u8]) -> Vec<u8> => pc_eval_impl);
+
+#[inline(always)]
+fn pc_eval_impl(w: usize, d0: &[u8], d1: &[u8]) -> Vec<u8> {
+    let n = d0.len() / w.max(1);
+    let mut any = vec![0u8; n];
+    for i in 0..w {
+        let (a, b) = (&d0[i * n..(i + 1) * n], &d1[i * n..(i + 1) * n]);
+        for e in 0..n {
+            let s = a[e] as u32 + b[e] as u32;
+            any[e] |= u8::from(s == 0) | u8::from(s == P);
+        }
+    }
+    any
+}
+
+crate::simd::dispatch!(fn rho_correction(m: usize, r: &[u64], rho0: &[u8]) -> Vec<u8> => rho_correction_impl);
+
+/// P1's shares of the bits of `r mod 2^m`: `bit - rho0 mod 67`, position-major.
+#[inline(always)]
+fn rho_correction_impl(m: usize, r: &[u64], rho0: &[u8]) -> Vec<u8> {
+    let n = r.len();
+    let mut rho1 = vec![0u8; n * m];
+    for i in 0..m {
+        let (o, z) = (&mut rho1[i * n..(i + 1) * n], &rho0[i * n..(i + 1) * n]);
+        for e in 0..n {
+            let bit = ((r[e] >> i) & 1) as u8;
+            let v = bit + 67 - z[e];
+            o[e] = if v >= 67 { v - 67 } else { v };
+        }
+    }
+    rho1
 }
 
 /// Vectorised selection on `n` shared elements: shares of `DReLU(x)`,
@@ -154,16 +190,7 @@ pub fn select(
             let t1 = party.draw(Stream::S12, n * np)?;
             let r: Vec<u64> = r0.iter().zip(&r1).map(|(a, b)| a.wrapping_add(*b)).collect();
             let t: Vec<u64> = t0.iter().zip(&t1).map(|(a, b)| a.wrapping_add(*b)).collect();
-            let mut rho1 = vec![0u8; n * m];
-            rho1.par_chunks_mut(m.max(1))
-                .zip(rho0.par_chunks(m.max(1)))
-                .zip(r.par_iter())
-                .for_each(|((o, z), &re)| {
-                    for i in 0..m {
-                        let bit = ((re >> i) & 1) as u8;
-                        o[i] = (bit + 67 - z[i]) % 67;
-                    }
-                });
+            let rho1 = rho_correction(m, &r, &rho0);
             party.net.send_bytes(P1, rho1)?;
             let d0 = party.net.recv_bytes(P0)?;
             let d1 = party.net.recv_bytes(P1)?;

@@ -54,6 +54,7 @@ pub mod inference;
 pub mod kernel;
 pub mod party;
 pub mod sim;
+mod simd;
 
 pub use error::SmpcError;
 pub use inference::{InferConfig, InferenceReport, run_in_process};

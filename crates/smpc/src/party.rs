@@ -2,10 +2,50 @@
 //! shares with other parties (from which correlated randomness is derived).
 
 use crate::SmpcError;
+use aes::cipher::{KeyIvInit, StreamCipher};
 use ppml_net::Network;
-use ppml_sharing::prg::{self, Prg};
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use serde::{Deserialize, Serialize};
+
+type Aes128Ctr = ctr::Ctr128LE<aes::Aes128>;
+
+/// A seed-expansion stream: AES-128-CTR keyed by a 32-byte seed (key, IV).
+/// Two parties holding the same seed draw identical values.
+pub struct Prg {
+    cipher: Aes128Ctr,
+}
+
+impl Prg {
+    /// The stream of a 32-byte seed.
+    pub fn from_seed(seed: [u8; 32]) -> Prg {
+        let (key, iv) = seed.split_at(16);
+        Prg {
+            cipher: Aes128Ctr::new(key.into(), iv.into()),
+        }
+    }
+
+    /// Fills `out` with the next keystream bytes.
+    pub fn fill_bytes(&mut self, out: &mut [u8]) {
+        out.fill(0);
+        self.cipher.apply_keystream(out);
+    }
+
+    /// Fills `out` with uniform ring elements (little-endian keystream words).
+    pub fn fill_u64(&mut self, out: &mut [u64]) {
+        out.fill(0);
+        // SAFETY: u64 has no invalid bit patterns and u8 has alignment 1, so a
+        // byte view of exactly 8 * len bytes of the same memory is valid, and
+        // the borrow of `out` is held for the view's whole lifetime.
+        let bytes =
+            unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<u8>(), out.len() * 8) };
+        self.cipher.apply_keystream(bytes);
+        if cfg!(target_endian = "big") {
+            for v in out.iter_mut() {
+                *v = u64::from_le(*v);
+            }
+        }
+    }
+}
 
 /// Computing party 0 (holds one additive share).
 pub const P0: usize = 0;
@@ -180,7 +220,7 @@ impl Party {
             for &h in &holders[1..] {
                 net.send(h, &seed)?;
             }
-            streams[s.index()] = Some(prg::from_key(seed));
+            streams[s.index()] = Some(Prg::from_seed(seed));
         }
         // Pass 2: receive the others (in the fixed stream order, per sender).
         for s in ALL_STREAMS {
@@ -209,7 +249,9 @@ impl Party {
 
     /// `len` uniform ring elements from a stream.
     pub fn draw(&mut self, s: Stream, len: usize) -> Result<Vec<u64>, SmpcError> {
-        Ok(prg::random_u64s(self.prg(s)?, len))
+        let mut v = vec![0u64; len];
+        self.prg(s)?.fill_u64(&mut v);
+        Ok(v)
     }
 
     /// The other computing party (P0 <-> P1).
@@ -246,46 +288,111 @@ impl Party {
     }
 }
 
-/// Fills `out` with uniform elements of Z_67 (rejection sampling on bytes,
-/// exactly uniform). Deterministic in the generator's stream.
-pub fn fill_z67<R: Rng + ?Sized>(rng: &mut R, out: &mut [u8]) {
-    fill_rejection(rng, out, 201, 67, 0);
+/// Fills `out` with uniform elements of Z_67 (exact: rejection sampling on
+/// 16-bit words). Deterministic in the stream.
+pub fn fill_z67(rng: &mut Prg, out: &mut [u8]) {
+    fill_mod(rng, out, 67, 0);
 }
 
 /// Fills `out` with uniform non-zero elements of Z_67.
-pub fn fill_z67_nonzero<R: Rng + ?Sized>(rng: &mut R, out: &mut [u8]) {
-    fill_rejection(rng, out, 198, 66, 1);
+pub fn fill_z67_nonzero(rng: &mut Prg, out: &mut [u8]) {
+    fill_mod(rng, out, 66, 1);
 }
 
-fn fill_rejection<R: Rng + ?Sized>(rng: &mut R, out: &mut [u8], below: u8, modulus: u8, add: u8) {
-    let mut buf = [0u8; 4096];
-    let mut filled = 0;
-    while filled < out.len() {
-        let want = ((out.len() - filled) * 4 / 3 + 16).min(buf.len());
-        rng.fill_bytes(&mut buf[..want]);
-        for &b in &buf[..want] {
-            if b < below {
-                out[filled] = b % modulus + add;
-                filled += 1;
-                if filled == out.len() {
-                    break;
+/// Uniform values in `0..bound` (`1 <= bound <= 255`).
+pub fn fill_below(rng: &mut Prg, out: &mut [u8], bound: u8) {
+    fill_mod(rng, out, bound.max(1) as u16, 0);
+}
+
+crate::simd::dispatch!(fn fill_mod(rng: &mut Prg, out: &mut [u8], modulus: u16, add: u8) => fill_mod_impl);
+
+/// `out[i] = add + (uniform in 0..modulus)`, exactly uniform, by Lemire's
+/// multiply-shift with rejection on 16-bit words: `t = w * modulus`, output
+/// `t >> 16`, reject when `t mod 2^16 < 2^16 mod modulus`. Blocks of 64
+/// words are reduced branch-free (vectorised); a block with a rejected word
+/// (probability below 64 * modulus / 2^16) is redone word by word.
+#[inline(always)]
+fn fill_mod_impl(rng: &mut Prg, out: &mut [u8], modulus: u16, add: u8) {
+    const BLOCK: usize = 64;
+    let m = modulus.max(1) as u32;
+    let thr = 65536u32 % m;
+    let mut words = vec![0u16; out.len()];
+    // SAFETY: u16 has no invalid bit patterns and u8 has alignment 1; the
+    // byte view covers exactly the vector's 2 * len bytes while it is borrowed.
+    let bytes = unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), words.len() * 2) };
+    rng.fill_bytes(bytes);
+    if cfg!(target_endian = "big") {
+        for w in words.iter_mut() {
+            *w = u16::from_le(*w);
+        }
+    }
+    let mut spare: Vec<u16> = Vec::new();
+    for (dst, block) in out.chunks_mut(BLOCK).zip(words.chunks(BLOCK)) {
+        let mut ok = true;
+        for (o, &w) in dst.iter_mut().zip(block) {
+            let t = w as u32 * m;
+            ok &= (t & 0xFFFF) >= thr;
+            *o = (t >> 16) as u8 + add;
+        }
+        if !ok {
+            // Slow path: accept the block's words in order, then words drawn
+            // afterwards from the stream, until the block is full.
+            spare.clear();
+            spare.extend_from_slice(block);
+            let (mut k, mut next) = (0, 0);
+            while k < dst.len() {
+                if next == spare.len() {
+                    let mut b = [0u8; 2];
+                    rng.fill_bytes(&mut b);
+                    spare.push(u16::from_le_bytes(b));
+                }
+                let t = spare[next] as u32 * m;
+                next += 1;
+                if (t & 0xFFFF) >= thr {
+                    dst[k] = (t >> 16) as u8 + add;
+                    k += 1;
                 }
             }
         }
     }
 }
 
-/// Uniform values in `0..bound` (bound <= 256), by rejection on bytes.
-pub fn fill_below<R: Rng + ?Sized>(rng: &mut R, out: &mut [u8], bound: u8) {
-    let below = (256 / bound as u32 * bound as u32).min(255) as u8;
-    // 256/bound*bound may be 256 (bound a power of two): then accept all bytes.
-    if 256 % bound as u32 == 0 {
-        let mut buf = vec![0u8; out.len()];
-        rng.fill_bytes(&mut buf);
-        for (o, b) in out.iter_mut().zip(buf) {
-            *o = b % bound;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samplers_are_uniform_and_in_range() {
+        let mut prg = Prg::from_seed([7; 32]);
+        for (modulus, add) in [(67u16, 0u8), (66, 1), (29, 0), (2, 0)] {
+            let mut out = vec![0u8; 200_000];
+            fill_mod(&mut prg, &mut out, modulus, add);
+            let mut counts = vec![0usize; 256];
+            out.iter().for_each(|&v| counts[v as usize] += 1);
+            let expect = out.len() as f64 / modulus as f64;
+            for v in 0..256usize {
+                let inside = v >= add as usize && v < add as usize + modulus as usize;
+                if inside {
+                    let c = counts[v] as f64;
+                    assert!((c - expect).abs() < 6.0 * expect.sqrt(), "mod {modulus}: value {v} seen {c} times, expected {expect}");
+                } else {
+                    assert_eq!(counts[v], 0, "mod {modulus}: value {v} out of range");
+                }
+            }
         }
-        return;
     }
-    fill_rejection(rng, out, below, bound, 0);
+
+    #[test]
+    fn same_seed_same_stream() {
+        let (mut a, mut b) = (Prg::from_seed([1; 32]), Prg::from_seed([1; 32]));
+        let (mut x, mut y) = (vec![0u8; 1000], vec![0u8; 1000]);
+        fill_z67(&mut a, &mut x);
+        fill_z67(&mut b, &mut y);
+        assert_eq!(x, y);
+        let (mut u, mut v) = (vec![0u64; 9], vec![0u64; 9]);
+        a.fill_u64(&mut u);
+        b.fill_u64(&mut v);
+        assert_eq!(u, v);
+        assert_ne!(u, vec![0u64; 9]);
+    }
 }
