@@ -19,12 +19,15 @@
 //!
 //! Three rounds, whatever the number of elements. Draw order:
 //! `S02`: r0, t0, rho0, then v0, rv0, tv0; `S12`: r1, t1;
-//! `S01`: beta, s, u, rot.
+//! `S01`: beta, s, u, rot. rho0 and the `S01` masks are drawn chunk by chunk
+//! (chunks of 8000 elements, in order).
 
 use crate::party::{P0, P1, P2, Party, Prg, Stream, fill_below, fill_z67, fill_z67_nonzero};
 use crate::{SmpcError, error::expect_len};
 
 const P: u32 = 67;
+/// Elements per chunk of local PrivateCompare work.
+const CHUNK: usize = 8000;
 
 /// This party's shares of the outputs of [`select`] (empty for P2).
 #[derive(Clone, Debug, Default)]
@@ -71,18 +74,22 @@ impl PcMasks {
 /// The output is position-major too, each element's positions rotated by
 /// `rot[e]`: value of position `i` at `[((i + rot[e]) mod (m+1)) * n + e]`.
 pub fn pc_message(j: usize, m: usize, c: &[u64], rho: &[u8], masks: &PcMasks) -> Vec<u8> {
-    pc_message_dispatch(j, m, c, rho, masks)
+    let mut out = vec![0u8; c.len() * (m + 1)];
+    let mut scratch = Vec::new();
+    pc_message_into(j, m, c, rho, masks, &mut out, &mut scratch);
+    out
 }
 
-crate::simd::dispatch!(fn pc_message_dispatch(j: usize, m: usize, c: &[u64], rho: &[u8], masks: &PcMasks) -> Vec<u8> => pc_message_impl);
+crate::simd::dispatch!(fn pc_message_into(j: usize, m: usize, c: &[u64], rho: &[u8], masks: &PcMasks, rotated: &mut [u8], d: &mut Vec<u8>) => pc_message_impl);
 
 #[inline(always)]
-fn pc_message_impl(j: usize, m: usize, c: &[u64], rho: &[u8], masks: &PcMasks) -> Vec<u8> {
+fn pc_message_impl(j: usize, m: usize, c: &[u64], rho: &[u8], masks: &PcMasks, rotated: &mut [u8], d: &mut Vec<u8>) {
     let n = c.len();
     let w = m + 1;
     let lead = u32::from(j == P0);
     let mut suffix = vec![0u32; n];
-    let mut d = vec![0u8; n * w];
+    d.clear();
+    d.resize(n * w, 0);
     let neg: Vec<u32> = masks.beta.iter().map(|&b| b as u32).collect();
     // Positions from the most significant (i = m, bit m-1) down to the
     // appended bit (i = 0: x~ = 1, r~ = 0). Every intermediate stays below
@@ -100,31 +107,38 @@ fn pc_message_impl(j: usize, m: usize, c: &[u64], rho: &[u8], masks: &PcMasks) -
         };
         let shift = i.saturating_sub(1) as u32;
         let fixed_x = u64::from(i == 0);
-        for e in 0..n {
-            let xi = (((c[e] >> shift) & 1) | fixed_x) as u32;
-            let ri = r_row[e] as u32;
+        let iter = out
+            .iter_mut()
+            .zip(&c[..n])
+            .zip(r_row)
+            .zip(s.iter().zip(u))
+            .zip(suffix.iter_mut().zip(&neg));
+        for ((((o, &ce), &ri), (&sv, &uv)), (suf, &ng)) in iter {
+            let xi = (((ce >> shift) & 1) | fixed_x) as u32;
+            let ri = ri as u32;
             // diff = [j==0] x~_i - r~_i + 67, in [0, 68].
             let diff = lead * xi + P - ri;
             // (1 - 2 beta) diff, shifted by 2*67 to stay non-negative.
-            let signed = if neg[e] == 1 { 2 * P - diff } else { diff };
-            let cval = signed + lead + suffix[e];
-            let mask = if lead == 1 { u[e] as u32 } else { P - u[e] as u32 };
-            out[e] = ((s[e] as u32 * cval + mask) % P) as u8;
+            let signed = if ng == 1 { 2 * P - diff } else { diff };
+            let cval = signed + lead + *suf;
+            let mask = if lead == 1 { uv as u32 } else { P - uv as u32 };
+            *o = ((sv as u32 * cval + mask) % P) as u8;
             // w_i share: x~_i = 0 -> r~_i ; x~_i = 1 -> [j==0] - r~_i (+67).
             let wi = if xi == 0 { ri } else { lead + P - ri };
-            suffix[e] += wi;
+            *suf += wi;
         }
     }
-    // Rotate each element's positions.
-    let mut rotated = vec![0u8; n * w];
-    for e in 0..n {
-        let rot = masks.rot[e] as usize;
-        for i in 0..w {
-            let t = if i + rot >= w { i + rot - w } else { i + rot };
-            rotated[t * n + e] = d[i * n + e];
+    // Rotate each element's positions: position i of element e goes to row
+    // (i + rot[e]) mod w. (CHUNK is not a multiple of 64, so the rows do not
+    // alias in L1.)
+    for i in 0..w {
+        let row = &d[i * n..(i + 1) * n];
+        for (e, (&v, &rot)) in row.iter().zip(&masks.rot[..n]).enumerate() {
+            let t = i + rot as usize;
+            let t = if t >= w { t - w } else { t };
+            rotated[t * n + e] = v;
         }
     }
-    rotated
 }
 
 /// P2's evaluation of the two PrivateCompare messages (position-major, `w`
@@ -149,13 +163,12 @@ fn pc_eval_impl(w: usize, d0: &[u8], d1: &[u8]) -> Vec<u8> {
     any
 }
 
-crate::simd::dispatch!(fn rho_correction(m: usize, r: &[u64], rho0: &[u8]) -> Vec<u8> => rho_correction_impl);
+crate::simd::dispatch!(fn rho_correction(m: usize, r: &[u64], rho0: &[u8], rho1: &mut [u8]) => rho_correction_impl);
 
 /// P1's shares of the bits of `r mod 2^m`: `bit - rho0 mod 67`, position-major.
 #[inline(always)]
-fn rho_correction_impl(m: usize, r: &[u64], rho0: &[u8]) -> Vec<u8> {
+fn rho_correction_impl(m: usize, r: &[u64], rho0: &[u8], rho1: &mut [u8]) {
     let n = r.len();
-    let mut rho1 = vec![0u8; n * m];
     for i in 0..m {
         let (o, z) = (&mut rho1[i * n..(i + 1) * n], &rho0[i * n..(i + 1) * n]);
         for e in 0..n {
@@ -164,7 +177,6 @@ fn rho_correction_impl(m: usize, r: &[u64], rho0: &[u8]) -> Vec<u8> {
             o[e] = if v >= 67 { v - 67 } else { v };
         }
     }
-    rho1
 }
 
 /// Vectorised selection on `n` shared elements: shares of `DReLU(x)`,
@@ -180,23 +192,33 @@ pub fn select(
     let m = party.cfg.cmp_bits as usize;
     let np = payloads.len();
     let w = m + 1;
+    // Local work runs in chunks of CHUNK elements (working set in L2); the
+    // messages are chunk-major, position-major within a chunk.
+    let chunks = || (0..n).step_by(CHUNK).map(move |s| (s, CHUNK.min(n - s)));
     match party.id {
         P2 => {
             let r0 = party.draw(Stream::S02, n)?;
             let t0 = party.draw(Stream::S02, n * np)?;
-            let mut rho0 = vec![0u8; n * m];
-            fill_z67(party.prg(Stream::S02)?, &mut rho0);
             let r1 = party.draw(Stream::S12, n)?;
             let t1 = party.draw(Stream::S12, n * np)?;
             let r: Vec<u64> = r0.iter().zip(&r1).map(|(a, b)| a.wrapping_add(*b)).collect();
             let t: Vec<u64> = t0.iter().zip(&t1).map(|(a, b)| a.wrapping_add(*b)).collect();
-            let rho1 = rho_correction(m, &r, &rho0);
+            let mut rho1 = vec![0u8; n * m];
+            let mut rho0 = vec![0u8; CHUNK * m];
+            for (s0, len) in chunks() {
+                let z = &mut rho0[..len * m];
+                fill_z67(party.prg(Stream::S02)?, z);
+                rho_correction(m, &r[s0..s0 + len], z, &mut rho1[s0 * m..(s0 + len) * m]);
+            }
             party.net.send_bytes(P1, rho1)?;
             let d0 = party.net.recv_bytes(P0)?;
             let d1 = party.net.recv_bytes(P1)?;
             expect_len("compare message of p0", d0.len(), n * w)?;
             expect_len("compare message of p1", d1.len(), n * w)?;
-            let bp = pc_eval(w, &d0, &d1);
+            let mut bp = Vec::with_capacity(n);
+            for (s0, len) in chunks() {
+                bp.extend(pc_eval(w, &d0[s0 * w..(s0 + len) * w], &d1[s0 * w..(s0 + len) * w]));
+            }
             let v0 = party.draw(Stream::S02, n)?;
             let rv0 = party.draw(Stream::S02, n)?;
             let tv0 = party.draw(Stream::S02, n * np)?;
@@ -221,10 +243,6 @@ pub fn select(
             let s = if j == P0 { Stream::S02 } else { Stream::S12 };
             let r = party.draw(s, n)?;
             let t = party.draw(s, n * np)?;
-            let mut rho = vec![0u8; n * m];
-            if j == P0 {
-                fill_z67(party.prg(Stream::S02)?, &mut rho);
-            }
             let offset = if j == P0 { 1u64 << m } else { 0 };
             let mut msg = Vec::with_capacity(n * (1 + np));
             msg.extend((0..n).map(|e| x[e].wrapping_add(r[e]).wrapping_add(offset)));
@@ -233,12 +251,36 @@ pub fn select(
             }
             let opened = party.open(&msg)?;
             let (c, e_all) = opened.split_at(n);
-            if j == P1 {
-                rho = party.net.recv_bytes(P2)?;
-                expect_len("bit shares", rho.len(), n * m)?;
+            let rho_all = if j == P1 {
+                let v = party.net.recv_bytes(P2)?;
+                expect_len("bit shares", v.len(), n * m)?;
+                v
+            } else {
+                Vec::new()
+            };
+            let mut d = vec![0u8; n * w];
+            let mut beta = Vec::with_capacity(n);
+            let (mut rho0, mut scratch) = (vec![0u8; CHUNK * m], Vec::new());
+            for (s0, len) in chunks() {
+                let rho: &[u8] = if j == P0 {
+                    let z = &mut rho0[..len * m];
+                    fill_z67(party.prg(Stream::S02)?, z);
+                    z
+                } else {
+                    &rho_all[s0 * m..(s0 + len) * m]
+                };
+                let masks = PcMasks::draw(party.prg(Stream::S01)?, len, m);
+                pc_message_into(
+                    j,
+                    m,
+                    &c[s0..s0 + len],
+                    rho,
+                    &masks,
+                    &mut d[s0 * w..(s0 + len) * w],
+                    &mut scratch,
+                );
+                beta.extend_from_slice(&masks.beta);
             }
-            let masks = PcMasks::draw(party.prg(Stream::S01)?, n, m);
-            let d = pc_message(j, m, c, &rho, &masks);
             party.net.send_bytes(P2, d)?;
             let (v, rv, tv) = if j == P0 {
                 let v = party.draw(Stream::S02, n)?;
@@ -258,7 +300,7 @@ pub fn select(
                 products: vec![vec![0; n]; np],
             };
             for e in 0..n {
-                let u = ((c[e] >> m) & 1) ^ u64::from(masks.beta[e]);
+                let u = ((c[e] >> m) & 1) ^ u64::from(beta[e]);
                 // (1 - 2u) as a ring element: 1 or -1.
                 let sign = 1u64.wrapping_sub(u << 1);
                 out.drelu[e] = (lead * u).wrapping_add(sign.wrapping_mul(v[e]));
