@@ -7,6 +7,9 @@ use ppml_smpc::{InferConfig, run_in_process};
 use std::path::Path;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    if std::env::var_os("PPML_NO_TUNE").is_none() {
+        ppml_smpc::tune_allocator();
+    }
     let args: Vec<String> = std::env::args().collect();
     let which = args.get(1).map(String::as_str).unwrap_or("mlp500");
     let count: usize = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(1000);

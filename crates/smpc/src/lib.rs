@@ -47,6 +47,7 @@
 //! assert_eq!(out[1], 0.0); // relu(-2 * 3)
 //! ```
 
+mod alloc;
 pub mod beaver;
 pub mod compare;
 mod error;
@@ -56,5 +57,6 @@ pub mod party;
 pub mod sim;
 mod simd;
 
+pub use alloc::tune_allocator;
 pub use error::SmpcError;
 pub use inference::{InferConfig, InferenceReport, run_in_process};
