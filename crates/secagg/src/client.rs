@@ -26,7 +26,8 @@ pub struct ClientState {
     id: u32,
     params: RoundParams,
     rng: Prg,
-    input: Vec<u64>,
+    /// Quantised input (< 2^bits <= 2^32).
+    input: Vec<u32>,
     phase: Phase,
     c_sk: StaticSecret,
     s_sk: StaticSecret,
@@ -92,7 +93,8 @@ impl ClientState {
             id,
             params: params.clone(),
             rng,
-            input,
+            // Fits: checked above that every value is below 2^bits <= 2^32.
+            input: input.into_iter().map(|v| v as u32).collect(),
             phase: Phase::Start,
             c_sk,
             s_sk,
@@ -197,7 +199,10 @@ impl ClientState {
             self.held.insert(from, pair);
             peers.push((from, *s_pk));
         }
-        let mut y = std::mem::take(&mut self.input);
+        let mut y: Vec<u64> = std::mem::take(&mut self.input)
+            .into_iter()
+            .map(u64::from)
+            .collect();
         let k = self.params.ring_bits;
         add_mask(&mut y, &self_seed(&self.b_fp, &session), k, false);
         for (v, s_pk) in &peers {

@@ -46,8 +46,6 @@ pub struct ClientRunner {
     stats: ChannelStats,
     sent: usize,
     error: Option<String>,
-    /// Built lazily in step 0 (quantisation is client work).
-    pending: Option<Box<dyn FnOnce() -> Result<ClientState, SecAggError> + Send>>,
 }
 
 impl ClientRunner {
@@ -61,15 +59,12 @@ impl ClientRunner {
             stats: ChannelStats::default(),
             sent: 0,
             error: None,
-            pending: None,
         }
     }
 
-    fn lazy(
-        make: Box<dyn FnOnce() -> Result<ClientState, SecAggError> + Send>,
-        channel: Channel,
-        drop_at: Option<Step>,
-    ) -> Self {
+    /// A runner whose state is built by [`ClientRunner::start`] (so that building it,
+    /// e.g. quantising the input, counts as the client's time).
+    pub fn unstarted(channel: Channel, drop_at: Option<Step>) -> Self {
         Self {
             state: None,
             channel: Some(channel),
@@ -78,8 +73,20 @@ impl ClientRunner {
             stats: ChannelStats::default(),
             sent: 0,
             error: None,
-            pending: Some(make),
         }
+    }
+
+    /// Builds the state with `make` (timed as client work); a failure closes the channel.
+    pub fn start(&mut self, make: impl FnOnce() -> Result<ClientState, SecAggError>) {
+        let t0 = Instant::now();
+        match make() {
+            Ok(s) => self.state = Some(s),
+            Err(e) => {
+                self.error = Some(e.to_string());
+                self.close();
+            }
+        }
+        self.seconds += t0.elapsed().as_secs_f64();
     }
 
     fn close(&mut self) {
@@ -112,9 +119,6 @@ impl ClientRunner {
             return Ok(());
         };
         let t0 = Instant::now();
-        if let Some(make) = self.pending.take() {
-            self.state = Some(make()?);
-        }
         let state = self
             .state
             .as_mut()
@@ -413,17 +417,10 @@ pub fn aggregate_in_process(
     let start = Instant::now();
     let mut server_chs = Vec::with_capacity(n);
     let mut runners = Vec::with_capacity(n);
-    for (i, x) in inputs.iter().enumerate() {
+    for i in 0..n {
         let (s, c) = in_memory_pair(&net);
         server_chs.push(s);
-        let p = params.clone();
-        // The input is copied into the runner's closure so that quantisation runs as the
-        // client's own work, in parallel.
-        let x = x.clone();
-        let key = derive(seed, "client", i as u64);
-        let make: Box<dyn FnOnce() -> Result<ClientState, SecAggError> + Send> =
-            Box::new(move || ClientState::new(i as u32, &x, &p, ppml_sharing::prg::from_key(key)));
-        runners.push(ClientRunner::lazy(make, c, dropouts.drop_at(i as u32)));
+        runners.push(ClientRunner::unstarted(c, dropouts.drop_at(i as u32)));
     }
     let graph_seed = u64::from_le_bytes(
         derive(seed, "graph", 0)[..8]
@@ -435,6 +432,32 @@ pub fn aggregate_in_process(
         .name("secagg-server".into())
         .spawn(move || run_server(server_chs, server_state))
         .map_err(|e| SecAggError::Internal(format!("cannot spawn the server thread: {e}")))?;
+    // Clients build their state (keys, quantised input) in parallel, as part of step 0.
+    runners
+        .par_iter_mut()
+        .zip(inputs.par_iter())
+        .enumerate()
+        .for_each(|(i, (r, x))| {
+            if r.drop_at != Some(Step::AdvertiseKeys) {
+                let key = derive(seed, "client", i as u64);
+                r.start(|| {
+                    ClientState::new(i as u32, x, &params, ppml_sharing::prg::from_key(key))
+                });
+            }
+        });
+    // Clients build their state (keys, quantised input) in parallel, as part of step 0.
+    runners
+        .par_iter_mut()
+        .zip(inputs.par_iter())
+        .enumerate()
+        .for_each(|(i, (r, x))| {
+            if r.drop_at != Some(Step::AdvertiseKeys) {
+                let key = derive(seed, "client", i as u64);
+                r.start(|| {
+                    ClientState::new(i as u32, x, &params, ppml_sharing::prg::from_key(key))
+                });
+            }
+        });
     for step in Step::ALL {
         runners.par_iter_mut().for_each(|r| r.step(step));
     }

@@ -45,19 +45,17 @@ impl Quantizer {
 
     /// Quantises `x`; [`SecAggError::NonFinite`] on NaN or infinite values.
     pub fn encode(&self, x: &[f32]) -> Result<Vec<u64>, SecAggError> {
+        if let Some(index) = x.iter().position(|v| !v.is_finite()) {
+            return Err(SecAggError::NonFinite { index });
+        }
         let c = self.clip as f64;
         let s = self.scale();
-        let max = self.levels();
-        x.iter()
-            .enumerate()
-            .map(|(i, &v)| {
-                if !v.is_finite() {
-                    return Err(SecAggError::NonFinite { index: i });
-                }
-                let q = ((v as f64).clamp(-c, c) + c) * s;
-                Ok(q.round().clamp(0.0, max) as u64)
-            })
-            .collect()
+        // (clip(v) + c) * s lies in [0, 2^bits - 1]; adding 0.5 and truncating rounds to
+        // nearest (ties up) without a libm call.
+        Ok(x
+            .iter()
+            .map(|&v| (((v as f64).clamp(-c, c) + c) * s + 0.5) as u64)
+            .collect())
     }
 
     /// Decodes the sum (in `Z_2^k`, already reduced) of `count` quantised vectors.

@@ -38,13 +38,13 @@ fn check(xs: &[Vec<f32>], cfg: &SecAggConfig, plan: &DropoutPlan, seed: u64) -> 
         plain_sum(xs, &out.survivors, &out.params)
     );
     // The float sum is within the stated bound of the clipped plaintext sum.
-    for j in 0..out.sum.len() {
+    for (j, &got) in out.sum.iter().enumerate() {
         let exact: f64 = out
             .survivors
             .iter()
             .map(|&i| xs[i as usize][j].clamp(-1.0, 1.0) as f64)
             .sum();
-        assert!((exact - out.sum[j] as f64).abs() <= out.error_bound + 1e-4);
+        assert!((exact - got as f64).abs() <= out.error_bound + 1e-4);
     }
     out
 }
