@@ -1,11 +1,182 @@
-//! `ppml train`: not implemented yet (tracked in the issues).
+//! `ppml train`: train a plaintext model on MNIST (ppml-nn).
 
 use super::{CommonArgs, Report};
+use anyhow::Context;
 use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use ppml_nn::{LrSchedule, Model, Normalization, TrainConfig, Workspace, mnist, train_epoch};
+use rand::SeedableRng;
+use std::path::PathBuf;
 
+/// Train a model. Without flags this runs the recommended recipe (5 epochs,
+/// batch 64, lr 0.05, momentum 0.9, cosine decay); the PyTorch tutorial setting
+/// is `--epochs 3 --lr 0.01 --momentum 0.5 --batch 64` (an explicit `--lr`
+/// without `--schedule` means a constant rate).
 #[derive(Debug, Args)]
-pub struct TrainArgs {}
+pub struct TrainArgs {
+    /// Architecture: mlp500, net-a, 2nn, split, cnn, perceptron.
+    #[arg(long, default_value = "mlp500")]
+    pub model: String,
+    /// Number of epochs [default: 5].
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Learning rate [default: 0.05 with cosine decay].
+    #[arg(long)]
+    pub lr: Option<f32>,
+    /// SGD momentum [default: 0.9].
+    #[arg(long)]
+    pub momentum: Option<f32>,
+    /// Mini-batch size [default: 64].
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// L2 weight decay [default: 0].
+    #[arg(long)]
+    pub weight_decay: Option<f32>,
+    /// Learning-rate schedule: constant, cosine or linear [default: cosine,
+    /// or constant when --lr is given].
+    #[arg(long)]
+    pub schedule: Option<String>,
+    /// Input normalisation: standard ((x/255-0.1307)/0.3081) or unit (x/255).
+    #[arg(long, default_value = "standard")]
+    pub normalize: String,
+    /// Train on the first N training images only (default: all 60,000).
+    #[arg(long)]
+    pub train_limit: Option<usize>,
+    /// For `perceptron`: keep only digits 0 and 1 (the seed's 0-vs-1 task; default on).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub binary01: bool,
+    /// Save the trained model here (.ppml, or .safetensors with PyTorch names).
+    #[arg(long)]
+    pub save: Option<PathBuf>,
+}
 
-pub fn run(_args: TrainArgs, _common: &CommonArgs) -> anyhow::Result<Report> {
-    anyhow::bail!("`ppml train` is not implemented yet")
+pub fn run(args: TrainArgs, common: &CommonArgs) -> anyhow::Result<Report> {
+    let rec = TrainConfig::recommended();
+    let schedule: LrSchedule = match (&args.schedule, args.lr) {
+        (Some(s), _) => s.parse()?,
+        (None, Some(_)) => LrSchedule::Constant,
+        (None, None) => rec.schedule,
+    };
+    let cfg = TrainConfig {
+        epochs: args.epochs.unwrap_or(rec.epochs),
+        batch: args.batch.unwrap_or(rec.batch),
+        lr: args.lr.unwrap_or(rec.lr),
+        momentum: args.momentum.unwrap_or(rec.momentum),
+        weight_decay: args.weight_decay.unwrap_or(rec.weight_decay),
+        schedule,
+        seed: common.seed,
+    };
+    anyhow::ensure!(cfg.batch > 0, "--batch must be positive");
+    let norm: Normalization = args.normalize.parse()?;
+    let dir = common.data_dir();
+    let data =
+        mnist::load(&dir, norm).with_context(|| format!("loading MNIST from {}", dir.display()))?;
+    let (mut train, mut test) = (data.train, data.test);
+    if args.model == "perceptron" && args.binary01 {
+        train = train.filter_labels(&[0, 1]);
+        test = test.filter_labels(&[0, 1]);
+    }
+    if let Some(n) = args.train_limit {
+        train = train.slice(0..n.min(train.len()));
+    }
+    let mut model = Model::from_arch(&args.model, common.seed)?;
+    let threads = common.threads();
+    eprintln!(
+        "training {} ({} parameters) on {} images, {} epochs, batch {}, lr {} ({:?}), momentum {}, {} thread(s)",
+        model.arch,
+        model.num_params(),
+        train.len(),
+        cfg.epochs,
+        cfg.batch,
+        cfg.lr,
+        cfg.schedule,
+        cfg.momentum,
+        threads
+    );
+    let mut opt = cfg.optimizer();
+    let mut ws = Workspace::new();
+    let mut rng = rand_chacha::ChaCha12Rng::seed_from_u64(common.seed ^ 0x5eed_5eed);
+    let (mut accs, mut secs, mut losses) = (Vec::new(), Vec::new(), Vec::new());
+    let mut human = String::new();
+    let t_all = std::time::Instant::now();
+    for epoch in 0..cfg.epochs {
+        let steps = train.len().div_ceil(cfg.batch) as u64;
+        let bar = ProgressBar::new(steps);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "epoch {prefix} [{bar:30}] {pos}/{len} steps {msg} ({elapsed})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(format!("{}/{}", epoch + 1, cfg.epochs));
+        let mut cb = |done: usize, _total: usize, loss: f32| {
+            if done.is_multiple_of(16) || done as u64 == steps {
+                bar.set_position(done as u64);
+                bar.set_message(format!("loss {loss:.4}"));
+            }
+        };
+        let st = train_epoch(
+            &mut model, &train, &cfg, epoch, &mut opt, &mut ws, &mut rng, &mut cb,
+        )?;
+        bar.finish_and_clear();
+        let acc = model.evaluate(&test);
+        let line = format!(
+            "epoch {}: {:.2} s, mean loss {:.4}, test accuracy {:.2}%",
+            epoch + 1,
+            st.seconds,
+            st.mean_loss,
+            acc * 100.0
+        );
+        eprintln!("{line}");
+        human.push_str(&line);
+        human.push('\n');
+        accs.push(acc);
+        secs.push(st.seconds);
+        losses.push(st.mean_loss);
+    }
+    let total = t_all.elapsed().as_secs_f64();
+    if let Some(p) = &args.save {
+        if p.extension().is_some_and(|e| e == "safetensors") {
+            model.save_safetensors(p)?;
+        } else {
+            model.save(p)?;
+        }
+        human.push_str(&format!("saved to {}\n", p.display()));
+    }
+    let final_acc = accs
+        .last()
+        .copied()
+        .unwrap_or_else(|| model.evaluate(&test));
+    human.push_str(&format!(
+        "{}: test accuracy {:.2}% on {} test images after {} epochs ({:.1} s)",
+        model.arch,
+        final_acc * 100.0,
+        test.len(),
+        cfg.epochs,
+        total
+    ));
+    let json = serde_json::json!({
+        "command": "train",
+        "model": model.arch,
+        "params": model.num_params(),
+        "test_accuracy": final_acc,
+        "epoch_accuracy": accs,
+        "epoch_seconds": secs,
+        "epoch_loss": losses,
+        "epochs": cfg.epochs,
+        "batch": cfg.batch,
+        "lr": cfg.lr,
+        "momentum": cfg.momentum,
+        "weight_decay": cfg.weight_decay,
+        "schedule": format!("{:?}", cfg.schedule).to_lowercase(),
+        "normalize": args.normalize,
+        "train_images": train.len(),
+        "test_images": test.len(),
+        "threads": threads,
+        "seed": common.seed,
+        "total_seconds": total,
+        "saved": args.save.as_ref().map(|p| p.display().to_string()),
+    });
+    Ok(Report { json, human })
 }
