@@ -24,6 +24,25 @@
 //! cut-layer activations of all test images (in chunks), and the label holder (which holds
 //! the test labels in the vanilla setting) answers with the number of correct predictions.
 //!
+//! ## What each party learns (semi-honest)
+//!
+//! Raw images, labels and weights never cross, but split learning is not cryptographic:
+//! the label holder sees every cut-layer activation (from which inputs can be partly
+//! reconstructed by model inversion) and, in the vanilla variant, the data holder sees the
+//! cut gradients, which are known to leak labels (e.g. through their norms and directions,
+//! Li et al. 2022). The U-shaped variant keeps labels and logits at the data holder; the
+//! middle server sees only the bottom's activations and the gradients at the middle's output.
+//! Both parties learn the sample order (a shared seed) and the training set size; the
+//! label holder reveals the per-epoch accuracy and mean losses to the data holder.
+//!
+//! ## Several data holders
+//!
+//! [`train_round_robin`] (and [`DataHolder::run_round_robin`] / [`LabelHolder::run_round_robin`])
+//! lets `K` data holders with disjoint shards take turns against one label holder. Either the
+//! bottom's weights travel from holder to holder over a ring of channels (one bottom trained
+//! on all shards, Gupta & Raskar's peer-to-peer mode; 183,040 f32 parameters = 732,169 bytes on the wire per
+//! hand-off), or every holder keeps its own bottom and only the top is shared.
+//!
 //! ## Example
 //!
 //! ```
