@@ -1,11 +1,87 @@
-//! `ppml fl-client`: not implemented yet (tracked in the issues).
+//! `ppml fl-client`: one federated averaging client over TCP. It learns the
+//! model, partition and seed from the server, loads its own part of the MNIST
+//! training set, and trains whenever it is sampled until the server is done.
 
 use super::{CommonArgs, Report};
 use clap::Args;
+use ppml_fedavg::FedError;
+use ppml_fedavg::Partition;
+use ppml_fedavg::net::run_client;
+use ppml_net::NetConfig;
+use ppml_nn::{Model, Normalization};
+use serde_json::json;
+use std::time::Duration;
 
 #[derive(Debug, Args)]
-pub struct FlClientArgs {}
+pub struct FlClientArgs {
+    /// Server address.
+    #[arg(long, default_value = "127.0.0.1:7878")]
+    pub server: String,
+    /// Ask for this client id (= partition index); default: the server picks one.
+    #[arg(long)]
+    pub id: Option<u32>,
+    /// Seconds to keep retrying the connection.
+    #[arg(long, default_value_t = 30.0)]
+    pub connect_timeout: f64,
+    /// Seconds to wait for the server's next message (it evaluates and waits for others in between).
+    #[arg(long, default_value_t = 600.0)]
+    pub timeout: f64,
+}
 
-pub fn run(_args: FlClientArgs, _common: &CommonArgs) -> anyhow::Result<Report> {
-    anyhow::bail!("`ppml fl-client` is not implemented yet")
+pub fn run(args: FlClientArgs, common: &CommonArgs) -> anyhow::Result<Report> {
+    let net = NetConfig::default()
+        .with_connect_timeout(Duration::try_from_secs_f64(args.connect_timeout)?)
+        .with_timeout(Duration::try_from_secs_f64(args.timeout)?);
+    let dir = common.data_dir();
+    let mut examples = 0usize;
+    let summary = run_client(
+        args.server.as_str(),
+        args.id,
+        &net,
+        &mut |setup, id| {
+            let norm: Normalization = setup.normalization.parse()?;
+            let partition: Partition = setup.partition.parse()?;
+            let model = Model::from_arch(&setup.arch, setup.seed)?;
+            let train = ppml_nn::mnist::load(&dir, norm)?.train;
+            let parts =
+                partition.split(&train.labels, setup.partition_clients as usize, setup.seed)?;
+            let mine = parts
+                .get(id as usize)
+                .ok_or_else(|| FedError::Config(format!("no partition part {id}")))?;
+            let data = train.subset(mine);
+            examples = data.len();
+            eprintln!(
+                "fl-client {id}: {} examples of part {id}/{} ({})",
+                data.len(),
+                parts.len(),
+                setup.partition
+            );
+            Ok((model, data))
+        },
+        &mut |round, st| {
+            eprintln!(
+                "fl-client: round {round}: {} steps, loss {:.4}",
+                st.steps, st.mean_loss
+            );
+        },
+    )?;
+    let json = json!({
+        "id": summary.id,
+        "examples": examples,
+        "rounds_trained": summary.rounds_trained,
+        "rounds_total": summary.rounds_total,
+        "train_seconds": summary.train_seconds,
+        "bytes_sent": summary.stats.bytes_sent,
+        "bytes_received": summary.stats.bytes_received,
+    });
+    let human = format!(
+        "fl-client {}: trained in {} of {} rounds ({:.2} s training), sent {} bytes, received {} bytes",
+        summary.id,
+        summary.rounds_trained,
+        summary.rounds_total,
+        summary.train_seconds,
+        summary.stats.bytes_sent,
+        summary.stats.bytes_received
+    );
+    Ok(Report { json, human })
 }

@@ -28,8 +28,9 @@ pub struct AggregateInfo {
     pub dropped: Vec<usize>,
     /// Sum of the contributors' weights.
     pub total_weight: f64,
-    /// Bytes the aggregation protocol itself exchanged, if it knows (secure
-    /// aggregation's masking traffic); 0 for plain averaging.
+    /// Bytes the aggregation protocol itself exchanged (secure aggregation:
+    /// keys, shares, masked inputs, unmasking), replacing the plain upload
+    /// estimate in round byte counts; 0 for plain averaging.
     pub protocol_bytes: u64,
 }
 

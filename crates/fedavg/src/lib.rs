@@ -14,6 +14,8 @@
 //!   FedProx's proximal term `mu`).
 //! - [`aggregate::Aggregator`]: the pluggable aggregation step;
 //!   [`aggregate::WeightedAverage`] is FedAvg's.
+//! - [`secure::SecureAggregator`]: the same average through secure aggregation
+//!   (ppml-secagg): clients submit `(a_k delta_k, a_k)`, the server divides sums.
 //! - [`server::Server`]: global model, sampling, server learning rate and
 //!   momentum (FedAvgM).
 //! - [`sim::Simulation`]: everything in one process, sampled clients trained in
@@ -57,12 +59,14 @@ pub mod net;
 pub mod partition;
 #[cfg(feature = "plot")]
 pub mod plot;
+pub mod secure;
 pub mod server;
 pub mod sim;
 
 pub use aggregate::{AggregateInfo, Aggregator, ClientUpdate, WeightedAverage};
 pub use client::{LocalConfig, LocalStats, LocalTrainer, Mode};
 pub use partition::{Partition, label_histogram};
+pub use secure::SecureAggregator;
 pub use server::{
     RoundStats, RunSummary, Server, ServerConfig, clients_per_round, median, sample_clients,
 };

@@ -239,6 +239,7 @@ pub fn run_server(
             )));
         }
         let t0 = Instant::now();
+        let c0 = crate::server::process_cpu_seconds();
         let picked = sample_clients(conns.len(), cfg.fed.fraction, cfg.fed.seed, round);
         let picked_ids: Vec<usize> = picked.iter().map(|&i| conns[i].id as usize).collect();
         f32s_to_bytes(&server.global, &mut wire);
@@ -303,6 +304,10 @@ pub fn run_server(
         }
         info?;
         let seconds = t0.elapsed().as_secs_f64();
+        let cpu_seconds = match (c0, crate::server::process_cpu_seconds()) {
+            (Some(a), Some(b)) => b - a,
+            _ => f64::NAN,
+        };
         let t1 = Instant::now();
         let accuracy = match test {
             Some(t) => {
@@ -317,6 +322,7 @@ pub fn run_server(
             dropped: dropped_reasons.iter().map(|(id, _)| *id as usize).collect(),
             drop_reasons: dropped_reasons.into_iter().map(|(_, r)| r).collect(),
             seconds,
+            cpu_seconds,
             eval_seconds: t1.elapsed().as_secs_f64(),
             accuracy,
             train_loss: loss / weight.max(1.0),

@@ -151,6 +151,10 @@ pub struct RoundStats {
     pub drop_reasons: Vec<String>,
     /// Training of the sampled clients plus aggregation, in seconds (no evaluation).
     pub seconds: f64,
+    /// CPU time the whole process spent on the round's training and aggregation
+    /// (all threads; Linux only, else NaN). On a loaded machine this is the
+    /// figure that does not depend on how much CPU other processes took.
+    pub cpu_seconds: f64,
     /// Evaluation time (not in `seconds`).
     pub eval_seconds: f64,
     /// Test accuracy of the global model after the round (NaN if not evaluated).
@@ -186,6 +190,11 @@ impl RunSummary {
         median(self.rounds.iter().map(|r| r.seconds).collect())
     }
 
+    /// Median CPU seconds per round (NaN where unavailable).
+    pub fn round_cpu_seconds_median(&self) -> f64 {
+        median(self.rounds.iter().map(|r| r.cpu_seconds).collect())
+    }
+
     /// Median bytes per round.
     pub fn bytes_per_round(&self) -> u64 {
         median(self.rounds.iter().map(|r| r.bytes as f64).collect()) as u64
@@ -204,4 +213,23 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     } else {
         0.5 * (v[n / 2 - 1] + v[n / 2])
     }
+}
+
+/// CPU time consumed so far by all threads of this process, in seconds, from
+/// `/proc/self/task/*/schedstat` (nanosecond resolution). `None` off Linux.
+pub fn process_cpu_seconds() -> Option<f64> {
+    let mut total: u64 = 0;
+    for t in std::fs::read_dir("/proc/self/task").ok()? {
+        let Ok(t) = t else { continue };
+        // A thread may exit between listing and reading: skip it.
+        if let Ok(s) = std::fs::read_to_string(t.path().join("schedstat"))
+            && let Some(ns) = s
+                .split_whitespace()
+                .next()
+                .and_then(|x| x.parse::<u64>().ok())
+        {
+            total += ns;
+        }
+    }
+    Some(total as f64 * 1e-9)
 }

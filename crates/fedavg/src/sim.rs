@@ -178,6 +178,7 @@ impl<'a> Simulation<'a> {
     /// Runs round `round` (1-based): sample, train in parallel, aggregate, evaluate.
     pub fn round(&mut self, round: usize) -> Result<RoundStats, FedError> {
         let t0 = Instant::now();
+        let c0 = crate::server::process_cpu_seconds();
         let sampled = sample_clients(self.parts.len(), self.cfg.fraction, self.cfg.seed, round);
         let (global, train, parts, local, seed) = (
             &self.server.global,
@@ -213,9 +214,19 @@ impl<'a> Simulation<'a> {
         }
         let info = self.server.apply(round, &updates)?;
         let seconds = t0.elapsed().as_secs_f64();
+        let cpu_seconds = match (c0, crate::server::process_cpu_seconds()) {
+            (Some(a), Some(b)) => b - a,
+            _ => f64::NAN,
+        };
         let p = self.server.global.len();
-        let bytes = param_frame_bytes(p) * (sampled.len() + info.contributors.len()) as u64
-            + info.protocol_bytes;
+        // Model down to every sampled client; up: the plain updates, or the secure
+        // aggregation protocol's own traffic (masked inputs included) when it reports it.
+        let up = if info.protocol_bytes > 0 {
+            info.protocol_bytes
+        } else {
+            param_frame_bytes(p) * info.contributors.len() as u64
+        };
+        let bytes = param_frame_bytes(p) * sampled.len() as u64 + up;
         let t1 = Instant::now();
         let accuracy = match self.test {
             Some(test) => {
@@ -234,6 +245,7 @@ impl<'a> Simulation<'a> {
             sampled,
             dropped: info.dropped,
             seconds,
+            cpu_seconds,
             eval_seconds: t1.elapsed().as_secs_f64(),
             accuracy,
             train_loss: loss / weight.max(1.0),

@@ -126,3 +126,32 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn secure_aggregation_matches_plain_weighted_average() {
+    use ppml_fedavg::SecureAggregator;
+    let a: Vec<f32> = (0..50).map(|i| (i as f32 - 25.0) / 100.0).collect();
+    let b: Vec<f32> = (0..50).map(|i| ((i * 7 % 13) as f32 - 6.0) / 50.0).collect();
+    let c: Vec<f32> = (0..50).map(|i| ((i % 5) as f32) / 20.0).collect();
+    let mut ups = vec![up(3, &a, 600.0), up(5, &b, 200.0), up(8, &c, 1200.0)];
+    let mut plain = vec![0.0f32; 50];
+    WeightedAverage.aggregate(1, &ups, &mut plain).unwrap();
+    let mut sec = SecureAggregator::new(None, false, 1).unwrap();
+    let mut got = vec![0.0f32; 50];
+    let info = sec.aggregate(1, &ups, &mut got).unwrap();
+    assert_eq!(info.contributors, vec![3, 5, 8]);
+    assert!(info.protocol_bytes > 0);
+    assert_eq!(sec.last_clipped(), 0);
+    for (g, p) in got.iter().zip(&plain) {
+        assert!((g - p).abs() < 1e-4, "{g} vs {p}");
+    }
+    // Client 5 drops before sending its masked input: the others' average is recovered.
+    ups[1].dropped = true;
+    WeightedAverage.aggregate(2, &ups, &mut plain).unwrap();
+    let info = sec.aggregate(2, &ups, &mut got).unwrap();
+    assert_eq!(info.dropped, vec![5]);
+    assert_eq!(info.contributors, vec![3, 8]);
+    for (g, p) in got.iter().zip(&plain) {
+        assert!((g - p).abs() < 1e-4, "{g} vs {p}");
+    }
+}
