@@ -612,3 +612,36 @@ pub fn predict_plain(model: &Model, images: &[f32], count: usize) -> Vec<u8> {
     }
     out
 }
+
+/// Runs one role over TCP: `addrs` lists the five roles' addresses in the
+/// order p0, p1, p2, model-owner, data-owner. `listener` may be pre-bound
+/// (e.g. to an ephemeral port); otherwise the role binds `addrs[id]` itself.
+/// Returns the data owner's predictions (empty for other roles) and this
+/// role's traffic.
+pub fn run_tcp_role(
+    id: usize,
+    addrs: &[std::net::SocketAddr],
+    listener: Option<&std::net::TcpListener>,
+    input: &RoleInput<'_>,
+    protocol: ProtocolConfig,
+    timeout: Duration,
+    seed: Option<u64>,
+) -> Result<(Vec<u8>, NetworkStats), SmpcError> {
+    if addrs.len() != 5 {
+        return Err(SmpcError::Config(format!(
+            "{} addresses given; p0, p1, p2, model-owner and data-owner need 5",
+            addrs.len()
+        )));
+    }
+    let cfg = NetConfig::default()
+        .with_timeout(timeout)
+        .with_connect_timeout(timeout);
+    let net = match listener {
+        Some(l) => Network::tcp_with_listener(id, Some(l), addrs, &cfg)?,
+        None => Network::tcp(id, addrs, &cfg)?,
+    };
+    let mut rng = sim::party_rng(seed, id);
+    let mut party = Party::setup(net, protocol, &mut rng)?;
+    let preds = run_role(&mut party, input)?;
+    Ok((preds, party.net.stats()))
+}
