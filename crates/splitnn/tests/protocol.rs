@@ -668,3 +668,37 @@ fn label_holder_rejects_a_wrong_holder_index() {
     ));
     assert!(matches!(h.join().unwrap(), Err(SplitError::Rejected(_))));
 }
+
+#[test]
+fn missing_mnist_files_are_a_clear_error() {
+    let dir = std::path::Path::new("/nonexistent/mnist");
+    let e = Images::load_mnist(dir, true).unwrap_err().to_string();
+    assert!(
+        e.contains("train-images-idx3-ubyte") && e.contains("not found"),
+        "{e}"
+    );
+    let e = ppml_splitnn::load_mnist_labels(dir, false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("t10k-labels-idx1-ubyte") && e.contains("not found"),
+        "{e}"
+    );
+}
+
+/// With the real files (skipped when data/mnist is absent): each role reads only its half.
+#[test]
+fn roles_load_only_their_half_of_mnist() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/mnist");
+    if !dir.join("t10k-labels-idx1-ubyte.gz").is_file() {
+        eprintln!("skipped: no MNIST in {}", dir.display());
+        return;
+    }
+    let images = Images::load_mnist(&dir, false).unwrap();
+    let labels = ppml_splitnn::load_mnist_labels(&dir, false).unwrap();
+    assert_eq!(
+        (images.len(), images.dim, labels.len()),
+        (10_000, 784, 10_000)
+    );
+    assert!(images.values.iter().all(|v| (0.0..=1.0).contains(v)));
+}
