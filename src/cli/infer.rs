@@ -65,11 +65,16 @@ pub fn run(args: InferArgs, common: &CommonArgs) -> anyhow::Result<Report> {
     let _ = model.predict_dataset(&test); // warm-up
     let mut times = Vec::new();
     let mut acc = 0.0;
+    let cpu0 = super::train::process_cpu_seconds();
     for _ in 0..args.repeat.max(1) {
         let t = std::time::Instant::now();
         acc = model.evaluate(&test);
         times.push(t.elapsed().as_secs_f64());
     }
+    let cpu = match (cpu0, super::train::process_cpu_seconds()) {
+        (Some(a), Some(b)) => Some((b - a) / times.len() as f64),
+        _ => None,
+    };
     times.sort_by(f64::total_cmp);
     let secs = times[times.len() / 2];
     let ips = test.len() as f64 / secs;
@@ -94,6 +99,8 @@ pub fn run(args: InferArgs, common: &CommonArgs) -> anyhow::Result<Report> {
         "seconds": secs,
         "images_per_second": ips,
         "repeat": times.len(),
+        "min_seconds": times[0],
+        "cpu_seconds_per_run": cpu,
         "threads": threads,
     });
     Ok(Report { json, human })

@@ -50,6 +50,19 @@ pub struct TrainArgs {
     pub save: Option<PathBuf>,
 }
 
+/// CPU seconds (user + system, all threads) this process has used so far, from
+/// `/proc/self/stat` (Linux; clock ticks of 1/100 s). `None` elsewhere. On a
+/// shared machine this is a steadier figure than wall-clock time.
+pub fn process_cpu_seconds() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // fields after the parenthesised command name: state is field 3, utime 14, stime 15
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ut: f64 = f.get(11)?.parse().ok()?;
+    let st: f64 = f.get(12)?.parse().ok()?;
+    Some((ut + st) / 100.0)
+}
+
 pub fn run(args: TrainArgs, common: &CommonArgs) -> anyhow::Result<Report> {
     let rec = TrainConfig::recommended();
     let schedule: LrSchedule = match (&args.schedule, args.lr) {
@@ -97,6 +110,7 @@ pub fn run(args: TrainArgs, common: &CommonArgs) -> anyhow::Result<Report> {
     let mut ws = Workspace::new();
     let mut rng = rand_chacha::ChaCha12Rng::seed_from_u64(common.seed ^ 0x5eed_5eed);
     let (mut accs, mut secs, mut losses) = (Vec::new(), Vec::new(), Vec::new());
+    let mut cpu_secs = Vec::new();
     let mut human = String::new();
     let t_all = std::time::Instant::now();
     for epoch in 0..cfg.epochs {
@@ -116,10 +130,14 @@ pub fn run(args: TrainArgs, common: &CommonArgs) -> anyhow::Result<Report> {
                 bar.set_message(format!("loss {loss:.4}"));
             }
         };
+        let cpu0 = process_cpu_seconds();
         let st = train_epoch(
             &mut model, &train, &cfg, epoch, &mut opt, &mut ws, &mut rng, &mut cb,
         )?;
         bar.finish_and_clear();
+        if let (Some(a), Some(b)) = (cpu0, process_cpu_seconds()) {
+            cpu_secs.push(b - a);
+        }
         let acc = model.evaluate(&test);
         let line = format!(
             "epoch {}: {:.2} s, mean loss {:.4}, test accuracy {:.2}%",
@@ -164,6 +182,7 @@ pub fn run(args: TrainArgs, common: &CommonArgs) -> anyhow::Result<Report> {
         "epoch_accuracy": accs,
         "epoch_seconds": secs,
         "epoch_loss": losses,
+        "epoch_cpu_seconds": cpu_secs,
         "epochs": cfg.epochs,
         "batch": cfg.batch,
         "lr": cfg.lr,

@@ -23,9 +23,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut rng = rand_chacha::ChaCha12Rng::seed_from_u64(cfg.seed ^ 0x5eed_5eed);
     let mut accs = Vec::new();
     for e in 0..cfg.epochs {
-        let st = train_epoch(&mut m, &data.train, &cfg, e, &mut opt, &mut ws, &mut rng, &mut |_, _, _| {})?;
+        let st = train_epoch(
+            &mut m,
+            &data.train,
+            &cfg,
+            e,
+            &mut opt,
+            &mut ws,
+            &mut rng,
+            &mut |_, _, _| {},
+        )?;
         let acc = m.evaluate(&data.test);
-        eprintln!("  epoch {} {:.2}s loss {:.4} acc {:.4}", e + 1, st.seconds, st.mean_loss, acc);
+        eprintln!(
+            "  epoch {} {:.2}s loss {:.4} acc {:.4}",
+            e + 1,
+            st.seconds,
+            st.mean_loss,
+            acc
+        );
         accs.push(format!("{:.4}", acc));
     }
     println!("{arch} {cfg:?} -> {}", accs.join(" "));

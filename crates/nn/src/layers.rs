@@ -267,6 +267,17 @@ impl Layer {
     /// `argmax` receives the winning input index of every max-pool output.
     pub(crate) fn forward(&self, x: &[f32], batch: usize, y: &mut [f32], argmax: &mut Vec<u32>) {
         match self {
+            Layer::Linear(l) if batch <= crate::small::SMALL_BATCH => {
+                crate::small::forward(
+                    x,
+                    batch,
+                    &l.weight,
+                    &l.bias,
+                    l.in_features,
+                    l.out_features,
+                    y,
+                );
+            }
             Layer::Linear(l) => {
                 let (i, o) = (l.in_features, l.out_features);
                 for row in y.chunks_exact_mut(o) {
@@ -313,7 +324,12 @@ impl Layer {
             Layer::Linear(l) => {
                 let (i, o) = (l.in_features, l.out_features);
                 let (gw, gb) = gparams.split_at_mut(o * i);
-                sgemm(o, i, batch, 1.0, gy, true, x, false, 0.0, gw);
+                let small = batch <= crate::small::SMALL_BATCH;
+                if small {
+                    crate::small::grad_w(gy, x, batch, i, o, gw);
+                } else {
+                    sgemm(o, i, batch, 1.0, gy, true, x, false, 0.0, gw);
+                }
                 gb.fill(0.0);
                 for row in gy.chunks_exact(o) {
                     for (b, &g) in gb.iter_mut().zip(row) {
@@ -321,7 +337,11 @@ impl Layer {
                     }
                 }
                 if let Some(gx) = gx {
-                    sgemm(batch, i, o, 1.0, gy, false, &l.weight, false, 0.0, gx);
+                    if small {
+                        crate::small::grad_x(gy, &l.weight, batch, i, o, gx);
+                    } else {
+                        sgemm(batch, i, o, 1.0, gy, false, &l.weight, false, 0.0, gx);
+                    }
                 }
             }
             Layer::Relu => {

@@ -27,6 +27,7 @@ pub mod layers;
 pub mod mnist;
 pub mod model;
 pub mod safetensors_io;
+pub mod small;
 pub mod train;
 
 pub use layers::{Conv2d, Layer, Linear, MaxPool2d};
