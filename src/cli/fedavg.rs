@@ -72,6 +72,9 @@ pub struct FedavgArgs {
     /// SecAgg+: sparse communication graph instead of the complete one.
     #[arg(long)]
     pub graph: bool,
+    /// Evaluate on the test set every N rounds (and after the last).
+    #[arg(long, default_value_t = 1)]
+    pub eval_every: usize,
     /// Write `round,accuracy,seconds,train_loss,bytes` per round to this CSV file.
     #[arg(long)]
     pub csv: Option<PathBuf>,
@@ -83,17 +86,29 @@ pub struct FedavgArgs {
     pub save: Option<PathBuf>,
 }
 
-pub(crate) fn progress_bar(rounds: usize, json: bool) -> ProgressBar {
-    let pb = if json && !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        ProgressBar::hidden()
-    } else {
+/// A progress bar over rounds on stderr; when stderr is not a terminal
+/// (logs), [`round_tick`] prints one line per round instead.
+pub(crate) fn progress_bar(rounds: usize, _json: bool) -> ProgressBar {
+    let pb = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         ProgressBar::new(rounds as u64)
+    } else {
+        ProgressBar::hidden()
     };
     pb.set_style(
         ProgressStyle::with_template("{bar:30} round {pos}/{len} {msg} [{elapsed}<{eta}]")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     pb
+}
+
+/// Advances the bar (or logs a line) after a round.
+pub(crate) fn round_tick(pb: &ProgressBar, st: &RoundStats) {
+    if pb.is_hidden() {
+        eprintln!("round {}: {}", st.round, round_msg(st));
+    } else {
+        pb.set_message(round_msg(st));
+        pb.inc(1);
+    }
 }
 
 pub(crate) fn round_msg(st: &RoundStats) -> String {
@@ -216,6 +231,7 @@ pub fn run(args: FedavgArgs, common: &CommonArgs) -> anyhow::Result<Report> {
         target: args.target,
         stop_at_target: args.stop_at_target,
         dropout: args.dropout,
+        eval_every: args.eval_every,
     };
     let num_params = model.num_params();
     let mut sim = Simulation::new(
@@ -239,10 +255,7 @@ pub fn run(args: FedavgArgs, common: &CommonArgs) -> anyhow::Result<Report> {
         sim.aggregator_name()
     );
     let pb = progress_bar(args.rounds, common.json);
-    let summary = sim.run(&mut |st| {
-        pb.set_message(round_msg(st));
-        pb.inc(1);
-    })?;
+    let summary = sim.run(&mut |st| round_tick(&pb, st))?;
     pb.finish_and_clear();
     if let Some(path) = &args.save {
         sim.model()?
@@ -278,6 +291,7 @@ pub fn run(args: FedavgArgs, common: &CommonArgs) -> anyhow::Result<Report> {
         "server_lr": args.server_lr,
         "aggregation": sim.aggregator_name(),
         "dropout": args.dropout,
+        "eval_every": args.eval_every,
         "seed": common.seed,
         "threads": common.threads(),
         "target": args.target,

@@ -3,7 +3,7 @@
 //! that disconnects or times out is dropped (reported on stderr and in the
 //! JSON) and the round continues with the others.
 
-use super::fedavg::{progress_bar, round_msg, summary_json, write_outputs};
+use super::fedavg::{progress_bar, round_tick, summary_json, write_outputs};
 use super::{CommonArgs, Report};
 use clap::Args;
 use ppml_fedavg::net::{NetServerConfig, Setup, run_server};
@@ -113,6 +113,7 @@ pub fn run(args: FlServerArgs, common: &CommonArgs) -> anyhow::Result<Report> {
             target: args.target,
             stop_at_target: false,
             dropout: 0.0,
+            eval_every: 1,
         },
         setup: Setup {
             arch: args.model.clone(),
@@ -144,10 +145,7 @@ pub fn run(args: FlServerArgs, common: &CommonArgs) -> anyhow::Result<Report> {
         &cfg,
         test.as_ref(),
         Box::new(WeightedAverage),
-        &mut |st| {
-            pb.set_message(round_msg(st));
-            pb.inc(1);
-        },
+        &mut |st| round_tick(&pb, st),
         &mut |e| {
             pb.suspend(|| eprintln!("fl-server: {e}"));
             events.push(e.to_string());

@@ -309,12 +309,13 @@ pub fn run_server(
             _ => f64::NAN,
         };
         let t1 = Instant::now();
+        let due = round % cfg.fed.eval_every.max(1) == 0 || round == cfg.fed.rounds;
         let accuracy = match test {
-            Some(t) => {
+            Some(t) if due => {
                 eval_model.set_params_flat(&server.global)?;
                 eval_model.evaluate(t)
             }
-            None => f64::NAN,
+            _ => f64::NAN,
         };
         let st = RoundStats {
             round,

@@ -175,14 +175,19 @@ pub struct RunSummary {
 }
 
 impl RunSummary {
-    /// Test accuracy after each round.
+    /// Test accuracy after each round (NaN for rounds not evaluated).
     pub fn accuracy_per_round(&self) -> Vec<f64> {
         self.rounds.iter().map(|r| r.accuracy).collect()
     }
 
-    /// Accuracy after the last round (NaN if no round ran).
+    /// Accuracy after the last evaluated round (NaN if none).
     pub fn final_accuracy(&self) -> f64 {
-        self.rounds.last().map_or(f64::NAN, |r| r.accuracy)
+        self.rounds
+            .iter()
+            .rev()
+            .map(|r| r.accuracy)
+            .find(|a| !a.is_nan())
+            .unwrap_or(f64::NAN)
     }
 
     /// Median of the round times (training + aggregation).

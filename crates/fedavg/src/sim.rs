@@ -33,6 +33,9 @@ pub struct FedConfig {
     /// Simulated dropout: this fraction of the sampled clients (rounded down,
     /// chosen at random each round) trains but never delivers its update.
     pub dropout: f64,
+    /// Evaluate every this many rounds (and after the last); other rounds
+    /// report NaN accuracy. 1 = every round.
+    pub eval_every: usize,
 }
 
 impl Default for FedConfig {
@@ -47,6 +50,7 @@ impl Default for FedConfig {
             target: None,
             stop_at_target: false,
             dropout: 0.0,
+            eval_every: 1,
         }
     }
 }
@@ -228,12 +232,13 @@ impl<'a> Simulation<'a> {
         };
         let bytes = param_frame_bytes(p) * sampled.len() as u64 + up;
         let t1 = Instant::now();
+        let due = round % self.cfg.eval_every.max(1) == 0 || round == self.cfg.rounds;
         let accuracy = match self.test {
-            Some(test) => {
+            Some(test) if due => {
                 self.eval_model.set_params_flat(&self.server.global)?;
                 self.eval_model.evaluate(test)
             }
-            None => f64::NAN,
+            _ => f64::NAN,
         };
         Ok(RoundStats {
             round,
