@@ -56,7 +56,11 @@ impl CommonArgs {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "ppml", version, about = "Privacy-preserving machine learning on MNIST")]
+#[command(
+    name = "ppml",
+    version,
+    about = "Privacy-preserving machine learning on MNIST"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub common: CommonArgs,
@@ -96,7 +100,9 @@ pub struct Report {
 pub fn run(cli: Cli) -> anyhow::Result<Report> {
     if let Some(n) = cli.common.threads {
         // Ignore the error if a pool already exists (only possible in tests).
-        let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global();
     }
     let common = &cli.common;
     match cli.command {
