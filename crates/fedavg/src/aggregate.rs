@@ -48,6 +48,11 @@ pub trait Aggregator: Send {
         updates: &[ClientUpdate<'_>],
         out: &mut [f32],
     ) -> Result<AggregateInfo, FedError>;
+
+    /// `(epsilon, delta)` spent so far, for differentially private aggregators.
+    fn privacy_spent(&self) -> Option<(f64, f64)> {
+        None
+    }
 }
 
 /// Checks lengths and weights; returns the surviving updates' weight sum.
@@ -126,5 +131,115 @@ impl Aggregator for WeightedAverage {
             }
         }
         Ok(info)
+    }
+}
+
+/// DP-FedAvg's aggregation (McMahan, Ramage, Talwar, Zhang 2018), on the
+/// [`crate::dp`] module: every delivered update is clipped to L2 norm `clip`,
+/// the clipped updates are summed with **uniform** weights, Gaussian noise
+/// `N(0, (z clip)^2 I)` is added to the sum, and the result is divided by the
+/// expected number of participants `q N` (fixed denominator, not the number
+/// that reported). An RDP accountant tracks `(epsilon, delta)` round by round
+/// (Poisson sampling at rate `q` assumed; fixed-size sampling approximates it).
+#[derive(Debug, Clone)]
+pub struct DpAggregator {
+    cfg: crate::dp::DpConfig,
+    q: f64,
+    expected: f64,
+    rng: rand_chacha::ChaCha20Rng,
+    acct: crate::dp::RdpAccountant,
+    buf: Vec<f32>,
+    last_clipped: usize,
+}
+
+impl DpAggregator {
+    /// DP aggregation for `clients` clients sampled with rate `q`; noise seeded by `seed`.
+    pub fn new(
+        cfg: crate::dp::DpConfig,
+        q: f64,
+        clients: usize,
+        seed: u64,
+    ) -> Result<Self, FedError> {
+        cfg.validate()
+            .map_err(|e| FedError::Config(e.to_string()))?;
+        let expected = q * clients as f64;
+        if !(q > 0.0 && q <= 1.0) || expected <= 0.0 {
+            return Err(FedError::Config(format!(
+                "DP sampling rate must be in (0, 1], got {q}"
+            )));
+        }
+        Ok(DpAggregator {
+            cfg,
+            q,
+            expected,
+            rng: <rand_chacha::ChaCha20Rng as rand::SeedableRng>::seed_from_u64(
+                seed ^ 0x0044_504e_4f49_5345,
+            ),
+            acct: crate::dp::RdpAccountant::new(),
+            buf: Vec::new(),
+            last_clipped: 0,
+        })
+    }
+
+    /// Privacy spent so far at the configured delta.
+    pub fn spent(&self) -> Result<crate::dp::PrivacySpent, FedError> {
+        self.acct
+            .spent(self.cfg.delta)
+            .map_err(|e| FedError::Aggregate(e.to_string()))
+    }
+
+    /// Updates clipped in the last round.
+    pub fn last_clipped(&self) -> usize {
+        self.last_clipped
+    }
+}
+
+impl Aggregator for DpAggregator {
+    fn name(&self) -> String {
+        format!(
+            "dp-fedavg (clip {}, noise multiplier {}, delta {})",
+            self.cfg.clip, self.cfg.noise_multiplier, self.cfg.delta
+        )
+    }
+
+    fn aggregate(
+        &mut self,
+        round: usize,
+        updates: &[ClientUpdate<'_>],
+        out: &mut [f32],
+    ) -> Result<AggregateInfo, FedError> {
+        let dp_err = |e: crate::dp::DpError| FedError::Aggregate(e.to_string());
+        // Weights are not used (uniform), but lengths and emptiness are checked alike.
+        check_updates(round, updates, out.len())?;
+        out.fill(0.0);
+        let mut info = AggregateInfo::default();
+        self.last_clipped = 0;
+        for u in updates {
+            if u.dropped {
+                info.dropped.push(u.client);
+                continue;
+            }
+            self.buf.clear();
+            self.buf.extend_from_slice(u.delta);
+            let scale = crate::dp::clip_update(&mut self.buf, self.cfg.clip).map_err(dp_err)?;
+            if scale < 1.0 {
+                self.last_clipped += 1;
+            }
+            for (o, &d) in out.iter_mut().zip(&self.buf) {
+                *o += d;
+            }
+            info.contributors.push(u.client);
+            info.total_weight += 1.0;
+        }
+        crate::dp::noise_and_average(out, &self.cfg, self.expected, &mut self.rng)
+            .map_err(dp_err)?;
+        self.acct
+            .step(self.q, self.cfg.noise_multiplier, 1)
+            .map_err(dp_err)?;
+        Ok(info)
+    }
+
+    fn privacy_spent(&self) -> Option<(f64, f64)> {
+        self.spent().ok().map(|s| (s.epsilon, s.delta))
     }
 }

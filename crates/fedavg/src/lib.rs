@@ -13,7 +13,8 @@
 //! - [`client::LocalTrainer`]: allocation-free local training (FedAvg, FedSGD,
 //!   FedProx's proximal term `mu`).
 //! - [`aggregate::Aggregator`]: the pluggable aggregation step;
-//!   [`aggregate::WeightedAverage`] is FedAvg's.
+//!   [`aggregate::WeightedAverage`] is FedAvg's, [`aggregate::DpAggregator`]
+//!   DP-FedAvg's (clipping, Gaussian noise, RDP accountant from [`dp`]).
 //! - [`secure::SecureAggregator`]: the same average through secure aggregation
 //!   (ppml-secagg): clients submit `(a_k delta_k, a_k)`, the server divides sums.
 //! - [`server::Server`]: global model, sampling, server learning rate and
@@ -63,7 +64,7 @@ pub mod secure;
 pub mod server;
 pub mod sim;
 
-pub use aggregate::{AggregateInfo, Aggregator, ClientUpdate, WeightedAverage};
+pub use aggregate::{AggregateInfo, Aggregator, ClientUpdate, DpAggregator, WeightedAverage};
 pub use client::{LocalConfig, LocalStats, LocalTrainer, Mode};
 pub use partition::{Partition, label_histogram};
 pub use secure::SecureAggregator;

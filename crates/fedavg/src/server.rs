@@ -105,6 +105,11 @@ impl Server {
         self.aggregator.name()
     }
 
+    /// The aggregation in use.
+    pub fn aggregator(&self) -> &dyn Aggregator {
+        self.aggregator.as_ref()
+    }
+
     /// Aggregates the round's updates and moves the global model.
     pub fn apply(
         &mut self,

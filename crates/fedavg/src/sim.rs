@@ -179,6 +179,11 @@ impl<'a> Simulation<'a> {
         self.server.aggregator_name()
     }
 
+    /// `(epsilon, delta)` spent so far if the aggregation is differentially private.
+    pub fn privacy_spent(&self) -> Option<(f64, f64)> {
+        self.server.aggregator().privacy_spent()
+    }
+
     /// Runs round `round` (1-based): sample, train in parallel, aggregate, evaluate.
     pub fn round(&mut self, round: usize) -> Result<RoundStats, FedError> {
         let t0 = Instant::now();

@@ -131,7 +131,9 @@ proptest! {
 fn secure_aggregation_matches_plain_weighted_average() {
     use ppml_fedavg::SecureAggregator;
     let a: Vec<f32> = (0..50).map(|i| (i as f32 - 25.0) / 100.0).collect();
-    let b: Vec<f32> = (0..50).map(|i| ((i * 7 % 13) as f32 - 6.0) / 50.0).collect();
+    let b: Vec<f32> = (0..50)
+        .map(|i| ((i * 7 % 13) as f32 - 6.0) / 50.0)
+        .collect();
     let c: Vec<f32> = (0..50).map(|i| ((i % 5) as f32) / 20.0).collect();
     let mut ups = vec![up(3, &a, 600.0), up(5, &b, 200.0), up(8, &c, 1200.0)];
     let mut plain = vec![0.0f32; 50];
@@ -154,4 +156,37 @@ fn secure_aggregation_matches_plain_weighted_average() {
     for (g, p) in got.iter().zip(&plain) {
         assert!((g - p).abs() < 1e-4, "{g} vs {p}");
     }
+}
+
+#[test]
+fn dp_aggregation_clips_and_divides_by_expected_clients() {
+    use ppml_fedavg::DpAggregator;
+    use ppml_fedavg::dp::DpConfig;
+    // No noise: (clip(a) + clip(b)) / (q N) with q N = 0.5 * 4 = 2.
+    let cfg = DpConfig::new(1.0, 0.0, 1e-5).unwrap();
+    let mut agg = DpAggregator::new(cfg, 0.5, 4, 1).unwrap();
+    let a = [3.0f32, 4.0]; // norm 5: clipped to (0.6, 0.8)
+    let b = [0.5f32, 0.0]; // inside the ball
+    let mut out = [0.0f32; 2];
+    let info = agg
+        .aggregate(1, &[up(0, &a, 600.0), up(1, &b, 10.0)], &mut out)
+        .unwrap();
+    assert_eq!(info.contributors, vec![0, 1]);
+    assert_eq!(agg.last_clipped(), 1);
+    assert!(
+        (out[0] - 0.55).abs() < 1e-6 && (out[1] - 0.4).abs() < 1e-6,
+        "{out:?}"
+    );
+    // With noise the accountant reports a finite epsilon that grows with rounds.
+    let cfg = DpConfig::new(1.0, 1.0, 1e-5).unwrap();
+    let mut agg = DpAggregator::new(cfg, 0.1, 100, 2).unwrap();
+    let d = [0.1f32; 8];
+    let mut out = [0.0f32; 8];
+    agg.aggregate(1, &[up(0, &d, 1.0)], &mut out).unwrap();
+    let (e1, _) = agg.privacy_spent().unwrap();
+    agg.aggregate(2, &[up(0, &d, 1.0)], &mut out).unwrap();
+    let (e2, delta) = agg.privacy_spent().unwrap();
+    assert!(e1.is_finite() && e2 > e1, "{e1} {e2}");
+    assert_eq!(delta, 1e-5);
+    assert!(DpAggregator::new(DpConfig::new(1.0, 1.0, 1e-5).unwrap(), 0.0, 100, 1).is_err());
 }
