@@ -126,7 +126,7 @@ fn handshake_accept(
     net: &NetConfig,
     setup: &Setup,
     taken: &mut Vec<u32>,
-) -> Result<Channel, FedError> {
+) -> Result<(u32, Channel), FedError> {
     let mut ch = ppml_net::tcp::accept(listener, net)?;
     let hello: ToServer = ch.recv()?;
     let id = match hello {
@@ -158,7 +158,7 @@ fn handshake_accept(
         id,
         setup: setup.clone(),
     })?;
-    Ok(ch)
+    Ok((id, ch))
 }
 
 /// Runs the server on `listener`: waits for `expected_clients` clients, then
@@ -185,17 +185,17 @@ pub fn run_server(
             cfg.setup.num_params
         )));
     }
-    // Accepting waits up to the join timeout; every receive (Hello, Ready, and
-    // each frame of an update) waits at most the round timeout.
-    let join = NetConfig::default()
-        .with_connect_timeout(cfg.join_timeout)
-        .with_timeout(cfg.round_timeout);
+    let deadline = Instant::now() + cfg.join_timeout;
     let mut taken = Vec::new();
     let mut pending = Vec::new();
-    for _ in 0..cfg.expected_clients {
+    while pending.len() < cfg.expected_clients {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let join = NetConfig::default()
+            .with_connect_timeout(left)
+            .with_timeout(cfg.round_timeout);
         match handshake_accept(listener, &join, &cfg.setup, &mut taken) {
-            Ok(ch) => pending.push((taken[taken.len() - 1], ch)),
-            Err(FedError::Net(NetError::Timeout { .. })) => {
+            Ok(joined) => pending.push(joined),
+            Err(FedError::Net(NetError::Timeout { .. })) if Instant::now() >= deadline => {
                 log(&format!(
                     "only {} of {} clients joined within {:?}",
                     pending.len(),
@@ -204,7 +204,18 @@ pub fn run_server(
                 ));
                 break;
             }
+            // A client that fails its handshake (bad id, garbage, timeout) is
+            // turned away; keep accepting until the join deadline.
             Err(e) => log(&format!("a client failed to join: {e}")),
+        }
+        if Instant::now() >= deadline && pending.len() < cfg.expected_clients {
+            log(&format!(
+                "only {} of {} clients joined within {:?}",
+                pending.len(),
+                cfg.expected_clients,
+                cfg.join_timeout
+            ));
+            break;
         }
     }
     let mut conns: Vec<Conn> = Vec::new();

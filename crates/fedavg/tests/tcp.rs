@@ -213,3 +213,75 @@ fn too_few_clients_is_a_clear_error_not_a_hang() {
     assert!(r.is_err());
     assert!(t0.elapsed() < Duration::from_secs(3));
 }
+
+#[test]
+fn a_rejected_join_does_not_count_and_the_server_keeps_accepting() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let model = toy_model();
+    let cfg = NetServerConfig {
+        fed: FedConfig {
+            fraction: 1.0,
+            rounds: 1,
+            local: LocalConfig {
+                batch: 5,
+                lr: 0.5,
+                ..LocalConfig::default()
+            },
+            ..FedConfig::default()
+        },
+        setup: Setup {
+            arch: "toy".into(),
+            num_params: model.num_params() as u64,
+            partition: "iid".into(),
+            partition_clients: 2,
+            seed: 1,
+            normalization: "unit".into(),
+        },
+        expected_clients: 2,
+        join_timeout: Duration::from_secs(10),
+        round_timeout: Duration::from_secs(5),
+    };
+    let spawn = |id: u32, delay_ms: u64| {
+        let addr = addr.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(delay_ms));
+            let net = NetConfig::default().with_timeout(Duration::from_secs(10));
+            run_client(
+                addr.as_str(),
+                Some(id),
+                &net,
+                &mut |_, _| Ok((toy_model(), toy_data(20, 0))),
+                &mut |_, _| {},
+            )
+        })
+    };
+    let first = spawn(0, 0);
+    let duplicate = spawn(0, 300); // id 0 is taken: turned away
+    let out_of_range = spawn(7, 600); // only 2 parts: turned away
+    let second = spawn(1, 900);
+    let mut events = Vec::new();
+    let summary = run_server(
+        &listener,
+        model,
+        &cfg,
+        None,
+        Box::new(WeightedAverage),
+        &mut |_| {},
+        &mut |e| events.push(e.to_string()),
+    )
+    .unwrap();
+    assert_eq!(summary.rounds[0].sampled, vec![0, 1], "{events:?}");
+    assert!(first.join().unwrap().is_ok());
+    assert!(second.join().unwrap().is_ok());
+    assert!(duplicate.join().unwrap().is_err());
+    assert!(out_of_range.join().unwrap().is_err());
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.contains("failed to join"))
+            .count(),
+        2,
+        "{events:?}"
+    );
+}
