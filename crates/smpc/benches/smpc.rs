@@ -1,1 +1,100 @@
-fn main() {}
+//! Criterion benches of the building blocks, three parties in-process, with
+//! the bytes and rounds of one call printed. Run with `taskset -c 0` and
+//! `RAYON_NUM_THREADS=1` for the one-core figures.
+//!
+//! * `matmul_1000x784x500`: Beaver matmul of a shared 1000x784 input by a
+//!   prepared (once-opened) 784x500 weight matrix, with truncation.
+//! * `relu_1e6`: ReLU on 10^6 shared elements.
+//! * `argmax_1000x10`: argmax of 1000 rows of 10 shared logits.
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use ppml_net::{NetConfig, Network};
+use ppml_sharing::prg;
+use ppml_smpc::party::{P0, P1, P2, Party, ProtocolConfig};
+use ppml_smpc::{beaver, compare, sim};
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+/// Runs `iters` calls of `step` in one 3-party session (after `prepare`),
+/// returns P0's wall time for the calls and the traffic of all parties per call.
+fn session<S: Send>(
+    iters: u64,
+    prepare: impl Fn(&mut Party) -> S + Sync,
+    step: impl Fn(&mut Party, &S) + Sync,
+) -> (Duration, u64, u64) {
+    let barrier = Barrier::new(3);
+    let nets = Network::in_memory(3, &NetConfig::default());
+    let runs = sim::run_networks(nets, ProtocolConfig::default(), Some(1), |p| {
+        let state = prepare(p);
+        barrier.wait();
+        let before = p.net.stats().total;
+        let t = Instant::now();
+        for _ in 0..iters {
+            step(p, &state);
+        }
+        let el = t.elapsed();
+        let d = p.net.stats().total - before;
+        Ok((el, d.bytes_sent, d.rounds))
+    })
+    .expect("session");
+    let bytes: u64 = runs.iter().map(|r| r.output.1).sum();
+    let rounds = runs.iter().map(|r| r.output.2).max().unwrap_or(0);
+    (runs[P0].output.0, bytes / iters.max(1), rounds / iters.max(1))
+}
+
+fn shares(id: usize, len: usize, seed: u64) -> Vec<u64> {
+    match id {
+        P0 | P1 => prg::random_u64s(&mut prg::seeded(seed + id as u64), len)
+            .into_iter()
+            .map(|v| v >> 45) // small values, as after truncation
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn report(name: &str, bytes: u64, rounds: u64) {
+    eprintln!("{name}: {:.1} MB sent in total per call (all parties), {rounds} rounds", bytes as f64 / 1e6);
+}
+
+fn benches(c: &mut Criterion) {
+    let mut g = c.benchmark_group("smpc");
+    g.sample_size(10).measurement_time(Duration::from_secs(8));
+
+    let (m, k, n) = (1000, 784, 500);
+    let prep_w = |p: &mut Party| {
+        let w = shares(p.id, k * n, 7);
+        let w = if p.id == P2 { Vec::new() } else { w };
+        (beaver::FixedRhs::from_shares(p, &w, k, n).expect("weights"), shares(p.id, m * k, 9))
+    };
+    let step_mm = |p: &mut Party, s: &(beaver::FixedRhs, Vec<u64>)| {
+        let masked = beaver::mask_shared(p, m * k, &s.1).expect("mask");
+        let mut z = beaver::fixed_product(p, m, &masked, &s.0).expect("product");
+        beaver::truncate(p, &mut z);
+    };
+    let (_, b, r) = session(1, prep_w, step_mm);
+    report("matmul 1000x784x500", b, r);
+    g.bench_function("matmul_1000x784x500", |bch| {
+        bch.iter_custom(|iters| session(iters, prep_w, step_mm).0)
+    });
+
+    let len = 1_000_000;
+    let prep_x = |p: &mut Party| shares(p.id, len, 3);
+    let step_relu = |p: &mut Party, x: &Vec<u64>| {
+        compare::relu(p, len, x).expect("relu");
+    };
+    let (_, b, r) = session(1, prep_x, step_relu);
+    report("relu 1e6", b, r);
+    g.bench_function("relu_1e6", |bch| bch.iter_custom(|iters| session(iters, prep_x, step_relu).0));
+
+    let prep_l = |p: &mut Party| shares(p.id, 1000 * 10, 5);
+    let step_arg = |p: &mut Party, x: &Vec<u64>| {
+        compare::argmax(p, 1000, 10, x).expect("argmax");
+    };
+    let (_, b, r) = session(1, prep_l, step_arg);
+    report("argmax 1000x10", b, r);
+    g.bench_function("argmax_1000x10", |bch| bch.iter_custom(|iters| session(iters, prep_l, step_arg).0));
+    g.finish();
+}
+
+criterion_group!(smpc, benches);
+criterion_main!(smpc);
