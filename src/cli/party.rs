@@ -29,6 +29,9 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+/// What one role thread returns: the data owner's predictions and the role's traffic.
+type RoleResult = anyhow::Result<(Vec<u8>, ppml_net::NetworkStats)>;
+
 /// Run one or more roles of a three-party private inference over TCP.
 #[derive(Debug, Args)]
 pub struct PartyArgs {
@@ -107,7 +110,11 @@ fn addresses(peers: &str) -> anyhow::Result<Vec<SocketAddr>> {
 }
 
 pub fn run(args: PartyArgs, common: &CommonArgs) -> anyhow::Result<Report> {
-    let roles: Vec<usize> = args.role.split(',').map(parse_role).collect::<Result<_, _>>()?;
+    let roles: Vec<usize> = args
+        .role
+        .split(',')
+        .map(parse_role)
+        .collect::<Result<_, _>>()?;
     let addrs = addresses(&args.peers)?;
     let protocol = ProtocolConfig {
         frac_bits: args.frac_bits,
@@ -137,33 +144,36 @@ pub fn run(args: PartyArgs, common: &CommonArgs) -> anyhow::Result<Report> {
     let seed = args.deterministic.then_some(common.seed);
     let timeout = Duration::from_secs(args.timeout.max(1));
     let start = Instant::now();
-    let results: Vec<(usize, anyhow::Result<(Vec<u8>, ppml_net::NetworkStats)>)> =
-        std::thread::scope(|s| {
-            let handles: Vec<_> = roles
-                .iter()
-                .map(|&id| {
-                    let (addrs, model, test) = (&addrs, &model, &test);
-                    let batch = args.batch;
-                    s.spawn(move || {
-                        let input = match (id, model, test) {
-                            (MODEL_OWNER, Some(m), _) => RoleInput::Model(m),
-                            (DATA_OWNER, _, Some(t)) => RoleInput::Data {
-                                images: &t.images,
-                                batch,
-                            },
-                            _ => RoleInput::Computing,
-                        };
-                        let r = run_tcp_role(id, addrs, None, &input, protocol, timeout, seed)
-                            .with_context(|| format!("role {}", party_name(id)));
-                        (id, r)
-                    })
+    let results: Vec<(usize, RoleResult)> = std::thread::scope(|s| {
+        let handles: Vec<_> = roles
+            .iter()
+            .map(|&id| {
+                let (addrs, model, test) = (&addrs, &model, &test);
+                let batch = args.batch;
+                s.spawn(move || {
+                    let input = match (id, model, test) {
+                        (MODEL_OWNER, Some(m), _) => RoleInput::Model(m),
+                        (DATA_OWNER, _, Some(t)) => RoleInput::Data {
+                            images: &t.images,
+                            batch,
+                        },
+                        _ => RoleInput::Computing,
+                    };
+                    let r = run_tcp_role(id, addrs, None, &input, protocol, timeout, seed)
+                        .with_context(|| format!("role {}", party_name(id)));
+                    (id, r)
                 })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| (usize::MAX, Err(anyhow::anyhow!("a role thread panicked")))))
-                .collect()
-        });
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    (usize::MAX, Err(anyhow::anyhow!("a role thread panicked")))
+                })
+            })
+            .collect()
+    });
     let seconds = start.elapsed().as_secs_f64();
     let mut traffic = Vec::new();
     let mut predictions = None;
@@ -192,7 +202,11 @@ pub fn run(args: PartyArgs, common: &CommonArgs) -> anyhow::Result<Report> {
         names.join("+")
     );
     if let (Some(preds), Some(test)) = (predictions, &test) {
-        let correct = preds.iter().zip(&test.labels).filter(|(a, b)| a == b).count();
+        let correct = preds
+            .iter()
+            .zip(&test.labels)
+            .filter(|(a, b)| a == b)
+            .count();
         let acc = correct as f64 / preds.len().max(1) as f64;
         json["accuracy"] = json!(acc);
         json["images"] = json!(preds.len());

@@ -39,7 +39,11 @@ fn session<S: Send>(
     .expect("session");
     let bytes: u64 = runs.iter().map(|r| r.output.1).sum();
     let rounds = runs.iter().map(|r| r.output.2).max().unwrap_or(0);
-    (runs[P0].output.0, bytes / iters.max(1), rounds / iters.max(1))
+    (
+        runs[P0].output.0,
+        bytes / iters.max(1),
+        rounds / iters.max(1),
+    )
 }
 
 fn shares(id: usize, len: usize, seed: u64) -> Vec<u64> {
@@ -53,7 +57,10 @@ fn shares(id: usize, len: usize, seed: u64) -> Vec<u64> {
 }
 
 fn report(name: &str, bytes: u64, rounds: u64) {
-    eprintln!("{name}: {:.1} MB sent in total per call (all parties), {rounds} rounds", bytes as f64 / 1e6);
+    eprintln!(
+        "{name}: {:.1} MB sent in total per call (all parties), {rounds} rounds",
+        bytes as f64 / 1e6
+    );
 }
 
 fn benches(c: &mut Criterion) {
@@ -64,7 +71,10 @@ fn benches(c: &mut Criterion) {
     let prep_w = |p: &mut Party| {
         let w = shares(p.id, k * n, 7);
         let w = if p.id == P2 { Vec::new() } else { w };
-        (beaver::FixedRhs::from_shares(p, &w, k, n).expect("weights"), shares(p.id, m * k, 9))
+        (
+            beaver::FixedRhs::from_shares(p, &w, k, n).expect("weights"),
+            shares(p.id, m * k, 9),
+        )
     };
     let step_mm = |p: &mut Party, s: &(beaver::FixedRhs, Vec<u64>)| {
         let masked = beaver::mask_shared(p, m * k, &s.1).expect("mask");
@@ -84,7 +94,9 @@ fn benches(c: &mut Criterion) {
     };
     let (_, b, r) = session(1, prep_x, step_relu);
     report("relu 1e6", b, r);
-    g.bench_function("relu_1e6", |bch| bch.iter_custom(|iters| session(iters, prep_x, step_relu).0));
+    g.bench_function("relu_1e6", |bch| {
+        bch.iter_custom(|iters| session(iters, prep_x, step_relu).0)
+    });
 
     let prep_l = |p: &mut Party| shares(p.id, 1000 * 10, 5);
     let step_arg = |p: &mut Party, x: &Vec<u64>| {
@@ -92,7 +104,9 @@ fn benches(c: &mut Criterion) {
     };
     let (_, b, r) = session(1, prep_l, step_arg);
     report("argmax 1000x10", b, r);
-    g.bench_function("argmax_1000x10", |bch| bch.iter_custom(|iters| session(iters, prep_l, step_arg).0));
+    g.bench_function("argmax_1000x10", |bch| {
+        bch.iter_custom(|iters| session(iters, prep_l, step_arg).0)
+    });
     g.finish();
 }
 

@@ -20,7 +20,10 @@ fn main() {
     let mut t2 = Vec::new();
     for _ in 0..5 {
         let s = Instant::now();
-        let c = ppml_sharing::RingTensor::new(vec![m, k], a.clone()).unwrap().matmul(&ppml_sharing::RingTensor::new(vec![k, n], b.clone()).unwrap()).unwrap();
+        let c = ppml_sharing::RingTensor::new(vec![m, k], a.clone())
+            .unwrap()
+            .matmul(&ppml_sharing::RingTensor::new(vec![k, n], b.clone()).unwrap())
+            .unwrap();
         t2.push(s.elapsed().as_secs_f64());
         std::hint::black_box(c);
     }
@@ -33,6 +36,13 @@ fn main() {
         std::hint::black_box(v);
     }
     t3.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    println!("smpc kernel median {:.4} s ({:.2} GMAC/s), min {:.4}; sharing RingTensor::matmul median {:.4}; prg 784k u64 {:.4} s; avx512 {}",
-        t[3], (m * k * n) as f64 / t[3] / 1e9, t[0], t2[2], t3[2], ppml_smpc::kernel::uses_avx512());
+    println!(
+        "smpc kernel median {:.4} s ({:.2} GMAC/s), min {:.4}; sharing RingTensor::matmul median {:.4}; prg 784k u64 {:.4} s; avx512 {}",
+        t[3],
+        (m * k * n) as f64 / t[3] / 1e9,
+        t[0],
+        t2[2],
+        t3[2],
+        ppml_smpc::kernel::uses_avx512()
+    );
 }

@@ -21,15 +21,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let data = mnist::load(&mnist::default_data_dir(), Normalization::Standard)?;
     let test = data.test.slice(0..count.min(data.test.len()));
-    let cfg = InferConfig { batch, seed: Some(7), ..Default::default() };
+    let cfg = InferConfig {
+        batch,
+        seed: Some(7),
+        ..Default::default()
+    };
     let r = run_in_process(&model, &test.images, &test.labels, &cfg)?;
     println!(
         "{}: {} images in {:.3} s = {:.0} images/s; accuracy {:.4} (plaintext {:.4}), agreement {:.4}; {:.1} KB/image, {} rounds",
-        r.arch, r.images, r.seconds, r.images_per_second, r.accuracy, r.plaintext_accuracy,
-        r.plaintext_agreement, r.bytes_per_image / 1000.0, r.rounds
+        r.arch,
+        r.images,
+        r.seconds,
+        r.images_per_second,
+        r.accuracy,
+        r.plaintext_accuracy,
+        r.plaintext_agreement,
+        r.bytes_per_image / 1000.0,
+        r.rounds
     );
     for p in &r.parties {
-        println!("  {:12} sent {:>12} B  received {:>12} B  rounds {}", p.party, p.bytes_sent, p.bytes_received, p.rounds);
+        println!(
+            "  {:12} sent {:>12} B  received {:>12} B  rounds {}",
+            p.party, p.bytes_sent, p.bytes_received, p.rounds
+        );
     }
     Ok(())
 }

@@ -26,11 +26,7 @@ fn sub(a: &[u64], b: &[u64]) -> Vec<u64> {
 /// `ppml_fixedpoint::share_trunc` and docs/PROTOCOLS.md for the bound).
 pub fn truncate(party: &Party, shares: &mut [u64]) {
     if party.id == P0 || party.id == P1 {
-        ppml_fixedpoint::share_trunc::local_truncate_shares(
-            shares,
-            party.id,
-            party.cfg.frac_bits,
-        );
+        ppml_fixedpoint::share_trunc::local_truncate_shares(shares, party.id, party.cfg.frac_bits);
     }
 }
 
@@ -42,7 +38,11 @@ pub fn mul_local(j: usize, e: u64, f: u64, a_j: u64, b_j: u64, c_j: u64) -> u64 
         .wrapping_mul(b_j)
         .wrapping_add(f.wrapping_mul(a_j))
         .wrapping_add(c_j);
-    if j == 0 { z.wrapping_add(e.wrapping_mul(f)) } else { z }
+    if j == 0 {
+        z.wrapping_add(e.wrapping_mul(f))
+    } else {
+        z
+    }
 }
 
 /// Element-wise product of two shared vectors of `n` elements (no truncation:
@@ -126,9 +126,16 @@ impl FixedRhs {
     /// The model owner's side of [`FixedRhs::from_owner`]: masks the plaintext
     /// `k x n` matrix `w` with `B0 + B1` drawn from `M02` / `M12` and sends
     /// `F = W - B` to P0 and P1.
-    pub fn share_as_owner(owner: &mut Party, w: &[u64], k: usize, n: usize) -> Result<(), SmpcError> {
+    pub fn share_as_owner(
+        owner: &mut Party,
+        w: &[u64],
+        k: usize,
+        n: usize,
+    ) -> Result<(), SmpcError> {
         if owner.id != MODEL_OWNER {
-            return Err(SmpcError::Role("only the model owner shares weights".into()));
+            return Err(SmpcError::Role(
+                "only the model owner shares weights".into(),
+            ));
         }
         expect_len("weights", w.len(), k * n)?;
         let b0 = owner.draw(Stream::M02, k * n)?;
@@ -161,7 +168,12 @@ impl FixedRhs {
 
     /// Prepares a matrix that P0 and P1 already hold additive shares `w_j`
     /// of (P2 passes an empty slice): one opening of `W - B`.
-    pub fn from_shares(party: &mut Party, w: &[u64], k: usize, n: usize) -> Result<FixedRhs, SmpcError> {
+    pub fn from_shares(
+        party: &mut Party,
+        w: &[u64],
+        k: usize,
+        n: usize,
+    ) -> Result<FixedRhs, SmpcError> {
         match party.id {
             P2 => {
                 let b0 = party.draw(Stream::S02, k * n)?;
@@ -186,7 +198,13 @@ impl FixedRhs {
         })
     }
 
-    fn computing(j: usize, f: &[u64], b_j: &[u64], k: usize, n: usize) -> Result<FixedRhs, SmpcError> {
+    fn computing(
+        j: usize,
+        f: &[u64],
+        b_j: &[u64],
+        k: usize,
+        n: usize,
+    ) -> Result<FixedRhs, SmpcError> {
         let g = if j == P0 { add(f, b_j) } else { b_j.to_vec() };
         Ok(FixedRhs {
             g: PackedRhs::pack(&g, k, n)?,
@@ -209,7 +227,11 @@ impl Masked {
     /// Applies the same linear map to `e` and `a` (e.g. im2col).
     pub fn map(&self, f: impl Fn(&[u64]) -> Vec<u64>) -> Masked {
         Masked {
-            e: if self.e.is_empty() { Vec::new() } else { f(&self.e) },
+            e: if self.e.is_empty() {
+                Vec::new()
+            } else {
+                f(&self.e)
+            },
             a: f(&self.a),
         }
     }
@@ -222,7 +244,10 @@ pub fn mask_shared(party: &mut Party, len: usize, x: &[u64]) -> Result<Masked, S
         P2 => {
             let a0 = party.draw(Stream::S02, len)?;
             let a1 = party.draw(Stream::S12, len)?;
-            Ok(Masked { e: Vec::new(), a: add(&a0, &a1) })
+            Ok(Masked {
+                e: Vec::new(),
+                a: add(&a0, &a1),
+            })
         }
         j @ (P0 | P1) => {
             expect_len("masked input", x.len(), len)?;
@@ -258,7 +283,10 @@ pub fn mask_from_owner(party: &mut Party, len: usize) -> Result<Masked, SmpcErro
         P2 => {
             let a0 = party.draw(Stream::D02, len)?;
             let a1 = party.draw(Stream::D12, len)?;
-            Ok(Masked { e: Vec::new(), a: add(&a0, &a1) })
+            Ok(Masked {
+                e: Vec::new(),
+                a: add(&a0, &a1),
+            })
         }
         j @ (P0 | P1) => {
             let s = if j == P0 { Stream::D02 } else { Stream::D12 };
@@ -266,7 +294,9 @@ pub fn mask_from_owner(party: &mut Party, len: usize) -> Result<Masked, SmpcErro
             let e = party.recv_len(DATA_OWNER, len, "masked input")?;
             Ok(Masked { e, a })
         }
-        other => Err(SmpcError::Role(format!("party {other} cannot receive inputs"))),
+        other => Err(SmpcError::Role(format!(
+            "party {other} cannot receive inputs"
+        ))),
     }
 }
 

@@ -83,7 +83,15 @@ pub fn pc_message(j: usize, m: usize, c: &[u64], rho: &[u8], masks: &PcMasks) ->
 crate::simd::dispatch!(fn pc_message_into(j: usize, m: usize, c: &[u64], rho: &[u8], masks: &PcMasks, rotated: &mut [u8], d: &mut Vec<u8>) => pc_message_impl);
 
 #[inline(always)]
-fn pc_message_impl(j: usize, m: usize, c: &[u64], rho: &[u8], masks: &PcMasks, rotated: &mut [u8], d: &mut Vec<u8>) {
+fn pc_message_impl(
+    j: usize,
+    m: usize,
+    c: &[u64],
+    rho: &[u8],
+    masks: &PcMasks,
+    rotated: &mut [u8],
+    d: &mut Vec<u8>,
+) {
     let n = c.len();
     let w = m + 1;
     let lead = u32::from(j == P0);
@@ -201,8 +209,16 @@ pub fn select(
             let t0 = party.draw(Stream::S02, n * np)?;
             let r1 = party.draw(Stream::S12, n)?;
             let t1 = party.draw(Stream::S12, n * np)?;
-            let r: Vec<u64> = r0.iter().zip(&r1).map(|(a, b)| a.wrapping_add(*b)).collect();
-            let t: Vec<u64> = t0.iter().zip(&t1).map(|(a, b)| a.wrapping_add(*b)).collect();
+            let r: Vec<u64> = r0
+                .iter()
+                .zip(&r1)
+                .map(|(a, b)| a.wrapping_add(*b))
+                .collect();
+            let t: Vec<u64> = t0
+                .iter()
+                .zip(&t1)
+                .map(|(a, b)| a.wrapping_add(*b))
+                .collect();
             let mut rho1 = vec![0u8; n * m];
             let mut rho0 = vec![0u8; CHUNK * m];
             for (s0, len) in chunks() {
@@ -217,7 +233,11 @@ pub fn select(
             expect_len("compare message of p1", d1.len(), n * w)?;
             let mut bp = Vec::with_capacity(n);
             for (s0, len) in chunks() {
-                bp.extend(pc_eval(w, &d0[s0 * w..(s0 + len) * w], &d1[s0 * w..(s0 + len) * w]));
+                bp.extend(pc_eval(
+                    w,
+                    &d0[s0 * w..(s0 + len) * w],
+                    &d1[s0 * w..(s0 + len) * w],
+                ));
             }
             let v0 = party.draw(Stream::S02, n)?;
             let rv0 = party.draw(Stream::S02, n)?;
@@ -304,7 +324,10 @@ pub fn select(
                 // (1 - 2u) as a ring element: 1 or -1.
                 let sign = 1u64.wrapping_sub(u << 1);
                 out.drelu[e] = (lead * u).wrapping_add(sign.wrapping_mul(v[e]));
-                let xv = c[e].wrapping_sub(1u64 << m).wrapping_mul(v[e]).wrapping_sub(rv[e]);
+                let xv = c[e]
+                    .wrapping_sub(1u64 << m)
+                    .wrapping_mul(v[e])
+                    .wrapping_sub(rv[e]);
                 out.relu[e] = u.wrapping_mul(x[e]).wrapping_add(sign.wrapping_mul(xv));
                 for (p, y) in payloads.iter().enumerate() {
                     let idx = p * n + e;
@@ -362,7 +385,14 @@ pub fn max_groups(
     // Candidates laid out candidate-major: cand[c * count + g].
     let mut width = size;
     let mut vals = vec![0u64; if helper { 0 } else { count * size }];
-    let mut idx = vec![0u64; if helper || !with_index { 0 } else { count * size }];
+    let mut idx = vec![
+        0u64;
+        if helper || !with_index {
+            0
+        } else {
+            count * size
+        }
+    ];
     if !helper {
         for g in 0..count {
             for c in 0..size {
@@ -426,6 +456,11 @@ pub fn max_groups(
 }
 
 /// Shares of the argmax of each row of a `rows x cols` shared matrix.
-pub fn argmax(party: &mut Party, rows: usize, cols: usize, x: &[u64]) -> Result<Vec<u64>, SmpcError> {
+pub fn argmax(
+    party: &mut Party,
+    rows: usize,
+    cols: usize,
+    x: &[u64],
+) -> Result<Vec<u64>, SmpcError> {
     Ok(max_groups(party, rows, cols, x, true)?.1)
 }

@@ -26,7 +26,10 @@ pub enum SmpcError {
     Role(String),
     /// A randomness stream this party does not hold.
     #[error("party {party} has no randomness stream {stream:?}")]
-    MissingStream { party: usize, stream: crate::party::Stream },
+    MissingStream {
+        party: usize,
+        stream: crate::party::Stream,
+    },
     /// An invalid configuration value.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -12,7 +12,9 @@
 //! sizes are public.
 
 use crate::beaver::{self, FixedRhs, Masked};
-use crate::party::{DATA_OWNER, MODEL_OWNER, P0, P1, P2, Party, ProtocolConfig, Stream, party_name};
+use crate::party::{
+    DATA_OWNER, MODEL_OWNER, P0, P1, P2, Party, ProtocolConfig, Stream, party_name,
+};
 use crate::sim::{self, PartyRun};
 use crate::{SmpcError, compare, error::expect_len};
 use ppml_fixedpoint::FixedPoint;
@@ -25,7 +27,10 @@ use std::time::{Duration, Instant};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LayerPlan {
     /// `y = x W^T + b`.
-    Linear { in_features: usize, out_features: usize },
+    Linear {
+        in_features: usize,
+        out_features: usize,
+    },
     /// 2-D convolution (square kernel), computed as im2col then a matmul.
     Conv {
         in_channels: usize,
@@ -56,7 +61,12 @@ pub struct ModelPlan {
 }
 
 impl LayerPlan {
-    fn conv_out_hw(kernel: usize, stride: usize, padding: usize, hw: (usize, usize)) -> (usize, usize) {
+    fn conv_out_hw(
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+        hw: (usize, usize),
+    ) -> (usize, usize) {
         let s = stride.max(1);
         (
             (hw.0 + 2 * padding).saturating_sub(kernel) / s + 1,
@@ -68,12 +78,24 @@ impl LayerPlan {
     pub fn out_size(&self, in_size: usize) -> usize {
         match *self {
             LayerPlan::Linear { out_features, .. } => out_features,
-            LayerPlan::Conv { out_channels, kernel, stride, padding, input_hw, .. } => {
+            LayerPlan::Conv {
+                out_channels,
+                kernel,
+                stride,
+                padding,
+                input_hw,
+                ..
+            } => {
                 let (h, w) = Self::conv_out_hw(kernel, stride, padding, input_hw);
                 out_channels * h * w
             }
             LayerPlan::Relu => in_size,
-            LayerPlan::MaxPool { kernel, stride, channels, input_hw } => {
+            LayerPlan::MaxPool {
+                kernel,
+                stride,
+                channels,
+                input_hw,
+            } => {
                 let (h, w) = Self::conv_out_hw(kernel, stride, 0, input_hw);
                 channels * h * w
             }
@@ -145,7 +167,9 @@ impl ModelPlan {
             if let LayerPlan::Linear { in_features, .. } = l
                 && *in_features != size
             {
-                return Err(SmpcError::Model(format!("layer {l:?} receives {size} inputs")));
+                return Err(SmpcError::Model(format!(
+                    "layer {l:?} receives {size} inputs"
+                )));
             }
             size = l.out_size(size);
         }
@@ -173,7 +197,12 @@ fn ring_layers(model: &Model, fp: FixedPoint) -> Result<Vec<RingLayer>, SmpcErro
                         w[i * n + o] = fp.encode_f32(x.weight[o * k + i])?;
                     }
                 }
-                out.push(RingLayer { w, k, n, bias: fp.encode_vec(&x.bias)? });
+                out.push(RingLayer {
+                    w,
+                    k,
+                    n,
+                    bias: fp.encode_vec(&x.bias)?,
+                });
             }
             Layer::Conv2d(c) => {
                 let k = c.in_channels * c.kernel * c.kernel;
@@ -184,7 +213,12 @@ fn ring_layers(model: &Model, fp: FixedPoint) -> Result<Vec<RingLayer>, SmpcErro
                         w[i * n + o] = fp.encode_f32(c.weight[o * k + i])?;
                     }
                 }
-                out.push(RingLayer { w, k, n, bias: fp.encode_vec(&c.bias)? });
+                out.push(RingLayer {
+                    w,
+                    k,
+                    n,
+                    bias: fp.encode_vec(&c.bias)?,
+                });
             }
             _ => {}
         }
@@ -203,10 +237,16 @@ fn weighted_dims(plan: &ModelPlan) -> Vec<(usize, usize)> {
     plan.layers
         .iter()
         .filter_map(|l| match *l {
-            LayerPlan::Linear { in_features, out_features } => Some((in_features, out_features)),
-            LayerPlan::Conv { in_channels, out_channels, kernel, .. } => {
-                Some((in_channels * kernel * kernel, out_channels))
-            }
+            LayerPlan::Linear {
+                in_features,
+                out_features,
+            } => Some((in_features, out_features)),
+            LayerPlan::Conv {
+                in_channels,
+                out_channels,
+                kernel,
+                ..
+            } => Some((in_channels * kernel * kernel, out_channels)),
             _ => None,
         })
         .collect()
@@ -223,7 +263,12 @@ pub fn model_owner(party: &mut Party, model: &Model) -> Result<(), SmpcError> {
     for l in &layers {
         FixedRhs::share_as_owner(party, &l.w, l.k, l.n)?;
         let b0 = party.draw(Stream::M02, l.n)?;
-        let b1: Vec<u64> = l.bias.iter().zip(&b0).map(|(b, r)| b.wrapping_sub(*r)).collect();
+        let b1: Vec<u64> = l
+            .bias
+            .iter()
+            .zip(&b0)
+            .map(|(b, r)| b.wrapping_sub(*r))
+            .collect();
         party.net.send_u64s(P1, &b1)?;
     }
     Ok(())
@@ -258,33 +303,43 @@ fn im2col(
     let kk = cin * kernel * kernel;
     let mut out = vec![0u64; batch * np * kk];
     use rayon::prelude::*;
-    out.par_chunks_mut(np * kk).enumerate().for_each(|(b, img_out)| {
-        let img = &x[b * cin * h * w..(b + 1) * cin * h * w];
-        for oy in 0..ho {
-            for ox in 0..wo {
-                let row = &mut img_out[(oy * wo + ox) * kk..(oy * wo + ox + 1) * kk];
-                for c in 0..cin {
-                    for ki in 0..kernel {
-                        let iy = (oy * stride + ki) as isize - padding as isize;
-                        for kj in 0..kernel {
-                            let ix = (ox * stride + kj) as isize - padding as isize;
-                            let v = if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
-                                0
-                            } else {
-                                img[c * h * w + iy as usize * w + ix as usize]
-                            };
-                            row[(c * kernel + ki) * kernel + kj] = v;
+    out.par_chunks_mut(np * kk)
+        .enumerate()
+        .for_each(|(b, img_out)| {
+            let img = &x[b * cin * h * w..(b + 1) * cin * h * w];
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    let row = &mut img_out[(oy * wo + ox) * kk..(oy * wo + ox + 1) * kk];
+                    for c in 0..cin {
+                        for ki in 0..kernel {
+                            let iy = (oy * stride + ki) as isize - padding as isize;
+                            for kj in 0..kernel {
+                                let ix = (ox * stride + kj) as isize - padding as isize;
+                                let v = if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize
+                                {
+                                    0
+                                } else {
+                                    img[c * h * w + iy as usize * w + ix as usize]
+                                };
+                                row[(c * kernel + ki) * kernel + kj] = v;
+                            }
                         }
                     }
                 }
             }
-        }
-    });
+        });
     out
 }
 
 /// The windows of a max pool as groups: `(batch*C*Ho*Wo) x (k*k)`.
-fn pool_groups(x: &[u64], batch: usize, kernel: usize, stride: usize, ch: usize, (h, w): (usize, usize)) -> Vec<u64> {
+fn pool_groups(
+    x: &[u64],
+    batch: usize,
+    kernel: usize,
+    stride: usize,
+    ch: usize,
+    (h, w): (usize, usize),
+) -> Vec<u64> {
     let (ho, wo) = LayerPlan::conv_out_hw(kernel, stride, 0, (h, w));
     let mut out = Vec::with_capacity(batch * ch * ho * wo * kernel * kernel);
     for b in 0..batch {
@@ -321,9 +376,9 @@ fn infer_batch(
         let out_size = l.out_size(size);
         match *l {
             LayerPlan::Linear { .. } | LayerPlan::Conv { .. } => {
-                let prepared = layers
-                    .get(weighted)
-                    .ok_or_else(|| SmpcError::Model("fewer prepared layers than the plan has".into()))?;
+                let prepared = layers.get(weighted).ok_or_else(|| {
+                    SmpcError::Model("fewer prepared layers than the plan has".into())
+                })?;
                 weighted += 1;
                 let masked = if first {
                     beaver::mask_from_owner(party, batch * size)?
@@ -332,7 +387,15 @@ fn infer_batch(
                 };
                 first = false;
                 let n = prepared.rhs.n();
-                if let LayerPlan::Conv { in_channels, kernel, stride, padding, input_hw, .. } = *l {
+                if let LayerPlan::Conv {
+                    in_channels,
+                    kernel,
+                    stride,
+                    padding,
+                    input_hw,
+                    ..
+                } = *l
+                {
                     let geo = (in_channels, kernel, stride, padding, input_hw);
                     let masked: Masked = masked.map(|v| im2col(v, batch, geo));
                     let np = out_size / n;
@@ -367,7 +430,12 @@ fn infer_batch(
             LayerPlan::Relu => {
                 x = compare::relu(party, batch * size, &x)?;
             }
-            LayerPlan::MaxPool { kernel, stride, channels, input_hw } => {
+            LayerPlan::MaxPool {
+                kernel,
+                stride,
+                channels,
+                input_hw,
+            } => {
                 let count = batch * out_size;
                 let groups = if helper {
                     Vec::new()
@@ -410,14 +478,17 @@ pub fn data_owner(party: &mut Party, images: &[f32], batch: usize) -> Result<Vec
     }
     let plan: ModelPlan = party.net.recv(MODEL_OWNER)?;
     let per = plan.input_size;
-    if images.len() % per != 0 {
+    if !images.len().is_multiple_of(per) {
         return Err(SmpcError::Shape(format!(
             "{} pixel values are not a whole number of {per}-value images",
             images.len()
         )));
     }
     let count = images.len() / per;
-    let batches: Vec<usize> = (0..count).step_by(batch).map(|s| batch.min(count - s)).collect();
+    let batches: Vec<usize> = (0..count)
+        .step_by(batch)
+        .map(|s| batch.min(count - s))
+        .collect();
     for peer in [P0, P1, P2] {
         party.net.send(peer, &batches)?;
     }
@@ -568,7 +639,10 @@ pub fn run_in_process(
     let runs: Vec<PartyRun<Vec<u8>>> = sim::run_networks(nets, cfg.protocol, cfg.seed, |party| {
         let input = match party.id {
             MODEL_OWNER => RoleInput::Model(model),
-            DATA_OWNER => RoleInput::Data { images, batch: cfg.batch },
+            DATA_OWNER => RoleInput::Data {
+                images,
+                batch: cfg.batch,
+            },
             _ => RoleInput::Computing,
         };
         run_role(party, &input)
@@ -577,7 +651,9 @@ pub fn run_in_process(
     let preds = runs[DATA_OWNER].output.clone();
     expect_len("predictions", preds.len(), count)?;
     let plain = predict_plain(model, images, count);
-    let frac = |f: &dyn Fn(usize) -> bool| (0..count).filter(|&i| f(i)).count() as f64 / count.max(1) as f64;
+    let frac = |f: &dyn Fn(usize) -> bool| {
+        (0..count).filter(|&i| f(i)).count() as f64 / count.max(1) as f64
+    };
     let parties: Vec<PartyTraffic> = runs
         .iter()
         .enumerate()

@@ -244,7 +244,10 @@ impl Party {
         let id = self.id;
         self.streams[s.index()]
             .as_mut()
-            .ok_or(SmpcError::MissingStream { party: id, stream: s })
+            .ok_or(SmpcError::MissingStream {
+                party: id,
+                stream: s,
+            })
     }
 
     /// `len` uniform ring elements from a stream.
@@ -319,7 +322,8 @@ fn fill_mod_impl(rng: &mut Prg, out: &mut [u8], modulus: u16, add: u8) {
     let mut words = vec![0u16; out.len()];
     // SAFETY: u16 has no invalid bit patterns and u8 has alignment 1; the
     // byte view covers exactly the vector's 2 * len bytes while it is borrowed.
-    let bytes = unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), words.len() * 2) };
+    let bytes =
+        unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), words.len() * 2) };
     rng.fill_bytes(bytes);
     if cfg!(target_endian = "big") {
         for w in words.iter_mut() {
@@ -370,13 +374,16 @@ mod tests {
             let mut counts = vec![0usize; 256];
             out.iter().for_each(|&v| counts[v as usize] += 1);
             let expect = out.len() as f64 / modulus as f64;
-            for v in 0..256usize {
+            for (v, &count) in counts.iter().enumerate() {
                 let inside = v >= add as usize && v < add as usize + modulus as usize;
                 if inside {
-                    let c = counts[v] as f64;
-                    assert!((c - expect).abs() < 6.0 * expect.sqrt(), "mod {modulus}: value {v} seen {c} times, expected {expect}");
+                    let c = count as f64;
+                    assert!(
+                        (c - expect).abs() < 6.0 * expect.sqrt(),
+                        "mod {modulus}: value {v} seen {c} times, expected {expect}"
+                    );
                 } else {
-                    assert_eq!(counts[v], 0, "mod {modulus}: value {v} out of range");
+                    assert_eq!(count, 0, "mod {modulus}: value {v} out of range");
                 }
             }
         }

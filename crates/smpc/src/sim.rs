@@ -55,8 +55,9 @@ where
             .into_iter()
             .enumerate()
             .map(|(i, h)| {
-                h.join()
-                    .unwrap_or_else(|_| Err(SmpcError::Panicked(crate::party::party_name(i).into())))
+                h.join().unwrap_or_else(|_| {
+                    Err(SmpcError::Panicked(crate::party::party_name(i).into()))
+                })
             })
             .collect()
     });

@@ -40,7 +40,21 @@ fn enc(v: &[f64]) -> Vec<u64> {
 /// Edge values: 0, +-1 ulp, small and large magnitudes within the bound.
 fn edge_values(limit: f64) -> Vec<f64> {
     let ulp = 1.0 / (1u64 << F) as f64;
-    vec![0.0, ulp, -ulp, 1.0, -1.0, 0.5, -0.5, limit, -limit, limit / 3.0, -limit / 7.0, 2.0 * ulp, -2.0 * ulp]
+    vec![
+        0.0,
+        ulp,
+        -ulp,
+        1.0,
+        -1.0,
+        0.5,
+        -0.5,
+        limit,
+        -limit,
+        limit / 3.0,
+        -limit / 7.0,
+        2.0 * ulp,
+        -2.0 * ulp,
+    ]
 }
 
 fn value() -> impl Strategy<Value = f64> {
@@ -67,7 +81,12 @@ fn check_mul(x: &[f64], y: &[f64], seed: u64) -> Result<(), TestCaseError> {
         let exact = fp.decode(xe[i]) * fp.decode(ye[i]);
         let got = fp.decode(z[i]);
         // Local truncation: floor or floor + 1 ulp, plus the floor itself.
-        prop_assert!((got - exact).abs() <= 2.0 * fp.ulp() + 1e-12, "{} * {}: {got} vs {exact}", x[i], y[i]);
+        prop_assert!(
+            (got - exact).abs() <= 2.0 * fp.ulp() + 1e-12,
+            "{} * {}: {got} vs {exact}",
+            x[i],
+            y[i]
+        );
     }
     Ok(())
 }
@@ -144,12 +163,23 @@ fn relu_edge_values_at_the_compare_limit() {
     let cfg = ProtocolConfig::default();
     let m = cfg.cmp_bits;
     // Ring integers at the very edge of the documented range -2^m <= x < 2^m.
-    let mut xe: Vec<u64> = vec![0, 1, u64::MAX, (1u64 << m) - 1, (1u64 << m).wrapping_neg(), 12345, 54321u64.wrapping_neg()];
+    let mut xe: Vec<u64> = vec![
+        0,
+        1,
+        u64::MAX,
+        (1u64 << m) - 1,
+        (1u64 << m).wrapping_neg(),
+        12345,
+        54321u64.wrapping_neg(),
+    ];
     xe.extend(enc(&edge_values(cfg.compare_range() * 0.999)));
     let n = xe.len();
     for seed in 0..8u64 {
         let xs = share(&xe, seed);
-        let runs = sim::run_in_memory(3, cfg, Some(seed), |p| compare::relu(p, n, &pick(p.id, &xs))).unwrap();
+        let runs = sim::run_in_memory(3, cfg, Some(seed), |p| {
+            compare::relu(p, n, &pick(p.id, &xs))
+        })
+        .unwrap();
         let z = reconstruct(&runs);
         for i in 0..n {
             let want = if (xe[i] as i64) >= 0 { xe[i] } else { 0 };
@@ -168,9 +198,7 @@ fn select_products_and_argmax_match_plaintext() {
         .collect();
     let mut xe = enc(&vals);
     // A row with ties: first index wins.
-    for c in 0..cols {
-        xe[c] = 5;
-    }
+    xe[..cols].fill(5);
     let xs = share(&xe, 3);
     let runs = sim::run_in_memory(3, ProtocolConfig::default(), Some(9), |p| {
         let (mx, idx) = compare::max_groups(p, rows, cols, &pick(p.id, &xs), true)?;
@@ -179,7 +207,10 @@ fn select_products_and_argmax_match_plaintext() {
     .unwrap();
     let z = reconstruct(&runs);
     for r in 0..rows {
-        let row: Vec<i64> = xe[r * cols..(r + 1) * cols].iter().map(|v| *v as i64).collect();
+        let row: Vec<i64> = xe[r * cols..(r + 1) * cols]
+            .iter()
+            .map(|v| *v as i64)
+            .collect();
         let mut best = 0;
         for c in 0..cols {
             if row[c] > row[best] {
@@ -190,4 +221,3 @@ fn select_products_and_argmax_match_plaintext() {
         assert_eq!(z[rows + r], best as u64, "argmax of row {r}");
     }
 }
-

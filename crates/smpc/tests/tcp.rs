@@ -10,13 +10,17 @@ use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
 fn listeners() -> (Vec<TcpListener>, Vec<SocketAddr>) {
-    let ls: Vec<TcpListener> = (0..5).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    let ls: Vec<TcpListener> = (0..5)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
     let addrs = ls.iter().map(|l| l.local_addr().unwrap()).collect();
     (ls, addrs)
 }
 
 fn images(count: usize) -> Vec<f32> {
-    (0..count * 784).map(|i| ((i * 31) % 97) as f32 / 40.0 - 1.0).collect()
+    (0..count * 784)
+        .map(|i| ((i * 31) % 97) as f32 / 40.0 - 1.0)
+        .collect()
 }
 
 #[test]
@@ -26,31 +30,50 @@ fn tcp_run_matches_in_process_run() {
     let imgs = images(count);
     let labels = vec![0u8; count];
     let (ls, addrs) = listeners();
-    let results: Vec<Result<(Vec<u8>, ppml_net::NetworkStats), SmpcError>> = std::thread::scope(|s| {
-        let hs: Vec<_> = ls
-            .iter()
-            .enumerate()
-            .map(|(id, l)| {
-                let (addrs, model, imgs) = (&addrs, &model, &imgs);
-                s.spawn(move || {
-                    let input = match id {
-                        MODEL_OWNER => RoleInput::Model(model),
-                        DATA_OWNER => RoleInput::Data { images: imgs, batch: 5 },
-                        _ => RoleInput::Computing,
-                    };
-                    run_tcp_role(id, addrs, Some(l), &input, ProtocolConfig::default(), Duration::from_secs(20), Some(3))
+    let results: Vec<Result<(Vec<u8>, ppml_net::NetworkStats), SmpcError>> =
+        std::thread::scope(|s| {
+            let hs: Vec<_> = ls
+                .iter()
+                .enumerate()
+                .map(|(id, l)| {
+                    let (addrs, model, imgs) = (&addrs, &model, &imgs);
+                    s.spawn(move || {
+                        let input = match id {
+                            MODEL_OWNER => RoleInput::Model(model),
+                            DATA_OWNER => RoleInput::Data {
+                                images: imgs,
+                                batch: 5,
+                            },
+                            _ => RoleInput::Computing,
+                        };
+                        run_tcp_role(
+                            id,
+                            addrs,
+                            Some(l),
+                            &input,
+                            ProtocolConfig::default(),
+                            Duration::from_secs(20),
+                            Some(3),
+                        )
+                    })
                 })
-            })
-            .collect();
-        hs.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
     let outs: Vec<_> = results.into_iter().map(|r| r.unwrap()).collect();
-    let cfg = InferConfig { batch: 5, seed: Some(3), ..Default::default() };
+    let cfg = InferConfig {
+        batch: 5,
+        seed: Some(3),
+        ..Default::default()
+    };
     let local = run_in_process(&model, &imgs, &labels, &cfg).unwrap();
     assert_eq!(outs[DATA_OWNER].0, local.predictions);
     // Same protocol, same bytes (the TCP handshake is not counted).
-    for id in 0..5 {
-        assert_eq!(outs[id].1.total.bytes_sent, local.parties[id].bytes_sent, "role {id}");
+    for (id, out) in outs.iter().enumerate() {
+        assert_eq!(
+            out.1.total.bytes_sent, local.parties[id].bytes_sent,
+            "role {id}"
+        );
     }
 }
 
@@ -72,15 +95,31 @@ fn a_dead_party_makes_the_others_fail_quickly() {
                         // P2 connects, agrees on seeds, then dies.
                         let cfg = NetConfig::default().with_timeout(timeout);
                         let net = Network::tcp_with_listener(id, Some(l), addrs, &cfg)?;
-                        let _party = Party::setup(net, ProtocolConfig::default(), &mut sim::party_rng(Some(1), id))?;
+                        let _party = Party::setup(
+                            net,
+                            ProtocolConfig::default(),
+                            &mut sim::party_rng(Some(1), id),
+                        )?;
                         return Ok(());
                     }
                     let input = match id {
                         MODEL_OWNER => RoleInput::Model(model),
-                        DATA_OWNER => RoleInput::Data { images: imgs, batch: 5 },
+                        DATA_OWNER => RoleInput::Data {
+                            images: imgs,
+                            batch: 5,
+                        },
                         _ => RoleInput::Computing,
                     };
-                    run_tcp_role(id, addrs, Some(l), &input, ProtocolConfig::default(), timeout, Some(1)).map(|_| ())
+                    run_tcp_role(
+                        id,
+                        addrs,
+                        Some(l),
+                        &input,
+                        ProtocolConfig::default(),
+                        timeout,
+                        Some(1),
+                    )
+                    .map(|_| ())
                 })
             })
             .collect();

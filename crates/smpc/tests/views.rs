@@ -56,11 +56,17 @@ fn every_role_view_is_independent_of_the_secrets() {
     let random = Model::from_arch("net-a", 99).unwrap();
     let count = 24;
     let zeros = vec![0f32; count * 784];
-    let noise: Vec<f32> = (0..count * 784).map(|i| ((i * 7919) % 1000) as f32 / 250.0 - 2.0).collect();
+    let noise: Vec<f32> = (0..count * 784)
+        .map(|i| ((i * 7919) % 1000) as f32 / 250.0 - 2.0)
+        .collect();
     let va = views(&zero, &zeros, 1);
     let vb = views(&random, &noise, 2);
     for role in 0..5 {
-        assert_eq!(va[role].len(), vb[role].len(), "role {role}: number of frames");
+        assert_eq!(
+            va[role].len(),
+            vb[role].len(),
+            "role {role}: number of frames"
+        );
         let mut checked = 0;
         for (k, (fa, fb)) in va[role].iter().zip(&vb[role]).enumerate() {
             assert_eq!(fa.len(), fb.len(), "role {role} frame {k}: length");
@@ -75,7 +81,11 @@ fn every_role_view_is_independent_of_the_secrets() {
                 fa.len()
             );
             // Degenerate (plaintext-like) frames have few distinct byte values.
-            assert!(dof >= 60.0, "role {role} frame {k}: only {} distinct byte values", dof + 1.0);
+            assert!(
+                dof >= 60.0,
+                "role {role} frame {k}: only {} distinct byte values",
+                dof + 1.0
+            );
             checked += 1;
         }
         if role < 3 {
