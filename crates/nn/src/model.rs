@@ -177,9 +177,7 @@ impl Model {
             return Err(NnError::Shape("empty input shape".into()));
         }
         for (i, l) in self.layers.iter().enumerate() {
-            if let Some(need) = l.in_size()
-                && need != size
-            {
+            if let Some(need) = l.in_size().filter(|&n| n != size) {
                 return Err(NnError::Shape(format!(
                     "layer {i} ({}) takes {need} inputs but receives {size}",
                     l.describe()

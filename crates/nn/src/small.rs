@@ -132,7 +132,7 @@ mod x86 {
 
     /// Dot product with four 8-lane FMA accumulators.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    pub(super) unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
         let n = a.len().min(b.len());
         let (pa, pb) = (a.as_ptr(), b.as_ptr());
         let mut i = 0;
@@ -220,7 +220,7 @@ mod x86 {
 
     /// Register-blocked small-batch forward: 2 outputs x 4 samples per block.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) fn forward(
+    pub(super) unsafe fn forward(
         x: &[f32],
         batch: usize,
         w: &[f32],
@@ -316,7 +316,7 @@ mod x86 {
 
     /// Small-batch weight gradient, two output rows at a time.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) fn grad_w(
+    pub(super) unsafe fn grad_w(
         gy: &[f32],
         x: &[f32],
         batch: usize,
@@ -342,7 +342,7 @@ macro_rules! dispatch {
     ($name:ident, $imp:ident, $avx:ident, ($($a:ident : $t:ty),*)) => {
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx2,fma")]
-        fn $avx($($a: $t),*) {
+        unsafe fn $avx($($a: $t),*) {
             $imp::<true>($($a),*)
         }
 

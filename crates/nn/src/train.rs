@@ -209,9 +209,12 @@ pub fn train_epoch<R: rand::Rng + ?Sized>(
         return Err(NnError::Invalid("batch size must be positive".into()));
     }
     let out = model.output_size();
-    if out > 1
-        && let Some(&bad) = data.labels.iter().find(|&&l| l as usize >= out)
-    {
+    let bad_label = if out > 1 {
+        data.labels.iter().find(|&&l| l as usize >= out)
+    } else {
+        None
+    };
+    if let Some(&bad) = bad_label {
         return Err(NnError::Invalid(format!(
             "label {bad} does not fit {out} outputs"
         )));
