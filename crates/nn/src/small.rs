@@ -374,7 +374,7 @@ mod tests {
 
     #[test]
     fn kernels_match_gemm() {
-        let (batch, nin, nout) = (7, 45, 13);
+        let (batch, nin, nout) = (7, 77, 13); // nin not a multiple of 8 or 32: tails
         let x: Vec<f32> = (0..batch * nin)
             .map(|i| ((i * 37 % 101) as f32) / 50.0 - 1.0)
             .collect();
@@ -387,25 +387,58 @@ mod tests {
             .collect();
         let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(u, v)| (u - v).abs() < 1e-4);
 
+        let mut want_y = Vec::new();
+        for _ in 0..batch {
+            want_y.extend_from_slice(&bias);
+        }
+        sgemm(batch, nout, nin, 1.0, &x, false, &w, true, 1.0, &mut want_y);
+        let mut want_gw = vec![0.0; nin * nout];
+        sgemm(
+            nout,
+            nin,
+            batch,
+            1.0,
+            &gy,
+            true,
+            &x,
+            false,
+            0.0,
+            &mut want_gw,
+        );
+        let mut want_gx = vec![0.0; batch * nin];
+        sgemm(
+            batch,
+            nin,
+            nout,
+            1.0,
+            &gy,
+            false,
+            &w,
+            false,
+            0.0,
+            &mut want_gx,
+        );
+
+        // the dispatched kernels (AVX2/FMA where available)
         let mut y = vec![0.0; batch * nout];
         super::forward(&x, batch, &w, &bias, nin, nout, &mut y);
-        let mut want = Vec::new();
-        for _ in 0..batch {
-            want.extend_from_slice(&bias);
-        }
-        sgemm(batch, nout, nin, 1.0, &x, false, &w, true, 1.0, &mut want);
-        assert!(close(&y, &want));
-
+        assert!(close(&y, &want_y));
         let mut gw = vec![9.0; nin * nout];
         super::grad_w(&gy, &x, batch, nin, nout, &mut gw);
-        let mut want = vec![0.0; nin * nout];
-        sgemm(nout, nin, batch, 1.0, &gy, true, &x, false, 0.0, &mut want);
-        assert!(close(&gw, &want));
-
+        assert!(close(&gw, &want_gw));
         let mut gx = vec![9.0; batch * nin];
         super::grad_x(&gy, &w, batch, nin, nout, &mut gx);
-        let mut want = vec![0.0; batch * nin];
-        sgemm(batch, nin, nout, 1.0, &gy, false, &w, false, 0.0, &mut want);
-        assert!(close(&gx, &want));
+        assert!(close(&gx, &want_gx));
+
+        // the portable fallback, exercised on every machine
+        let mut y = vec![0.0; batch * nout];
+        super::forward_impl::<false>(&x, batch, &w, &bias, nin, nout, &mut y);
+        assert!(close(&y, &want_y));
+        let mut gw = vec![9.0; nin * nout];
+        super::grad_w_impl::<false>(&gy, &x, batch, nin, nout, &mut gw);
+        assert!(close(&gw, &want_gw));
+        let mut gx = vec![9.0; batch * nin];
+        super::grad_x_impl::<false>(&gy, &w, batch, nin, nout, &mut gx);
+        assert!(close(&gx, &want_gx));
     }
 }

@@ -187,6 +187,10 @@ pub struct EpochStats {
 /// `cfg.batch` (the last one may be smaller), the learning rate set from
 /// `cfg.schedule` for epoch `epoch` (0-based) of `cfg.epochs`. `progress(done,
 /// total, loss)` is called after every step.
+///
+/// Determinism: the same model, data, configuration, RNG state and thread
+/// count give bit-identical parameters (convolution gradients are summed per
+/// thread chunk, so a different `--threads` may change the last bits).
 #[allow(clippy::too_many_arguments)]
 pub fn train_epoch<R: rand::Rng + ?Sized>(
     model: &mut Model,
