@@ -11,8 +11,11 @@ use std::path::PathBuf;
 #[derive(Debug, Args)]
 pub struct InferArgs {
     /// Model file: .ppml (from `ppml train --save`) or .safetensors (with --arch).
+    /// Without it, a fresh `--arch` model (default mlp500) is first trained in
+    /// plaintext with the default recipe (`ppml train`'s defaults), so that one
+    /// command runs the whole scenario.
     #[arg(long)]
-    pub model: PathBuf,
+    pub model: Option<PathBuf>,
     /// Architecture of a .safetensors file: mlp500, net-a, 2nn, split, cnn, perceptron.
     #[arg(long)]
     pub arch: Option<String>,
@@ -25,12 +28,69 @@ pub struct InferArgs {
     /// Timed repetitions (the median is reported).
     #[arg(long, default_value_t = 5)]
     pub repeat: usize,
+    /// Run the model privately: P0, P1, P2 plus model owner and data owner as
+    /// in-process parties over channels; only the data owner learns predictions.
+    #[arg(long)]
+    pub encrypted: bool,
+    /// With --encrypted: number of test images (default: all, or --limit).
+    #[arg(long)]
+    pub count: Option<usize>,
+    /// With --encrypted: images per batch.
+    #[arg(long, default_value_t = 1000)]
+    pub batch: usize,
+    /// With --encrypted: epochs of the plaintext training that runs when no
+    /// --model is given.
+    #[arg(long, default_value_t = 5)]
+    pub train_epochs: usize,
 }
 
-/// Loads the model named by `--model`/`--arch` (shared with other inference modes).
-pub fn load_model(args: &InferArgs) -> anyhow::Result<Model> {
-    Model::load_any(&args.model, args.arch.as_deref())
-        .with_context(|| format!("loading model {}", args.model.display()))
+/// Loads the model named by `--model`/`--arch`, or, without `--model`, trains
+/// a fresh `--arch` model (default mlp500) with the default recipe.
+pub fn load_model(args: &InferArgs, common: &CommonArgs) -> anyhow::Result<Model> {
+    match &args.model {
+        Some(path) => Model::load_any(path, args.arch.as_deref())
+            .with_context(|| format!("loading model {}", path.display())),
+        None => train_default_model(args.arch.as_deref().unwrap_or("mlp500"), args, common),
+    }
+}
+
+/// Plaintext training of the model that the model owner then shares.
+fn train_default_model(arch: &str, args: &InferArgs, common: &CommonArgs) -> anyhow::Result<Model> {
+    use rand::SeedableRng;
+    let norm: Normalization = args.normalize.parse()?;
+    let dir = common.data_dir();
+    let data =
+        mnist::load(&dir, norm).with_context(|| format!("loading MNIST from {}", dir.display()))?;
+    let mut model = Model::from_arch(arch, common.seed)?;
+    let mut cfg = ppml_nn::TrainConfig::recommended();
+    cfg.epochs = args.train_epochs.max(1);
+    cfg.seed = common.seed;
+    let mut opt = cfg.optimizer();
+    let mut ws = ppml_nn::Workspace::new();
+    let mut rng = rand_chacha::ChaCha12Rng::seed_from_u64(common.seed ^ 0x5eed_5eed);
+    let train = if model.output_size() == 1 {
+        data.train.filter_labels(&[0, 1])
+    } else {
+        data.train
+    };
+    eprintln!(
+        "no --model given: training {arch} in plaintext for {} epochs first (the model owner's model)",
+        cfg.epochs
+    );
+    for epoch in 0..cfg.epochs {
+        let st = ppml_nn::train_epoch(
+            &mut model,
+            &train,
+            &cfg,
+            epoch,
+            &mut opt,
+            &mut ws,
+            &mut rng,
+            &mut |_, _, _| {},
+        )?;
+        eprintln!("  epoch {}: loss {:.4}", epoch + 1, st.mean_loss);
+    }
+    Ok(model)
 }
 
 /// Loads the test images selected by `--limit` and `--normalize`.
@@ -60,8 +120,11 @@ pub fn load_test(
 }
 
 pub fn run(args: InferArgs, common: &CommonArgs) -> anyhow::Result<Report> {
-    let model = load_model(&args)?;
+    let model = load_model(&args, common)?;
     let test = load_test(&args, common, &model)?;
+    if args.encrypted {
+        return run_encrypted(&args, common, &model, &test);
+    }
     let _ = model.predict_dataset(&test); // warm-up
     let mut times = Vec::new();
     let mut acc = 0.0;
@@ -93,7 +156,7 @@ pub fn run(args: InferArgs, common: &CommonArgs) -> anyhow::Result<Report> {
         "command": "infer",
         "mode": "plaintext",
         "model": model.arch,
-        "model_file": args.model.display().to_string(),
+        "model_file": args.model.as_ref().map(|p| p.display().to_string()),
         "accuracy": acc,
         "images": test.len(),
         "seconds": secs,
@@ -103,5 +166,47 @@ pub fn run(args: InferArgs, common: &CommonArgs) -> anyhow::Result<Report> {
         "cpu_seconds_per_run": cpu,
         "threads": threads,
     });
+    Ok(Report { json, human })
+}
+
+/// `--encrypted`: the three computing parties and the two owners run as
+/// threads over in-memory channels (ppml-smpc); only the data owner
+/// reconstructs the predictions.
+fn run_encrypted(
+    args: &InferArgs,
+    common: &CommonArgs,
+    model: &Model,
+    test: &mnist::Dataset,
+) -> anyhow::Result<Report> {
+    anyhow::ensure!(args.batch > 0, "--batch must be positive");
+    ppml_smpc::tune_allocator();
+    let n = args.count.unwrap_or(test.len()).min(test.len());
+    let test = test.slice(0..n);
+    let cfg = ppml_smpc::InferConfig {
+        batch: args.batch,
+        // Share and mask randomness always comes from the OS: --seed only
+        // fixes the training and data order, never the secrets' masks.
+        seed: None,
+        ..Default::default()
+    };
+    let r = ppml_smpc::run_in_process(model, &test.images, &test.labels, &cfg)?;
+    let human = format!(
+        "{} (encrypted, 3 parties): accuracy {:.2}% (plaintext {:.2}%), agreement {:.4} on {} images\n\
+         {:.2} s ({:.0} images/s), {:.1} KB/image sent in total, {} rounds",
+        r.arch,
+        r.accuracy * 100.0,
+        r.plaintext_accuracy * 100.0,
+        r.plaintext_agreement,
+        r.images,
+        r.seconds,
+        r.images_per_second,
+        r.bytes_per_image / 1e3,
+        r.rounds
+    );
+    let mut json = serde_json::to_value(&r)?;
+    json["command"] = "infer".into();
+    json["mode"] = "encrypted".into();
+    json["threads"] = common.threads().into();
+    json["model_file"] = args.model.as_ref().map(|p| p.display().to_string()).into();
     Ok(Report { json, human })
 }
