@@ -14,14 +14,24 @@ fn ppml(args: &[&str]) -> std::process::Output {
 #[test]
 fn demo_json_is_the_last_stdout_line_and_correct() {
     let out = ppml(&["demo", "--len", "100", "--json", "--seed", "3"]);
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8(out.stdout).expect("utf-8");
     let last = stdout.lines().last().expect("some output");
     let v: serde_json::Value = serde_json::from_str(last).expect("last line is JSON");
     assert_eq!(v["len"], 100);
     // |3x + 0.5| < 31, two local truncations: error within a few ulps of 2^-16.
-    assert!(v["max_abs_error"].as_f64().expect("number") < 4.0 / 65536.0, "{v}");
-    assert!(v["bytes_total"].as_u64().expect("number") >= 4 * 800, "four tensors of 100 u64 travel");
+    assert!(
+        v["max_abs_error"].as_f64().expect("number") < 4.0 / 65536.0,
+        "{v}"
+    );
+    assert!(
+        v["bytes_total"].as_u64().expect("number") >= 4 * 800,
+        "four tensors of 100 u64 travel"
+    );
     assert_eq!(v["parties"].as_array().expect("array").len(), 3);
 }
 

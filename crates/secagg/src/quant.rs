@@ -52,8 +52,7 @@ impl Quantizer {
         let s = self.scale();
         // (clip(v) + c) * s lies in [0, 2^bits - 1]; adding 0.5 and truncating rounds to
         // nearest (ties up) without a libm call.
-        Ok(x
-            .iter()
+        Ok(x.iter()
             .map(|&v| (((v as f64).clamp(-c, c) + c) * s + 0.5) as u64)
             .collect())
     }
