@@ -125,7 +125,7 @@ pub fn run(args: TrainArgs, common: &CommonArgs) -> anyhow::Result<Report> {
         );
         bar.set_prefix(format!("{}/{}", epoch + 1, cfg.epochs));
         let mut cb = |done: usize, _total: usize, loss: f32| {
-            if done % 16 == 0 || done as u64 == steps {
+            if done.is_multiple_of(16) || done as u64 == steps {
                 bar.set_position(done as u64);
                 bar.set_message(format!("loss {loss:.4}"));
             }

@@ -237,7 +237,7 @@ impl<'a> Simulation<'a> {
         };
         let bytes = param_frame_bytes(p) * sampled.len() as u64 + up;
         let t1 = Instant::now();
-        let due = round % self.cfg.eval_every.max(1) == 0 || round == self.cfg.rounds;
+        let due = round.is_multiple_of(self.cfg.eval_every.max(1)) || round == self.cfg.rounds;
         let accuracy = match self.test {
             Some(test) if due => {
                 self.eval_model.set_params_flat(&self.server.global)?;

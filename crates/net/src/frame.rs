@@ -140,7 +140,7 @@ pub fn encode_u64s(v: &[u64]) -> Vec<u8> {
 
 /// Unpacks little-endian `u64`s; errors if the length is not a multiple of 8.
 pub fn decode_u64s(bytes: &[u8]) -> Result<Vec<u64>, NetError> {
-    if bytes.len() % 8 != 0 {
+    if !bytes.len().is_multiple_of(8) {
         return Err(NetError::Decode(format!(
             "Vec<u64>: packed frame of {} bytes is not a multiple of 8",
             bytes.len()

@@ -5,7 +5,7 @@
 //!
 //! * [`RingTensor`]: a shaped, row-major tensor over Z_2^64 with wrapping
 //!   element-wise ops and a cache-blocked, rayon-parallel matmul
-//!   ([`RingTensor::matmul`]).
+//!   ([`RingTensor::matmul`], on the packed kernel of [`kernel`]).
 //! * [`additive`]: n-party additive sharing over Z_2^64 (`x = x_0 + ... + x_{n-1}
 //!   mod 2^64`), for scalars and tensors, with the local operations
 //!   (add/sub/neg of shares, adding or multiplying by a public value).
@@ -27,6 +27,7 @@
 
 pub mod additive;
 pub mod field;
+pub mod kernel;
 pub mod prg;
 pub mod ring;
 pub mod shamir;

@@ -1,13 +1,12 @@
 //! [`RingTensor`]: shaped, row-major tensors over Z_2^64.
 //!
 //! All arithmetic wraps mod 2^64, which is exactly the arithmetic of additive
-//! shares and of fixed-point encodings. [`RingTensor::matmul`] is cache-blocked
-//! and register-blocked, runs its row tiles on rayon, and picks an AVX-512
-//! kernel at run time where the CPU has one (64-bit lane multiplies,
-//! `vpmullq`), with a portable kernel everywhere else.
+//! shares and of fixed-point encodings. [`RingTensor::matmul`] runs the kernel
+//! of [`crate::kernel`]: cache- and register-blocked, row chunks on rayon, an
+//! AVX-512 micro-kernel (64-bit lane multiplies, `vpmullq`) picked at run time
+//! and a portable micro-kernel everywhere else.
 
 use crate::SharingError;
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// A row-major tensor of ring elements (Z_2^64).
@@ -271,16 +270,9 @@ impl RingTensor {
     }
 }
 
-/// Rows of C per register tile.
-const MR: usize = 4;
-/// Columns of C per register tile (one 512-bit vector of u64).
-const NR: usize = 8;
-/// Depth of a k-block: a packed B block of KC x n stays in L2.
-const KC: usize = 256;
-/// Rows of C per rayon task.
-const ROWS_PER_TASK: usize = 32;
-
-/// `c (m x n) = a (m x k) * b (k x n)`, all row-major, wrapping.
+/// `c (m x n) = a (m x k) * b (k x n)`, all row-major, wrapping, through
+/// the packed kernel in [`crate::kernel`] (B is packed on every call; pack it
+/// once with [`crate::kernel::PackedRhs`] when it is reused).
 ///
 /// `c` is overwritten. Slice lengths must match the dimensions.
 pub fn matmul_into(
@@ -298,110 +290,8 @@ pub fn matmul_into(
         });
     }
     c.fill(0);
-    if m == 0 || n == 0 || k == 0 {
-        return Ok(());
-    }
-    // Pack B into NR-wide column panels, k-major within a panel, zero-padded
-    // on the right: panel p holds B[kk][p*NR .. p*NR+NR] at [kk*NR ..].
-    let panels = n.div_ceil(NR);
-    let mut packed = vec![0u64; panels * k * NR];
-    packed
-        .par_chunks_mut(k * NR)
-        .enumerate()
-        .for_each(|(p, panel)| {
-            let j0 = p * NR;
-            let w = NR.min(n - j0);
-            for kk in 0..k {
-                panel[kk * NR..kk * NR + w].copy_from_slice(&b[kk * n + j0..kk * n + j0 + w]);
-            }
-        });
-    let use_avx512 = avx512_available();
-    c.par_chunks_mut(ROWS_PER_TASK * n)
-        .enumerate()
-        .for_each(|(t, c_rows)| {
-            let i0 = t * ROWS_PER_TASK;
-            let rows = c_rows.len() / n;
-            let a_rows = &a[i0 * k..(i0 + rows) * k];
-            if use_avx512 {
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: avx512_available() checked at run time that the CPU
-                // supports avx512f and avx512dq, the features this function enables.
-                unsafe {
-                    rows_kernel_avx512(a_rows, &packed, c_rows, rows, k, n)
-                }
-            } else {
-                rows_kernel(a_rows, &packed, c_rows, rows, k, n)
-            }
-        });
-    Ok(())
-}
-
-fn avx512_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512dq")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512dq")]
-fn rows_kernel_avx512(a: &[u64], packed: &[u64], c: &mut [u64], rows: usize, k: usize, n: usize) {
-    rows_kernel(a, packed, c, rows, k, n)
-}
-
-/// Computes `rows` rows of C against all packed panels of B.
-#[inline(always)]
-fn rows_kernel(a: &[u64], packed: &[u64], c: &mut [u64], rows: usize, k: usize, n: usize) {
-    let panels = n.div_ceil(NR);
-    for k0 in (0..k).step_by(KC) {
-        let kc = KC.min(k - k0);
-        let mut i = 0;
-        while i < rows {
-            let mr = MR.min(rows - i);
-            for p in 0..panels {
-                let j0 = p * NR;
-                let w = NR.min(n - j0);
-                let panel = &packed[p * k * NR + k0 * NR..p * k * NR + (k0 + kc) * NR];
-                let mut acc = [[0u64; NR]; MR];
-                if mr == MR {
-                    let a0 = &a[i * k + k0..i * k + k0 + kc];
-                    let a1 = &a[(i + 1) * k + k0..(i + 1) * k + k0 + kc];
-                    let a2 = &a[(i + 2) * k + k0..(i + 2) * k + k0 + kc];
-                    let a3 = &a[(i + 3) * k + k0..(i + 3) * k + k0 + kc];
-                    for (kk, bv) in panel.chunks_exact(NR).enumerate() {
-                        let (x0, x1, x2, x3) = (a0[kk], a1[kk], a2[kk], a3[kk]);
-                        for j in 0..NR {
-                            acc[0][j] = acc[0][j].wrapping_add(x0.wrapping_mul(bv[j]));
-                            acc[1][j] = acc[1][j].wrapping_add(x1.wrapping_mul(bv[j]));
-                            acc[2][j] = acc[2][j].wrapping_add(x2.wrapping_mul(bv[j]));
-                            acc[3][j] = acc[3][j].wrapping_add(x3.wrapping_mul(bv[j]));
-                        }
-                    }
-                } else {
-                    for (r, acc_r) in acc.iter_mut().enumerate().take(mr) {
-                        let ar = &a[(i + r) * k + k0..(i + r) * k + k0 + kc];
-                        for (kk, bv) in panel.chunks_exact(NR).enumerate() {
-                            let x = ar[kk];
-                            for j in 0..NR {
-                                acc_r[j] = acc_r[j].wrapping_add(x.wrapping_mul(bv[j]));
-                            }
-                        }
-                    }
-                }
-                for (r, acc_r) in acc.iter().enumerate().take(mr) {
-                    let crow = &mut c[(i + r) * n + j0..(i + r) * n + j0 + w];
-                    for (cv, &av) in crow.iter_mut().zip(acc_r.iter()) {
-                        *cv = cv.wrapping_add(av);
-                    }
-                }
-            }
-            i += MR;
-        }
-    }
+    let rhs = crate::kernel::PackedRhs::pack(b, k, n)?;
+    crate::kernel::matmul_acc(a, m, &rhs, c)
 }
 
 /// A naive triple-loop matmul, the reference the fast kernel is tested against.
@@ -446,7 +336,7 @@ pub fn u64s_to_le_bytes(v: &[u64]) -> Vec<u8> {
 /// Parses little-endian bytes into elements; `None` if the length is not a
 /// multiple of 8.
 pub fn u64s_from_le_bytes(b: &[u8]) -> Option<Vec<u64>> {
-    if b.len() % 8 != 0 {
+    if !b.len().is_multiple_of(8) {
         return None;
     }
     Some(

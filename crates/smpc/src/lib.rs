@@ -52,7 +52,8 @@ pub mod beaver;
 pub mod compare;
 mod error;
 pub mod inference;
-pub mod kernel;
+/// The ring matmul kernel lives in ppml-sharing; re-exported for the protocols.
+pub use ppml_sharing::kernel;
 pub mod party;
 pub mod sim;
 mod simd;

@@ -26,7 +26,7 @@ pub struct Images {
 impl Images {
     /// Checks that `values` holds whole images of `dim` pixels.
     pub fn new(values: Vec<f32>, dim: usize) -> Result<Self, SplitError> {
-        if dim == 0 || values.len() % dim != 0 {
+        if dim == 0 || !values.len().is_multiple_of(dim) {
             return Err(SplitError::Config(format!(
                 "{} values are not whole images of {dim} pixels",
                 values.len()

@@ -1,5 +1,6 @@
-//! The ring matmul kernel of the protocols: `C += A * B` over Z_2^64 with the
-//! right operand `B` packed once ([`PackedRhs`]).
+//! The ring matmul kernel: `C += A * B` over Z_2^64 with the right operand
+//! `B` packed once ([`PackedRhs`]). [`crate::RingTensor::matmul`] uses it, and
+//! so do the SMPC protocols.
 //!
 //! In private inference every right operand is fixed for the whole run (the
 //! opened masked weights `F`, the weight masks `B_j`), so packing is paid once
@@ -9,7 +10,7 @@
 //! selected at run time; the portable micro-kernel computes the same thing
 //! everywhere else.
 
-use crate::SmpcError;
+use crate::SharingError;
 use rayon::prelude::*;
 
 /// Rows of the register tile.
@@ -32,12 +33,13 @@ pub struct PackedRhs {
 
 impl PackedRhs {
     /// Packs the row-major `k x n` matrix `b`.
-    pub fn pack(b: &[u64], k: usize, n: usize) -> Result<Self, SmpcError> {
-        if b.len() != k * n {
-            return Err(SmpcError::Shape(format!(
-                "matrix of {} elements is not {k} x {n}",
-                b.len()
-            )));
+    pub fn pack(b: &[u64], k: usize, n: usize) -> Result<Self, SharingError> {
+        if Some(b.len()) != k.checked_mul(n) {
+            return Err(SharingError::BadLength {
+                shape: vec![k, n],
+                expected: k.saturating_mul(n),
+                got: b.len(),
+            });
         }
         let panels = n.div_ceil(NR);
         let mut data = vec![0u64; panels * k * NR];
@@ -94,14 +96,13 @@ pub fn uses_avx512() -> bool {
 }
 
 /// `c (m x n) += a (m x k) * rhs (k x n)`, wrapping, all row-major.
-pub fn matmul_acc(a: &[u64], m: usize, rhs: &PackedRhs, c: &mut [u64]) -> Result<(), SmpcError> {
+pub fn matmul_acc(a: &[u64], m: usize, rhs: &PackedRhs, c: &mut [u64]) -> Result<(), SharingError> {
     let (k, n) = (rhs.k, rhs.n);
     if a.len() != m * k || c.len() != m * n {
-        return Err(SmpcError::Shape(format!(
-            "matmul: a has {} elements (want {m} x {k}), c has {} (want {m} x {n})",
-            a.len(),
-            c.len()
-        )));
+        return Err(SharingError::MatmulShape {
+            left: vec![m, k, a.len()],
+            right: vec![k, n, c.len()],
+        });
     }
     if m == 0 || n == 0 || k == 0 {
         return Ok(());
@@ -117,7 +118,7 @@ pub fn matmul_acc(a: &[u64], m: usize, rhs: &PackedRhs, c: &mut [u64]) -> Result
 }
 
 /// `a * rhs` into a fresh `m x n` matrix.
-pub fn matmul(a: &[u64], m: usize, rhs: &PackedRhs) -> Result<Vec<u64>, SmpcError> {
+pub fn matmul(a: &[u64], m: usize, rhs: &PackedRhs) -> Result<Vec<u64>, SharingError> {
     let mut c = vec![0u64; m * rhs.n];
     matmul_acc(a, m, rhs, &mut c)?;
     Ok(c)
@@ -236,18 +237,18 @@ unsafe fn micro_avx512(kc: usize, a: &[u64], b: &[u64], acc: &mut [[u64; NR]; MR
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ppml_sharing::ring::matmul_reference;
+    use crate::ring::matmul_reference;
     use proptest::prelude::*;
 
     proptest! {
         #[test]
         fn matches_reference(m in 0usize..40, k in 0usize..300, n in 0usize..40, seed in any::<u64>()) {
-            let mut rng = ppml_sharing::prg::seeded(seed);
-            let a = ppml_sharing::prg::random_u64s(&mut rng, m * k);
-            let b = ppml_sharing::prg::random_u64s(&mut rng, k * n);
+            let mut rng = crate::prg::seeded(seed);
+            let a = crate::prg::random_u64s(&mut rng, m * k);
+            let b = crate::prg::random_u64s(&mut rng, k * n);
             let packed = PackedRhs::pack(&b, k, n).unwrap();
             prop_assert_eq!(packed.unpack(), b.clone());
-            let mut c = ppml_sharing::prg::random_u64s(&mut rng, m * n);
+            let mut c = crate::prg::random_u64s(&mut rng, m * n);
             let c0 = c.clone();
             matmul_acc(&a, m, &packed, &mut c).unwrap();
             let r = matmul_reference(&a, &b, m, k, n);
@@ -259,9 +260,9 @@ mod tests {
 
     #[test]
     fn portable_and_avx_agree() {
-        let mut rng = ppml_sharing::prg::seeded(3);
-        let a = ppml_sharing::prg::random_u64s(&mut rng, 7 * MR);
-        let b = ppml_sharing::prg::random_u64s(&mut rng, 7 * NR);
+        let mut rng = crate::prg::seeded(3);
+        let a = crate::prg::random_u64s(&mut rng, 7 * MR);
+        let b = crate::prg::random_u64s(&mut rng, 7 * NR);
         let mut x = [[0u64; NR]; MR];
         let mut y = [[0u64; NR]; MR];
         micro(7, &a, &b, &mut x, false);
