@@ -83,7 +83,7 @@ pub use roles::{
 };
 pub use wire::Variant;
 
-use ppml_net::{NetConfig, NetError};
+use ppml_net::{Channel, NetConfig, NetError};
 use ppml_nn::{Dataset, Model, NnError};
 use serde::Serialize;
 
@@ -303,7 +303,7 @@ pub fn train_in_process(
         momentum: cfg.momentum,
     };
     let net = NetConfig::default();
-    let (mut ch_data, mut ch_remote) = ppml_net::in_memory_pair(&net);
+    let (ch_data, ch_remote) = ppml_net::in_memory_pair(&net);
     match cfg.variant {
         Variant::Vanilla => {
             let top = parts
@@ -313,30 +313,16 @@ pub fn train_in_process(
                 .pop()
                 .ok_or_else(|| SplitError::Config("no bottom".into()))?;
             let mut label = LabelHolder::new(top, train.labels.clone(), test.labels.clone(), rcfg)?;
-            let mut data = DataHolder::vanilla(
+            let data = DataHolder::vanilla(
                 bottom,
                 Images::from_dataset(train),
                 Images::from_dataset(test),
             )?;
-            let remote = std::thread::Builder::new()
-                .name("label-holder".into())
-                .spawn(move || {
-                    let r = label.run(&mut ch_remote);
-                    (r, label.into_model())
-                })
-                .map_err(|e| SplitError::Config(format!("cannot spawn a thread: {e}")))?;
-            let result = data.run(&mut ch_data, cfg, on);
-            drop(ch_data);
-            let (rres, remote_model) = remote
-                .join()
-                .map_err(|_| SplitError::Panic("label holder".into()))?;
-            let report = result?;
-            Ok(InProcessRun {
-                report,
-                remote: rres?,
-                data_models: data.into_models(),
-                remote_model,
-            })
+            let remote = move |ch: &mut Channel| {
+                let r = label.run(ch);
+                (r, label.into_model())
+            };
+            run_pair("label holder", data, remote, ch_data, ch_remote, cfg, on)
         }
         Variant::UShaped => {
             let head = parts
@@ -349,28 +335,44 @@ pub fn train_in_process(
                 .pop()
                 .ok_or_else(|| SplitError::Config("no bottom".into()))?;
             let mut server = MiddleServer::new(middle, rcfg)?;
-            let mut data = DataHolder::u_shaped(bottom, head, train.clone(), test.clone())?;
-            let remote = std::thread::Builder::new()
-                .name("middle-server".into())
-                .spawn(move || {
-                    let r = server.run(&mut ch_remote);
-                    (r, server.into_model())
-                })
-                .map_err(|e| SplitError::Config(format!("cannot spawn a thread: {e}")))?;
-            let result = data.run(&mut ch_data, cfg, on);
-            drop(ch_data);
-            let (rres, remote_model) = remote
-                .join()
-                .map_err(|_| SplitError::Panic("middle server".into()))?;
-            let report = result?;
-            Ok(InProcessRun {
-                report,
-                remote: rres?,
-                data_models: data.into_models(),
-                remote_model,
-            })
+            let data = DataHolder::u_shaped(bottom, head, train.clone(), test.clone())?;
+            let remote = move |ch: &mut Channel| {
+                let r = server.run(ch);
+                (r, server.into_model())
+            };
+            run_pair("middle server", data, remote, ch_data, ch_remote, cfg, on)
         }
     }
+}
+
+/// Runs the remote role on a spawned thread and the data holder on this one,
+/// over an in-memory channel pair, and gathers both results.
+fn run_pair(
+    remote_name: &str,
+    mut data: DataHolder,
+    remote: impl FnOnce(&mut Channel) -> (Result<RemoteReport, SplitError>, Model) + Send + 'static,
+    mut ch_data: Channel,
+    mut ch_remote: Channel,
+    cfg: &SplitConfig,
+    on: &mut dyn FnMut(Event<'_>),
+) -> Result<InProcessRun, SplitError> {
+    let handle = std::thread::Builder::new()
+        .name(remote_name.replace(' ', "-"))
+        .spawn(move || remote(&mut ch_remote))
+        .map_err(|e| SplitError::Config(format!("cannot spawn a thread: {e}")))?;
+    let result = data.run(&mut ch_data, cfg, on);
+    // Dropping our end unblocks the remote party if the data holder stopped early.
+    drop(ch_data);
+    let (remote_result, remote_model) = handle
+        .join()
+        .map_err(|_| SplitError::Panic(remote_name.into()))?;
+    let report = result?;
+    Ok(InProcessRun {
+        report,
+        remote: remote_result?,
+        data_models: data.into_models(),
+        remote_model,
+    })
 }
 
 /// Result of [`train_round_robin`].
