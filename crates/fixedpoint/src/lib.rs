@@ -158,20 +158,19 @@ impl FixedPoint {
     /// Encodes a slice into a caller-provided buffer of the same length.
     /// The error names the first offending index.
     pub fn encode_into(&self, xs: &[f32], out: &mut [u64]) -> Result<(), FixedPointError> {
-        if xs.len() != out.len() {
-            return Err(FixedPointError::LengthMismatch {
-                input: xs.len(),
-                output: out.len(),
-            });
-        }
-        for (i, (o, &x)) in out.iter_mut().zip(xs).enumerate() {
-            *o = self.encode_at(x as f64, i)?;
-        }
-        Ok(())
+        self.encode_slice(xs, out)
     }
 
     /// Encodes an `f64` slice into a caller-provided buffer.
     pub fn encode_f64_into(&self, xs: &[f64], out: &mut [u64]) -> Result<(), FixedPointError> {
+        self.encode_slice(xs, out)
+    }
+
+    fn encode_slice<T: Copy + Into<f64>>(
+        &self,
+        xs: &[T],
+        out: &mut [u64],
+    ) -> Result<(), FixedPointError> {
         if xs.len() != out.len() {
             return Err(FixedPointError::LengthMismatch {
                 input: xs.len(),
@@ -179,7 +178,7 @@ impl FixedPoint {
             });
         }
         for (i, (o, &x)) in out.iter_mut().zip(xs).enumerate() {
-            *o = self.encode_at(x, i)?;
+            *o = self.encode_at(x.into(), i)?;
         }
         Ok(())
     }
