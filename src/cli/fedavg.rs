@@ -199,16 +199,17 @@ fn secure_aggregator(
     fraction: f64,
 ) -> anyhow::Result<Box<dyn Aggregator>> {
     if let Some(clip) = args.dp_clip {
-        if args.secure_aggregation {
-            anyhow::bail!(
-                "--dp-clip with --secure-aggregation is not wired yet (use one or the other)"
-            );
-        }
         let cfg = ppml_fedavg::dp::DpConfig::new(clip, args.dp_noise, args.dp_delta)?;
         let q = ppml_fedavg::clients_per_round(clients, fraction) as f64 / clients as f64;
-        return Ok(Box::new(ppml_fedavg::DpAggregator::new(
-            cfg, q, clients, seed,
-        )?));
+        let mut agg = ppml_fedavg::DpAggregator::new(cfg, q, clients, seed)?;
+        if args.secure_aggregation {
+            // Clipped updates are summed under secure aggregation; the server
+            // adds the noise to the unmasked sum.
+            agg = agg.with_secure_aggregation(args.threshold, args.graph, seed);
+        } else if args.threshold.is_some() || args.graph {
+            anyhow::bail!("--threshold and --graph need --secure-aggregation");
+        }
+        return Ok(Box::new(agg));
     }
     if args.secure_aggregation {
         let agg = ppml_fedavg::SecureAggregator::new(args.threshold, args.graph, seed)?;

@@ -150,6 +150,10 @@ pub struct DpAggregator {
     acct: crate::dp::RdpAccountant,
     buf: Vec<f32>,
     last_clipped: usize,
+    /// With secure aggregation: the protocol's configuration, its seed, and
+    /// the clipped inputs of the round.
+    secure: Option<(ppml_secagg::SecAggConfig, u64)>,
+    inputs: Vec<Vec<f32>>,
 }
 
 impl DpAggregator {
@@ -178,7 +182,33 @@ impl DpAggregator {
             acct: crate::dp::RdpAccountant::new(),
             buf: Vec::new(),
             last_clipped: 0,
+            secure: None,
+            inputs: Vec::new(),
         })
+    }
+
+    /// Sums the clipped updates with secure aggregation instead of in the
+    /// clear: the server unmasks only the sum and adds the Gaussian noise to
+    /// it (central DP with a server trusted to add noise, but not to see
+    /// individual updates). Each client's clipped update is quantised to
+    /// `bits` bits per coordinate in `[-clip, clip]`; clipping is tightened by
+    /// the rounding margin so that the quantised contribution still has L2
+    /// norm at most `clip`, which keeps the accountant's sensitivity exact.
+    pub fn with_secure_aggregation(
+        mut self,
+        threshold: Option<usize>,
+        graph: bool,
+        seed: u64,
+    ) -> Self {
+        let cfg = ppml_secagg::SecAggConfig {
+            threshold,
+            graph,
+            bits: 24,
+            clip: self.cfg.clip as f32,
+            ..ppml_secagg::SecAggConfig::default()
+        };
+        self.secure = Some((cfg, seed));
+        self
     }
 
     /// Privacy spent so far at the configured delta.
@@ -214,22 +244,58 @@ impl Aggregator for DpAggregator {
         out.fill(0.0);
         let mut info = AggregateInfo::default();
         self.last_clipped = 0;
-        for u in updates {
+        let clip = match &self.secure {
+            // Half a quantisation step per coordinate can add this much norm.
+            Some((sa, _)) => {
+                let step = 2.0 * f64::from(sa.clip) / ((1u64 << sa.bits) - 1) as f64;
+                self.cfg.clip - (out.len() as f64).sqrt() * step / 2.0
+            }
+            None => self.cfg.clip,
+        };
+        if clip <= 0.0 {
+            return Err(FedError::Config(format!(
+                "clip {} is below the quantisation margin of a {}-dimensional update",
+                self.cfg.clip,
+                out.len()
+            )));
+        }
+        self.inputs.resize_with(updates.len(), Vec::new);
+        let mut dropped = Vec::new();
+        for (i, u) in updates.iter().enumerate() {
             if u.dropped {
-                info.dropped.push(u.client);
+                dropped.push(i);
+                if self.secure.is_none() {
+                    info.dropped.push(u.client);
+                }
                 continue;
             }
             self.buf.clear();
             self.buf.extend_from_slice(u.delta);
-            let scale = crate::dp::clip_update(&mut self.buf, self.cfg.clip).map_err(dp_err)?;
+            let scale = crate::dp::clip_update(&mut self.buf, clip).map_err(dp_err)?;
             if scale < 1.0 {
                 self.last_clipped += 1;
             }
-            for (o, &d) in out.iter_mut().zip(&self.buf) {
-                *o += d;
+            if self.secure.is_some() {
+                std::mem::swap(&mut self.inputs[i], &mut self.buf);
+            } else {
+                for (o, &d) in out.iter_mut().zip(&self.buf) {
+                    *o += d;
+                }
+                info.contributors.push(u.client);
+                info.total_weight += 1.0;
             }
-            info.contributors.push(u.client);
-            info.total_weight += 1.0;
+        }
+        if let Some((sa, seed)) = &self.secure {
+            // A dropped client's slot keeps a zero vector of the right length;
+            // the protocol drops it before it sends anything.
+            for &i in &dropped {
+                self.inputs[i].clear();
+                self.inputs[i].resize(out.len(), 0.0);
+            }
+            let outcome = crate::secure::secure_sum(sa, *seed, round, &self.inputs, &dropped)?;
+            out.copy_from_slice(&outcome.sum[..out.len()]);
+            info.protocol_bytes = outcome.server.traffic.total_bytes();
+            crate::secure::split_survivors(&outcome, updates, &mut info, |_| 1.0);
         }
         crate::dp::noise_and_average(out, &self.cfg, self.expected, &mut self.rng)
             .map_err(dp_err)?;

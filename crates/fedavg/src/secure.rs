@@ -18,7 +18,7 @@
 
 use crate::FedError;
 use crate::aggregate::{AggregateInfo, Aggregator, ClientUpdate, check_updates};
-use ppml_secagg::{DropoutPlan, SecAggConfig, Step, aggregate_in_process};
+use ppml_secagg::{AggregateOutcome, DropoutPlan, SecAggConfig, Step, aggregate_in_process};
 
 /// Secure aggregation as an [`Aggregator`] (in-process simulation of the
 /// protocol: every client and the server are separate roles on channels).
@@ -109,14 +109,10 @@ impl Aggregator for SecureAggregator {
             v.push(a);
             clipped += v.iter().filter(|x| x.abs() > clip).count();
             if u.dropped {
-                drops.push((i as u32, Step::MaskedInputCollection));
+                drops.push(i);
             }
         }
-        let plan = DropoutPlan::with(updates.len(), &drops)
-            .map_err(|e| FedError::Aggregate(e.to_string()))?;
-        let seed = crate::client::client_seed(self.seed ^ 0x5345_4341_4747, round, usize::MAX);
-        let outcome = aggregate_in_process(&self.inputs, &self.cfg, &plan, seed)
-            .map_err(|e| FedError::Aggregate(format!("secure aggregation: {e}")))?;
+        let outcome = secure_sum(&self.cfg, self.seed, round, &self.inputs, &drops)?;
         let wsum = outcome.sum[p];
         if wsum.is_nan() || wsum <= 0.0 {
             return Err(FedError::NoUpdates(round));
@@ -126,19 +122,51 @@ impl Aggregator for SecureAggregator {
         }
         self.last_error_bound = outcome.error_bound;
         self.last_clipped = clipped;
-        let survivors: Vec<usize> = outcome.survivors.iter().map(|&i| i as usize).collect();
         let mut info = AggregateInfo {
             protocol_bytes: outcome.server.traffic.total_bytes(),
             ..AggregateInfo::default()
         };
-        for (i, u) in updates.iter().enumerate() {
-            if survivors.contains(&i) {
-                info.contributors.push(u.client);
-                info.total_weight += u.weight;
-            } else {
-                info.dropped.push(u.client);
-            }
-        }
+        split_survivors(&outcome, updates, &mut info, |u| u.weight);
         Ok(info)
+    }
+}
+
+/// One round of secure aggregation of `inputs` (one vector per sampled
+/// client); the clients at indices `dropped` leave before sending their
+/// masked input. The masks' randomness is derived from `seed` and `round`:
+/// this is the in-process simulation of the protocol.
+pub(crate) fn secure_sum(
+    cfg: &SecAggConfig,
+    seed: u64,
+    round: usize,
+    inputs: &[Vec<f32>],
+    dropped: &[usize],
+) -> Result<AggregateOutcome, FedError> {
+    let drops: Vec<(u32, Step)> = dropped
+        .iter()
+        .map(|&i| (i as u32, Step::MaskedInputCollection))
+        .collect();
+    let plan =
+        DropoutPlan::with(inputs.len(), &drops).map_err(|e| FedError::Aggregate(e.to_string()))?;
+    let seed = crate::client::client_seed(seed ^ 0x5345_4341_4747, round, usize::MAX);
+    aggregate_in_process(inputs, cfg, &plan, seed)
+        .map_err(|e| FedError::Aggregate(format!("secure aggregation: {e}")))
+}
+
+/// Sorts the updates into contributors (the protocol's survivors, weighted
+/// by `weight`) and dropped clients.
+pub(crate) fn split_survivors(
+    outcome: &AggregateOutcome,
+    updates: &[ClientUpdate<'_>],
+    info: &mut AggregateInfo,
+    weight: impl Fn(&ClientUpdate<'_>) -> f64,
+) {
+    for (i, u) in updates.iter().enumerate() {
+        if outcome.survivors.contains(&(i as u32)) {
+            info.contributors.push(u.client);
+            info.total_weight += weight(u);
+        } else {
+            info.dropped.push(u.client);
+        }
     }
 }

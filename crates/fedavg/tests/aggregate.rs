@@ -190,3 +190,49 @@ fn dp_aggregation_clips_and_divides_by_expected_clients() {
     assert_eq!(delta, 1e-5);
     assert!(DpAggregator::new(DpConfig::new(1.0, 1.0, 1e-5).unwrap(), 0.0, 100, 1).is_err());
 }
+
+#[test]
+fn dp_over_secure_aggregation_matches_plain_dp_within_quantisation() {
+    use ppml_fedavg::DpAggregator;
+    use ppml_fedavg::dp::DpConfig;
+    // No noise, so both paths compute (sum of clipped updates) / (q N) and must
+    // agree up to the 24-bit quantisation of secure aggregation and its
+    // slightly tighter clip (the rounding margin).
+    let cfg = DpConfig::new(1.0, 0.0, 1e-5).unwrap();
+    let deltas: Vec<Vec<f32>> = (0..6)
+        .map(|c| {
+            (0..50)
+                .map(|j| ((c * 7 + j) as f32 * 0.37).sin() * (c as f32 + 0.5))
+                .collect()
+        })
+        .collect();
+    let mut updates: Vec<ClientUpdate<'_>> = deltas
+        .iter()
+        .enumerate()
+        .map(|(c, d)| up(c, d, 1.0))
+        .collect();
+    updates[4].dropped = true;
+    let mut plain = DpAggregator::new(cfg, 0.5, 12, 3).unwrap();
+    let mut secure = DpAggregator::new(cfg, 0.5, 12, 3)
+        .unwrap()
+        .with_secure_aggregation(None, false, 9);
+    let (mut a, mut b) = (vec![0.0f32; 50], vec![0.0f32; 50]);
+    let ia = plain.aggregate(1, &updates, &mut a).unwrap();
+    let ib = secure.aggregate(1, &updates, &mut b).unwrap();
+    assert_eq!(ia.contributors, vec![0, 1, 2, 3, 5]);
+    assert_eq!(ib.contributors, ia.contributors);
+    assert_eq!(ib.dropped, vec![4]);
+    assert!(ib.protocol_bytes > 0, "the sum went through the protocol");
+    assert_eq!(plain.last_clipped(), secure.last_clipped());
+    // Per coordinate: 5 contributions, each within half a 24-bit step of
+    // [-1, 1] plus the margin's relative change (sqrt(50) * 2^-24), over qN = 6.
+    let tol = 5.0 * (1.0 / f64::from(1u32 << 23) + 50f64.sqrt() / f64::from(1u32 << 24)) / 6.0;
+    for (x, y) in a.iter().zip(&b) {
+        assert!(
+            (f64::from(*x) - f64::from(*y)).abs() <= tol + 1e-6,
+            "{x} vs {y}"
+        );
+    }
+    // Accounting is the same whichever way the sum was computed.
+    assert_eq!(plain.privacy_spent(), secure.privacy_spent());
+}
