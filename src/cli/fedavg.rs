@@ -127,6 +127,9 @@ pub(crate) fn round_msg(st: &RoundStats) -> String {
         st.train_loss,
         st.seconds
     );
+    if let Some(eps) = st.epsilon {
+        m.push_str(&format!(" epsilon {eps:.3}"));
+    }
     if !st.dropped.is_empty() {
         m.push_str(&format!(" dropped {:?}", st.dropped));
     }
@@ -333,8 +336,12 @@ pub fn run(args: FedavgArgs, common: &CommonArgs) -> anyhow::Result<Report> {
     if let (Some((eps, delta)), Some(o)) = (privacy, j.as_object_mut()) {
         o.insert("epsilon".into(), json!(eps));
         o.insert("delta".into(), json!(delta));
+        o.insert("clip".into(), json!(args.dp_clip));
+        o.insert("noise_multiplier".into(), json!(args.dp_noise));
         o.insert("dp_clip".into(), json!(args.dp_clip));
         o.insert("dp_noise_multiplier".into(), json!(args.dp_noise));
+        let per_round: Vec<Option<f64>> = summary.rounds.iter().map(|r| r.epsilon).collect();
+        o.insert("epsilon_per_round".into(), json!(per_round));
     }
     let mut human = format!(
         "FedAvg {} on {} ({clients} clients, {m}/round): final accuracy {:.2}% after {} rounds; ",

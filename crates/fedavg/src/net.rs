@@ -339,6 +339,8 @@ pub fn run_server(
             accuracy,
             train_loss: loss / weight.max(1.0),
             bytes,
+            // The TCP server aggregates by plain weighted averaging only.
+            epsilon: None,
         };
         on_round(&st);
         let hit = cfg.fed.target.is_some_and(|t| st.accuracy >= t);

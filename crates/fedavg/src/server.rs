@@ -169,6 +169,9 @@ pub struct RoundStats {
     /// Bytes on the wire this round (model down + updates up, with framing):
     /// measured over TCP, computed as if sent for in-process runs.
     pub bytes: u64,
+    /// Differential privacy spent after this round (epsilon at the
+    /// aggregator's delta), if the aggregation is differentially private.
+    pub epsilon: Option<f64>,
 }
 
 /// A whole run.

@@ -260,6 +260,7 @@ impl<'a> Simulation<'a> {
             accuracy,
             train_loss: loss / weight.max(1.0),
             bytes,
+            epsilon: self.server.aggregator().privacy_spent().map(|(e, _)| e),
         })
     }
 
