@@ -35,6 +35,13 @@ fn dropping_channels_ends_reader_threads() {
         ));
     }
     drop(pairs);
-    // Drop joins the reader thread, so the count is back immediately.
+    // Drop joins the reader threads. A joined thread can still be listed in
+    // /proc for a moment (join wakes on the thread's tid being cleared, before
+    // the kernel reaps the task), so allow a short grace period; a leaked
+    // reader thread would stay listed for the whole channel timeout (60 s).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while thread_count() > before && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     assert_eq!(thread_count(), before);
 }
