@@ -118,39 +118,28 @@ impl ClientRunner {
         let Some(ch) = self.channel.as_mut() else {
             return Ok(());
         };
-        let t0 = Instant::now();
         let state = self
             .state
             .as_mut()
             .ok_or_else(|| SecAggError::Internal("client state missing".into()))?;
+        // Only the client's own computation is timed, not the wait for the
+        // server's previous message.
+        let secs = &mut self.seconds;
         let bytes = match step {
-            Step::AdvertiseKeys => encode(&state.advertise_keys()?)?,
+            Step::AdvertiseKeys => timed(secs, || encode(&state.advertise_keys()?))?,
             Step::ShareKeys => {
-                self.seconds += t0.elapsed().as_secs_f64();
                 let msg: KeyBroadcast = recv(ch)?;
-                let t0 = Instant::now();
-                let b = encode(&state.share_keys(msg)?)?;
-                self.seconds += t0.elapsed().as_secs_f64();
-                return send(ch, b).map(|_| self.sent += 1);
+                timed(secs, || encode(&state.share_keys(msg)?))?
             }
             Step::MaskedInputCollection => {
-                self.seconds += t0.elapsed().as_secs_f64();
                 let msg: ForwardedShares = recv(ch)?;
-                let t0 = Instant::now();
-                let b = encode(&state.masked_input(msg)?)?;
-                self.seconds += t0.elapsed().as_secs_f64();
-                return send(ch, b).map(|_| self.sent += 1);
+                timed(secs, || encode(&state.masked_input(msg)?))?
             }
             Step::Unmasking => {
-                self.seconds += t0.elapsed().as_secs_f64();
                 let msg: UnmaskRequest = recv(ch)?;
-                let t0 = Instant::now();
-                let b = encode(&state.unmask(msg)?)?;
-                self.seconds += t0.elapsed().as_secs_f64();
-                return send(ch, b).map(|_| self.sent += 1);
+                timed(secs, || encode(&state.unmask(msg)?))?
             }
         };
-        self.seconds += t0.elapsed().as_secs_f64();
         send(ch, bytes)?;
         self.sent += 1;
         Ok(())
@@ -483,4 +472,12 @@ pub fn aggregate_in_process(
         rejected: run.rejected,
         round_seconds,
     })
+}
+
+/// Runs `f`, adding its wall time to `secs`.
+fn timed<T>(secs: &mut f64, f: impl FnOnce() -> T) -> T {
+    let t0 = Instant::now();
+    let out = f();
+    *secs += t0.elapsed().as_secs_f64();
+    out
 }
