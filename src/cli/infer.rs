@@ -38,6 +38,11 @@ pub struct InferArgs {
     /// With --encrypted: images per batch.
     #[arg(long, default_value_t = 1000)]
     pub batch: usize,
+    /// With --encrypted: bits compared by DReLU/argmax. Every pre-activation
+    /// and logit difference must satisfy |x| < 2^(cmp_bits - 16) (default 28:
+    /// |x| < 4096); fewer bits send less (one byte per bit and element).
+    #[arg(long, default_value_t = 28)]
+    pub cmp_bits: u32,
     /// With --encrypted: epochs of the plaintext training that runs when no
     /// --model is given.
     #[arg(long, default_value_t = 5)]
@@ -184,6 +189,10 @@ fn run_encrypted(
     let test = test.slice(0..n);
     let cfg = ppml_smpc::InferConfig {
         batch: args.batch,
+        protocol: ppml_smpc::party::ProtocolConfig {
+            cmp_bits: args.cmp_bits,
+            ..Default::default()
+        },
         // Share and mask randomness always comes from the OS: --seed only
         // fixes the training and data order, never the secrets' masks.
         seed: None,
