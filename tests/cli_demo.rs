@@ -2,26 +2,13 @@
 //! JSON object as its last stdout line, and the shared computation is exact
 //! to fixed-point precision.
 
-use std::process::Command;
+mod common;
 
-fn ppml(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_ppml"))
-        .args(args)
-        .output()
-        .expect("the ppml binary runs")
-}
+use common::{last_json, ppml};
 
 #[test]
 fn demo_json_is_the_last_stdout_line_and_correct() {
-    let out = ppml(&["demo", "--len", "100", "--json", "--seed", "3"]);
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).expect("utf-8");
-    let last = stdout.lines().last().expect("some output");
-    let v: serde_json::Value = serde_json::from_str(last).expect("last line is JSON");
+    let v = last_json(&ppml(&["demo", "--len", "100", "--json", "--seed", "3"]));
     assert_eq!(v["len"], 100);
     // |3x + 0.5| < 31, two local truncations: error within a few ulps of 2^-16.
     assert!(

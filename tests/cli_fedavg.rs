@@ -1,64 +1,55 @@
 //! `ppml fedavg` JSON contract (issues 6 and 7) on a tiny run: DP-FedAvg whose
 //! clipped updates are summed by secure aggregation, epsilon reported per round.
 
-use std::process::Command;
+mod common;
+
+use common::{assert_keys, last_json, ppml};
 
 #[test]
 fn fedavg_with_dp_over_secure_aggregation_reports_the_contract_keys() {
-    let out = Command::new(env!("CARGO_BIN_EXE_ppml"))
-        .args([
-            "fedavg",
-            "--model",
-            "2nn",
-            "--clients",
-            "100",
-            "--fraction",
-            "0.03",
-            "--rounds",
-            "2",
-            "--local-epochs",
-            "1",
-            "--batch",
-            "10",
-            "--lr",
-            "0.05",
-            "--partition",
-            "iid",
-            "--normalize",
-            "unit",
-            "--eval-every",
-            "2",
-            "--dp-clip",
-            "0.5",
-            "--dp-noise",
-            "1.0",
-            "--secure-aggregation",
-            "--json",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("ppml runs");
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let v = last_json(&ppml(&[
+        "fedavg",
+        "--model",
+        "2nn",
+        "--clients",
+        "100",
+        "--fraction",
+        "0.03",
+        "--rounds",
+        "2",
+        "--local-epochs",
+        "1",
+        "--batch",
+        "10",
+        "--lr",
+        "0.05",
+        "--partition",
+        "iid",
+        "--normalize",
+        "unit",
+        "--eval-every",
+        "2",
+        "--dp-clip",
+        "0.5",
+        "--dp-noise",
+        "1.0",
+        "--secure-aggregation",
+        "--json",
+    ]));
+    assert_keys(
+        &v,
+        &[
+            "accuracy_per_round",
+            "final_accuracy",
+            "rounds_to_target",
+            "round_seconds_median",
+            "bytes_per_round",
+            "epsilon",
+            "delta",
+            "noise_multiplier",
+            "clip",
+        ],
     );
-    let stdout = String::from_utf8(out.stdout).expect("utf-8");
-    let v: serde_json::Value =
-        serde_json::from_str(stdout.lines().last().expect("output")).expect("last line is JSON");
-    for key in [
-        "accuracy_per_round",
-        "final_accuracy",
-        "rounds_to_target",
-        "round_seconds_median",
-        "bytes_per_round",
-        "epsilon",
-        "delta",
-        "noise_multiplier",
-        "clip",
-    ] {
-        assert!(v.get(key).is_some(), "missing {key} in {v}");
-    }
     assert_eq!(v["accuracy_per_round"].as_array().expect("list").len(), 2);
     assert!(v["rounds_to_target"].is_null());
     assert_eq!(v["clip"].as_f64(), Some(0.5));

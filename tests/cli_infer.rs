@@ -2,7 +2,9 @@
 //! the plaintext model, on a small slice (an untrained model file written by
 //! the test, so no training runs here).
 
-use std::process::Command;
+mod common;
+
+use common::{assert_keys, last_json, ppml};
 
 #[test]
 fn encrypted_infer_reports_the_contract_keys_and_matches_plaintext() {
@@ -13,32 +15,30 @@ fn encrypted_infer_reports_the_contract_keys_and_matches_plaintext() {
         .expect("known arch")
         .save(&path)
         .expect("save");
-    let out = Command::new(env!("CARGO_BIN_EXE_ppml"))
-        .args(["infer", "--model"])
-        .arg(&path)
-        .args(["--encrypted", "--count", "24", "--batch", "8", "--json"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("ppml runs");
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let model = path.to_str().expect("utf-8 temp path");
+    let v = last_json(&ppml(&[
+        "infer",
+        "--model",
+        model,
+        "--encrypted",
+        "--count",
+        "24",
+        "--batch",
+        "8",
+        "--json",
+    ]));
+    assert_keys(
+        &v,
+        &[
+            "accuracy",
+            "plaintext_agreement",
+            "images",
+            "seconds",
+            "images_per_second",
+            "bytes_total",
+            "rounds",
+        ],
     );
-    let stdout = String::from_utf8(out.stdout).expect("utf-8");
-    let v: serde_json::Value =
-        serde_json::from_str(stdout.lines().last().expect("output")).expect("JSON");
-    for key in [
-        "accuracy",
-        "plaintext_agreement",
-        "images",
-        "seconds",
-        "images_per_second",
-        "bytes_total",
-        "rounds",
-    ] {
-        assert!(v.get(key).is_some(), "missing {key} in {v}");
-    }
     assert_eq!(v["images"], 24);
     assert_eq!(v["plaintext_agreement"].as_f64(), Some(1.0), "{v}");
     assert!(v["bytes_total"].as_u64().expect("number") > 0);
@@ -48,16 +48,13 @@ fn encrypted_infer_reports_the_contract_keys_and_matches_plaintext() {
 
 #[test]
 fn a_missing_model_file_is_a_clear_error() {
-    let out = Command::new(env!("CARGO_BIN_EXE_ppml"))
-        .args([
-            "infer",
-            "--model",
-            "/nonexistent/model.ppml",
-            "--encrypted",
-            "--json",
-        ])
-        .output()
-        .expect("ppml runs");
+    let out = ppml(&[
+        "infer",
+        "--model",
+        "/nonexistent/model.ppml",
+        "--encrypted",
+        "--json",
+    ]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("/nonexistent/model.ppml"), "{stderr}");
