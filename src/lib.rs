@@ -2,8 +2,10 @@
 //!
 //! Privacy-preserving machine learning in Rust, on real MNIST: federated
 //! averaging, secure aggregation, split learning and three-party secret-shared
-//! (SMPC) inference. This facade re-exports the workspace crates and hosts the
-//! `ppml` command line.
+//! (SMPC) inference. This facade re-exports the workspace crates; the `ppml`
+//! command line lives in the binary only (`src/main.rs`, `src/cli/`) and is not
+//! part of the library API. Library users who want no CLI crates at all depend
+//! on the `ppml-*` crates directly (as the Python bindings do).
 //!
 //! | crate | what it owns |
 //! | --- | --- |
@@ -27,4 +29,3 @@ pub use ppml_sharing as sharing;
 pub use ppml_smpc as smpc;
 pub use ppml_splitnn as splitnn;
 
-pub mod cli;

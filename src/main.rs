@@ -1,5 +1,7 @@
+mod cli;
+
 use clap::Parser;
-use ppml::cli::{Cli, run};
+use cli::{Cli, run};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
