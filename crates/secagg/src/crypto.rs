@@ -238,7 +238,12 @@ pub fn add_mask(acc: &mut [u64], seed: &[u8; 32], ring_bits: u32, negate: bool) 
 mod tests {
     use super::*;
     use crate::quant::ring_mask;
-    use ppml_sharing::{prg, shamir};
+    use ppml_sharing::shamir;
+    mod prg {
+        pub fn seeded(seed: u64) -> ppml_random::SecretRng {
+            ppml_random::insecure_deterministic_rng(seed, "test/secagg")
+        }
+    }
 
     #[test]
     fn masks_cancel_and_differ() {

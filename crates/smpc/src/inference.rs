@@ -20,6 +20,7 @@ use crate::{SmpcError, compare, error::expect_len};
 use ppml_fixedpoint::FixedPoint;
 use ppml_net::{NetConfig, Network, NetworkStats};
 use ppml_nn::{Layer, Model};
+use ppml_random::SecretSource;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
@@ -547,8 +548,8 @@ pub struct InferConfig {
     pub batch: usize,
     /// Fixed-point and comparison parameters.
     pub protocol: ProtocolConfig,
-    /// Seed of every party's generator (`None`: from the OS).
-    pub seed: Option<u64>,
+    /// Where every party's secret randomness comes from (default: the OS).
+    pub secrets: SecretSource,
     /// Receive timeout of every channel.
     pub timeout: Duration,
 }
@@ -558,7 +559,7 @@ impl Default for InferConfig {
         Self {
             batch: 1000,
             protocol: ProtocolConfig::default(),
-            seed: None,
+            secrets: SecretSource::Os,
             timeout: Duration::from_secs(60),
         }
     }
@@ -636,7 +637,7 @@ pub fn run_in_process(
     let count = labels.len();
     let nets = Network::in_memory(5, &NetConfig::default().with_timeout(cfg.timeout));
     let start = Instant::now();
-    let runs: Vec<PartyRun<Vec<u8>>> = sim::run_networks(nets, cfg.protocol, cfg.seed, |party| {
+    let runs: Vec<PartyRun<Vec<u8>>> = sim::run_networks(nets, cfg.protocol, cfg.secrets, |party| {
         let input = match party.id {
             MODEL_OWNER => RoleInput::Model(model),
             DATA_OWNER => RoleInput::Data {
@@ -701,7 +702,7 @@ pub fn run_tcp_role(
     input: &RoleInput<'_>,
     protocol: ProtocolConfig,
     timeout: Duration,
-    seed: Option<u64>,
+    secrets: SecretSource,
 ) -> Result<(Vec<u8>, NetworkStats), SmpcError> {
     if addrs.len() != 5 {
         return Err(SmpcError::Config(format!(
@@ -716,7 +717,7 @@ pub fn run_tcp_role(
         Some(l) => Network::tcp_with_listener(id, Some(l), addrs, &cfg)?,
         None => Network::tcp(id, addrs, &cfg)?,
     };
-    let mut rng = sim::party_rng(seed, id);
+    let mut rng = sim::party_rng(secrets, id);
     let mut party = Party::setup(net, protocol, &mut rng)?;
     let preds = run_role(&mut party, input)?;
     Ok((preds, party.net.stats()))

@@ -1,9 +1,16 @@
 //! Every protocol against plaintext, on random and edge inputs.
 
 use ppml_fixedpoint::FixedPoint;
-use ppml_sharing::prg;
 use ppml_smpc::party::{P0, P1, ProtocolConfig};
-use ppml_smpc::{beaver, compare, sim};
+use ppml_smpc::{SecretSource, beaver, compare, sim};
+
+/// Reproducible test randomness: insecure by design (tests only).
+mod prg {
+    pub use ppml_random::random_u64s;
+    pub fn seeded(seed: u64) -> ppml_random::SecretRng {
+        ppml_random::insecure_deterministic_rng(seed, "test/smpc")
+    }
+}
 use proptest::prelude::*;
 
 const F: u32 = 16;
@@ -72,7 +79,7 @@ fn check_mul(x: &[f64], y: &[f64], seed: u64) -> Result<(), TestCaseError> {
     let (xe, ye) = (enc(x), enc(y));
     let (xs, ys) = (share(&xe, seed), share(&ye, seed + 1));
     let n = x.len();
-    let runs = sim::run_in_memory(3, ProtocolConfig::default(), Some(seed), |p| {
+    let runs = sim::run_in_memory(3, ProtocolConfig::default(), SecretSource::InsecureDeterministic(seed), |p| {
         beaver::mul_fixed(p, n, &pick(p.id, &xs), &pick(p.id, &ys))
     })
     .unwrap();
@@ -110,7 +117,7 @@ proptest! {
         let (x, y) = (draw(m * k), draw(k * n));
         let (xe, ye) = (enc(&x), enc(&y));
         let (xs, ys) = (share(&xe, seed), share(&ye, seed ^ 5));
-        let runs = sim::run_in_memory(3, ProtocolConfig::default(), Some(seed), |p| {
+        let runs = sim::run_in_memory(3, ProtocolConfig::default(), SecretSource::InsecureDeterministic(seed), |p| {
             beaver::matmul_fixed(p, m, k, n, &pick(p.id, &xs), &pick(p.id, &ys))
         }).unwrap();
         let z = reconstruct(&runs);
@@ -128,7 +135,7 @@ proptest! {
         let xe = enc(&x);
         let xs = share(&xe, seed);
         let n = x.len();
-        let runs = sim::run_in_memory(3, ProtocolConfig::default(), Some(seed), |p| {
+        let runs = sim::run_in_memory(3, ProtocolConfig::default(), SecretSource::InsecureDeterministic(seed), |p| {
             let o = compare::select(p, n, &pick(p.id, &xs), &[])?;
             Ok([o.drelu, o.relu].concat())
         }).unwrap();
@@ -176,7 +183,7 @@ fn relu_edge_values_at_the_compare_limit() {
     let n = xe.len();
     for seed in 0..8u64 {
         let xs = share(&xe, seed);
-        let runs = sim::run_in_memory(3, cfg, Some(seed), |p| {
+        let runs = sim::run_in_memory(3, cfg, SecretSource::InsecureDeterministic(seed), |p| {
             compare::relu(p, n, &pick(p.id, &xs))
         })
         .unwrap();
@@ -200,7 +207,7 @@ fn select_products_and_argmax_match_plaintext() {
     // A row with ties: first index wins.
     xe[..cols].fill(5);
     let xs = share(&xe, 3);
-    let runs = sim::run_in_memory(3, ProtocolConfig::default(), Some(9), |p| {
+    let runs = sim::run_in_memory(3, ProtocolConfig::default(), SecretSource::InsecureDeterministic(9), |p| {
         let (mx, idx) = compare::max_groups(p, rows, cols, &pick(p.id, &xs), true)?;
         Ok([mx, idx].concat())
     })
