@@ -6,8 +6,8 @@ use crate::messages::*;
 use crate::{
     ClientState, DropoutPlan, RoundParams, SecAggConfig, SecAggError, ServerOutput, ServerState,
 };
-use ppml_random::{PublicSeed, SecretSource};
 use ppml_net::{Channel, ChannelStats, NetConfig, in_memory_pair};
+use ppml_random::{PublicSeed, SecretSource};
 use rayon::prelude::*;
 use serde::Serialize;
 use serde::de::DeserializeOwned;

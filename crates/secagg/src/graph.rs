@@ -2,7 +2,6 @@
 //! Harary graph (Bell et al.): clients on a random cycle, each linked to the `degree / 2`
 //! nearest on either side, so every client has exactly `degree` neighbours.
 
-
 /// The masking / share-holding graph of a round.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Graph {

@@ -60,9 +60,9 @@ pub use driver::{
 };
 pub use graph::{Graph, default_degree};
 pub use messages::Step;
-pub use quant::{Quantizer, ring_bits, ring_mask};
 /// Where the clients' secrets come from in [`aggregate_in_process`].
 pub use ppml_random::SecretSource;
+pub use quant::{Quantizer, ring_bits, ring_mask};
 pub use server::{ServerOutput, ServerState};
 
 use ppml_net::NetError;

@@ -34,7 +34,14 @@ fn plain_sum(xs: &[Vec<f32>], ids: &[u32], p: &RoundParams) -> Vec<u64> {
 }
 
 fn check(xs: &[Vec<f32>], cfg: &SecAggConfig, plan: &DropoutPlan, seed: u64) -> AggregateOutcome {
-    let out = aggregate_in_process(xs, cfg, plan, seed, SecretSource::InsecureDeterministic(seed)).unwrap();
+    let out = aggregate_in_process(
+        xs,
+        cfg,
+        plan,
+        seed,
+        SecretSource::InsecureDeterministic(seed),
+    )
+    .unwrap();
     let expected_survivors: Vec<u32> = (0..xs.len() as u32)
         .filter(|&i| plan.drop_at(i).is_none_or(|s| s == Step::Unmasking))
         .collect();

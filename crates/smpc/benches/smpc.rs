@@ -31,18 +31,23 @@ fn session<S: Send>(
 ) -> (Duration, u64, u64) {
     let barrier = Barrier::new(3);
     let nets = Network::in_memory(3, &NetConfig::default());
-    let runs = sim::run_networks(nets, ProtocolConfig::default(), SecretSource::InsecureDeterministic(1), |p| {
-        let state = prepare(p);
-        barrier.wait();
-        let before = p.net.stats().total;
-        let t = Instant::now();
-        for _ in 0..iters {
-            step(p, &state);
-        }
-        let el = t.elapsed();
-        let d = p.net.stats().total - before;
-        Ok((el, d.bytes_sent, d.rounds))
-    })
+    let runs = sim::run_networks(
+        nets,
+        ProtocolConfig::default(),
+        SecretSource::InsecureDeterministic(1),
+        |p| {
+            let state = prepare(p);
+            barrier.wait();
+            let before = p.net.stats().total;
+            let t = Instant::now();
+            for _ in 0..iters {
+                step(p, &state);
+            }
+            let el = t.elapsed();
+            let d = p.net.stats().total - before;
+            Ok((el, d.bytes_sent, d.rounds))
+        },
+    )
     .expect("session");
     let bytes: u64 = runs.iter().map(|r| r.output.1).sum();
     let rounds = runs.iter().map(|r| r.output.2).max().unwrap_or(0);

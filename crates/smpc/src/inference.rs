@@ -637,17 +637,18 @@ pub fn run_in_process(
     let count = labels.len();
     let nets = Network::in_memory(5, &NetConfig::default().with_timeout(cfg.timeout));
     let start = Instant::now();
-    let runs: Vec<PartyRun<Vec<u8>>> = sim::run_networks(nets, cfg.protocol, cfg.secrets, |party| {
-        let input = match party.id {
-            MODEL_OWNER => RoleInput::Model(model),
-            DATA_OWNER => RoleInput::Data {
-                images,
-                batch: cfg.batch,
-            },
-            _ => RoleInput::Computing,
-        };
-        run_role(party, &input)
-    })?;
+    let runs: Vec<PartyRun<Vec<u8>>> =
+        sim::run_networks(nets, cfg.protocol, cfg.secrets, |party| {
+            let input = match party.id {
+                MODEL_OWNER => RoleInput::Model(model),
+                DATA_OWNER => RoleInput::Data {
+                    images,
+                    batch: cfg.batch,
+                },
+                _ => RoleInput::Computing,
+            };
+            run_role(party, &input)
+        })?;
     let seconds = start.elapsed().as_secs_f64();
     let preds = runs[DATA_OWNER].output.clone();
     expect_len("predictions", preds.len(), count)?;

@@ -79,9 +79,12 @@ fn check_mul(x: &[f64], y: &[f64], seed: u64) -> Result<(), TestCaseError> {
     let (xe, ye) = (enc(x), enc(y));
     let (xs, ys) = (share(&xe, seed), share(&ye, seed + 1));
     let n = x.len();
-    let runs = sim::run_in_memory(3, ProtocolConfig::default(), SecretSource::InsecureDeterministic(seed), |p| {
-        beaver::mul_fixed(p, n, &pick(p.id, &xs), &pick(p.id, &ys))
-    })
+    let runs = sim::run_in_memory(
+        3,
+        ProtocolConfig::default(),
+        SecretSource::InsecureDeterministic(seed),
+        |p| beaver::mul_fixed(p, n, &pick(p.id, &xs), &pick(p.id, &ys)),
+    )
     .unwrap();
     let z = reconstruct(&runs);
     for i in 0..n {
@@ -207,10 +210,15 @@ fn select_products_and_argmax_match_plaintext() {
     // A row with ties: first index wins.
     xe[..cols].fill(5);
     let xs = share(&xe, 3);
-    let runs = sim::run_in_memory(3, ProtocolConfig::default(), SecretSource::InsecureDeterministic(9), |p| {
-        let (mx, idx) = compare::max_groups(p, rows, cols, &pick(p.id, &xs), true)?;
-        Ok([mx, idx].concat())
-    })
+    let runs = sim::run_in_memory(
+        3,
+        ProtocolConfig::default(),
+        SecretSource::InsecureDeterministic(9),
+        |p| {
+            let (mx, idx) = compare::max_groups(p, rows, cols, &pick(p.id, &xs), true)?;
+            Ok([mx, idx].concat())
+        },
+    )
     .unwrap();
     let z = reconstruct(&runs);
     for r in 0..rows {

@@ -8,8 +8,8 @@
 
 use ppml_net::{FrameLog, NetConfig, Network, RecordingTransport};
 use ppml_nn::Model;
-use ppml_smpc::inference::{RoleInput, run_role};
 use ppml_smpc::SecretSource;
+use ppml_smpc::inference::{RoleInput, run_role};
 use ppml_smpc::party::{DATA_OWNER, MODEL_OWNER, ProtocolConfig};
 use ppml_smpc::sim;
 use std::sync::{Arc, Mutex};
@@ -20,14 +20,19 @@ fn views(model: &Model, images: &[f32], seed: u64) -> Vec<Vec<Vec<u8>>> {
     let nets = Network::in_memory_with(5, &NetConfig::default(), move |me, _peer, t| {
         Box::new(RecordingTransport::with_log(t, Arc::clone(&l2[me])))
     });
-    sim::run_networks(nets, ProtocolConfig::default(), SecretSource::InsecureDeterministic(seed), |party| {
-        let input = match party.id {
-            MODEL_OWNER => RoleInput::Model(model),
-            DATA_OWNER => RoleInput::Data { images, batch: 8 },
-            _ => RoleInput::Computing,
-        };
-        run_role(party, &input)
-    })
+    sim::run_networks(
+        nets,
+        ProtocolConfig::default(),
+        SecretSource::InsecureDeterministic(seed),
+        |party| {
+            let input = match party.id {
+                MODEL_OWNER => RoleInput::Model(model),
+                DATA_OWNER => RoleInput::Data { images, batch: 8 },
+                _ => RoleInput::Computing,
+            };
+            run_role(party, &input)
+        },
+    )
     .unwrap();
     logs.iter().map(|l| l.lock().unwrap().clone()).collect()
 }
