@@ -69,7 +69,8 @@ pub use client::{LocalConfig, LocalStats, LocalTrainer, Mode};
 pub use partition::{Partition, label_histogram};
 pub use secure::SecureAggregator;
 pub use server::{
-    RoundStats, RunSummary, Server, ServerConfig, clients_per_round, median, sample_clients,
+    RoundStats, RunSummary, Server, ServerConfig, clients_per_round, median, poisson_sample,
+    sample_clients,
 };
 pub use sim::{FedConfig, Simulation};
 

@@ -3,9 +3,8 @@
 
 use crate::FedError;
 use crate::aggregate::{AggregateInfo, Aggregator, ClientUpdate};
-use crate::partition::shuffle;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
+use ppml_random::PublicSeed;
+use rand::CryptoRng;
 use serde::{Deserialize, Serialize};
 
 /// Number of clients sampled per round: `max(1, round(C * K))` (as the reference
@@ -14,19 +13,36 @@ pub fn clients_per_round(clients: usize, fraction: f64) -> usize {
     ((fraction * clients as f64).round() as usize).clamp(1, clients.max(1))
 }
 
-/// The clients sampled in `round` (1-based), without replacement, sorted; seeded by `seed`.
+/// The clients sampled in `round` (1-based) of a run WITHOUT differential
+/// privacy: a fixed-size sample without replacement, sorted, drawn from the
+/// public `seed` (label `fedavg/sample/{round}`), so runs are reproducible.
+/// DP runs use [`poisson_sample`] instead.
 pub fn sample_clients(clients: usize, fraction: f64, seed: u64, round: usize) -> Vec<usize> {
     let m = clients_per_round(clients, fraction);
-    let mut rng = ChaCha8Rng::seed_from_u64(crate::client::client_seed(
-        seed ^ 0x5341_4d50_4c45,
-        round,
-        usize::MAX,
-    ));
-    let mut ids: Vec<usize> = (0..clients).collect();
-    shuffle(&mut ids, &mut rng);
+    let mut rng = PublicSeed::new(seed).rng(&format!("fedavg/sample/{round}"));
+    let mut ids = ppml_random::permutation(clients, &mut rng);
     ids.truncate(m);
     ids.sort_unstable();
     ids
+}
+
+/// Poisson sampling for DP runs: every one of `clients` clients joins
+/// independently with probability `q`, decided by `rng`, which must be
+/// secret (the OS CSPRNG): the accountant's amplification by sampling
+/// assumes nobody but the trusted server knows who took part. The sample may
+/// be empty. Sorted.
+pub fn poisson_sample<R: CryptoRng + ?Sized>(
+    clients: usize,
+    q: f64,
+    rng: &mut R,
+) -> Result<Vec<usize>, FedError> {
+    let mut out = Vec::new();
+    for k in 0..clients {
+        if ppml_random::bernoulli_f64(rng, q).map_err(|e| FedError::Config(e.to_string()))? {
+            out.push(k);
+        }
+    }
+    Ok(out)
 }
 
 /// Server-side options.

@@ -5,11 +5,10 @@ use crate::FedError;
 use crate::aggregate::{Aggregator, ClientUpdate};
 use crate::client::{LocalConfig, LocalStats, LocalTrainer, client_seed};
 use crate::server::{
-    RoundStats, RunSummary, Server, ServerConfig, clients_per_round, sample_clients,
+    RoundStats, RunSummary, Server, ServerConfig, clients_per_round, poisson_sample, sample_clients,
 };
 use ppml_nn::{Dataset, Model};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
+use ppml_random::{PublicSeed, SecretRng, SecretSource};
 use rayon::prelude::*;
 use std::time::Instant;
 
@@ -17,6 +16,8 @@ use std::time::Instant;
 #[derive(Debug, Clone, PartialEq)]
 pub struct FedConfig {
     /// Fraction C of the clients sampled each round (at least one client is).
+    /// With an aggregator that needs Poisson sampling (DP), its own rate is
+    /// used instead and a round may have no client.
     pub fraction: f64,
     /// Number of rounds.
     pub rounds: usize,
@@ -24,7 +25,8 @@ pub struct FedConfig {
     pub local: LocalConfig,
     /// Server learning rate and momentum.
     pub server: ServerConfig,
-    /// Seed of client sampling and local shuffling.
+    /// Public seed of client sampling (runs without DP), local data order and
+    /// simulated dropouts. Never used for secrets.
     pub seed: u64,
     /// Accuracy target for `rounds_to_target`.
     pub target: Option<f64>,
@@ -75,16 +77,16 @@ impl FedConfig {
     }
 }
 
-/// Which of the `m` sampled slots drop out in `round` (seeded).
+/// Which of the `m` sampled slots drop out in `round` (a public, simulated
+/// choice from `seed`, label `fedavg/dropout/{round}`).
 pub fn dropout_mask(m: usize, dropout: f64, seed: u64, round: usize) -> Vec<bool> {
     let k = (dropout * m as f64).floor() as usize;
     let mut mask = vec![false; m];
     if k == 0 {
         return mask;
     }
-    let mut rng = ChaCha8Rng::seed_from_u64(client_seed(seed ^ 0x44524f50, round, usize::MAX));
-    let mut ids: Vec<usize> = (0..m).collect();
-    crate::partition::shuffle(&mut ids, &mut rng);
+    let mut rng = PublicSeed::new(seed).rng(&format!("fedavg/dropout/{round}"));
+    let ids = ppml_random::permutation(m, &mut rng);
     for &i in &ids[..k.min(m - 1)] {
         mask[i] = true;
     }
@@ -106,6 +108,8 @@ pub struct Simulation<'a> {
     stats: Vec<Result<LocalStats, FedError>>,
     server: Server,
     eval_model: Model,
+    /// Secret randomness of Poisson sampling (DP runs): the OS.
+    sampling_rng: SecretRng,
 }
 
 impl std::fmt::Debug for Simulation<'_> {
@@ -143,9 +147,16 @@ impl<'a> Simulation<'a> {
                 train.len()
             )));
         }
-        let m = clients_per_round(parts.len(), cfg.fraction);
+        let m = match aggregator.poisson_rate() {
+            // Expected sample size; more trainers are added if a round needs them.
+            Some(q) => ((q * parts.len() as f64).ceil() as usize).min(parts.len()),
+            None => clients_per_round(parts.len(), cfg.fraction),
+        };
         let trainers = (0..m).map(|_| LocalTrainer::new(&model)).collect();
         let server = Server::new(model.params_flat(), cfg.server, aggregator)?;
+        let sampling_rng = SecretSource::Os
+            .try_rng("fedavg/poisson-sampling")
+            .map_err(|e| FedError::Config(e.to_string()))?;
         Ok(Simulation {
             cfg,
             train,
@@ -155,7 +166,14 @@ impl<'a> Simulation<'a> {
             stats: Vec::with_capacity(m),
             server,
             eval_model: model,
+            sampling_rng,
         })
+    }
+
+    /// **INSECURE** (tests only): Poisson sampling from `secrets` instead of the OS.
+    pub fn with_sampling_secrets(mut self, secrets: SecretSource) -> Self {
+        self.sampling_rng = secrets.rng("fedavg/poisson-sampling");
+        self
     }
 
     /// The configuration.
@@ -188,7 +206,13 @@ impl<'a> Simulation<'a> {
     pub fn round(&mut self, round: usize) -> Result<RoundStats, FedError> {
         let t0 = Instant::now();
         let c0 = crate::server::process_cpu_seconds();
-        let sampled = sample_clients(self.parts.len(), self.cfg.fraction, self.cfg.seed, round);
+        let sampled = match self.server.aggregator().poisson_rate() {
+            Some(q) => poisson_sample(self.parts.len(), q, &mut self.sampling_rng)?,
+            None => sample_clients(self.parts.len(), self.cfg.fraction, self.cfg.seed, round),
+        };
+        while self.trainers.len() < sampled.len() {
+            self.trainers.push(LocalTrainer::new(&self.eval_model));
+        }
         let (global, train, parts, local, seed) = (
             &self.server.global,
             self.train,
@@ -258,7 +282,12 @@ impl<'a> Simulation<'a> {
             cpu_seconds,
             eval_seconds: t1.elapsed().as_secs_f64(),
             accuracy,
-            train_loss: loss / weight.max(1.0),
+            // NaN when no client trained (an empty Poisson round).
+            train_loss: if weight > 0.0 {
+                loss / weight
+            } else {
+                f64::NAN
+            },
             bytes,
             epsilon: self.server.aggregator().privacy_spent().map(|(e, _)| e),
         })
