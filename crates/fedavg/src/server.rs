@@ -262,3 +262,45 @@ pub fn process_cpu_seconds() -> Option<f64> {
     }
     Some(total as f64 * 1e-9)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poisson_sample_is_independent_bernoulli() {
+        let mut rng = ppml_random::insecure_deterministic_rng(1, "test/poisson");
+        let (n, q, rounds) = (200, 0.1, 2000);
+        let mut per_client = vec![0usize; n];
+        let mut sizes = Vec::new();
+        for _ in 0..rounds {
+            let s = poisson_sample(n, q, &mut rng).unwrap();
+            assert!(s.windows(2).all(|w| w[0] < w[1]));
+            sizes.push(s.len() as f64);
+            for k in s {
+                per_client[k] += 1;
+            }
+        }
+        // Size ~ Binomial(n, q): mean nq = 20, variance nq(1-q) = 18.
+        let mean = sizes.iter().sum::<f64>() / rounds as f64;
+        let var = sizes.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (rounds - 1) as f64;
+        assert!(
+            (mean - 20.0).abs() < 5.0 * (18.0 / rounds as f64).sqrt(),
+            "mean {mean}"
+        );
+        assert!((var / 18.0 - 1.0).abs() < 0.15, "variance {var}");
+        // Every client joins ~ q of the rounds.
+        let e = rounds as f64 * q;
+        let sd = (e * (1.0 - q)).sqrt();
+        assert!(per_client.iter().all(|&c| (c as f64 - e).abs() < 5.0 * sd));
+        // A fixed-size sampler would never produce an empty round at q = 0.01 of 50.
+        let empties = (0..500)
+            .filter(|_| poisson_sample(50, 0.01, &mut rng).unwrap().is_empty())
+            .count();
+        assert!(
+            empties > 200,
+            "{empties} empty rounds of 500 (expected ~303)"
+        );
+        assert!(poisson_sample(5, 1.5, &mut rng).is_err());
+    }
+}

@@ -311,3 +311,94 @@ impl<'a> Simulation<'a> {
         Ok(summary)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::DpAggregator;
+    use crate::dp::DpConfig;
+    use ppml_nn::{Layer, Linear};
+
+    /// 40 tiny 2x2 images of two classes, 20 clients of 2 examples, a 4-2 linear model.
+    fn setup() -> (Model, Dataset, Vec<Vec<usize>>) {
+        let mut images = Vec::new();
+        let mut labels = Vec::new();
+        for i in 0..40 {
+            let c = (i % 2) as u8;
+            let v = if c == 1 { 1.0 } else { 0.0 };
+            images.extend_from_slice(&[v, v, 1.0 - v, 1.0 - v]);
+            labels.push(c);
+        }
+        let data = Dataset::new(images, labels, 2, 2).unwrap();
+        let mut rng = PublicSeed::new(1).rng("test/init");
+        let model = Model {
+            arch: "tiny".into(),
+            input_shape: vec![4],
+            layers: vec![Layer::Linear(Linear::new(4, 2, &mut rng))],
+        };
+        let parts = (0..20).map(|k| vec![2 * k, 2 * k + 1]).collect();
+        (model, data, parts)
+    }
+
+    #[test]
+    fn dp_runs_sample_by_poisson_and_survive_empty_rounds() {
+        let (model, data, parts) = setup();
+        // q = 0.05 of 20 clients: one expected, P(empty round) = 0.95^20 = 0.36.
+        let dp = DpAggregator::new(DpConfig::new(1.0, 1.0, 1e-5).unwrap(), 0.05, 20).unwrap();
+        let cfg = FedConfig {
+            fraction: 0.5, // ignored: the DP aggregator's own rate decides
+            rounds: 40,
+            ..FedConfig::default()
+        };
+        let mut sim = Simulation::new(model, &data, None, parts, cfg, Box::new(dp)).unwrap();
+        let summary = sim.run(&mut |_| {}).unwrap();
+        let sizes: Vec<usize> = summary.rounds.iter().map(|r| r.sampled.len()).collect();
+        // Not a fixed-size sample: sizes vary, some rounds are empty, none near 0.5 * 20.
+        assert!(sizes.contains(&0), "no empty round in {sizes:?}");
+        assert!(sizes.iter().any(|&s| s > 0), "{sizes:?}");
+        assert!(sizes.iter().all(|&s| s <= 6), "{sizes:?}");
+        assert!(summary.rounds.iter().all(|r| r.epsilon.is_some()));
+        assert!(sim.global().iter().all(|w| w.is_finite()));
+    }
+
+    #[test]
+    fn dp_runs_with_the_same_seed_release_different_models() {
+        let run = || {
+            let (model, data, parts) = setup();
+            let dp = DpAggregator::new(DpConfig::new(1.0, 1.0, 1e-5).unwrap(), 0.5, 20).unwrap();
+            let cfg = FedConfig {
+                rounds: 2,
+                ..FedConfig::default()
+            };
+            let mut sim = Simulation::new(model, &data, None, parts, cfg, Box::new(dp)).unwrap();
+            sim.run(&mut |_| {}).unwrap();
+            sim.global().to_vec()
+        };
+        assert_ne!(run(), run());
+    }
+
+    #[test]
+    fn runs_without_dp_are_reproducible_from_the_public_seed() {
+        let run = |seed| {
+            let (model, data, parts) = setup();
+            let cfg = FedConfig {
+                rounds: 2,
+                seed,
+                ..FedConfig::default()
+            };
+            let mut sim = Simulation::new(
+                model,
+                &data,
+                None,
+                parts,
+                cfg,
+                Box::new(crate::WeightedAverage),
+            )
+            .unwrap();
+            let s = sim.run(&mut |_| {}).unwrap();
+            (sim.global().to_vec(), s.rounds[0].sampled.clone())
+        };
+        assert_eq!(run(3), run(3));
+        assert_ne!(run(3).1, run(4).1);
+    }
+}

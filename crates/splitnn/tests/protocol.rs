@@ -99,7 +99,7 @@ fn split_training_equals_unsplit_training() {
     };
     let mut opt = Sgd::new(0.05, 0.0);
     let mut ws = Workspace::new();
-    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let mut rng = ppml_splitnn::order_rng(ppml_splitnn::holder_shuffle_seed(9, 0));
     let mut losses = Vec::new();
     for e in 0..2 {
         let st = train_epoch(
@@ -595,7 +595,9 @@ fn round_robin_shared_bottom_equals_sequential_training() {
     };
     let mut opt = Sgd::new(0.05, 0.0);
     let mut ws = Workspace::new();
-    let mut rngs: Vec<ChaCha8Rng> = (0..3).map(|k| ChaCha8Rng::seed_from_u64(5 + k)).collect();
+    let mut rngs: Vec<_> = (0..3)
+        .map(|k| ppml_splitnn::order_rng(ppml_splitnn::holder_shuffle_seed(5, k)))
+        .collect();
     for e in 0..2 {
         for (k, rng) in rngs.iter_mut().enumerate() {
             let shard = data.slice(k * 30..(k + 1) * 30);
