@@ -12,7 +12,7 @@
 //! Run: `cargo run --release --example secagg_perceptron [-- DATA_DIR]`
 
 use ppml_nn::mnist::{self, Dataset, Normalization};
-use ppml_secagg::{DropoutPlan, SecAggConfig, Step, aggregate_in_process};
+use ppml_secagg::{DropoutPlan, SecAggConfig, SecretSource, Step, aggregate_in_process};
 use rand::{Rng, RngExt, SeedableRng};
 
 const PARTIES: usize = 10;
@@ -154,7 +154,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             3 => DropoutPlan::with(PARTIES, &[(7, Step::Unmasking)])?,
             _ => DropoutPlan::none(PARTIES),
         };
-        let out = aggregate_in_process(&updates, &cfg, &plan, 1000 + round as u64)?;
+        // Public choices from the round number; the clients' keys and masks from the OS.
+        let out =
+            aggregate_in_process(&updates, &cfg, &plan, 1000 + round as u64, SecretSource::Os)?;
         let expected: Vec<f32> = (0..DIM)
             .map(|k| {
                 out.survivors

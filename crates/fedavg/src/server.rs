@@ -63,6 +63,25 @@ impl Default for ServerConfig {
     }
 }
 
+impl ServerConfig {
+    /// A finite positive server learning rate and a momentum in `[0, 1)`.
+    pub fn validate(&self) -> Result<(), FedError> {
+        if !(self.server_lr > 0.0 && self.server_lr.is_finite()) {
+            return Err(FedError::Config(format!(
+                "server learning rate must be positive, got {}",
+                self.server_lr
+            )));
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return Err(FedError::Config(format!(
+                "server momentum must be in [0, 1), got {}",
+                self.momentum
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// The global model and the aggregation step.
 pub struct Server {
     /// Global parameters (flat, like `Model::params_flat`).
@@ -90,18 +109,7 @@ impl Server {
         cfg: ServerConfig,
         aggregator: Box<dyn Aggregator>,
     ) -> Result<Self, FedError> {
-        if !(cfg.server_lr > 0.0 && cfg.server_lr.is_finite()) {
-            return Err(FedError::Config(format!(
-                "server learning rate must be positive, got {}",
-                cfg.server_lr
-            )));
-        }
-        if !(0.0..1.0).contains(&cfg.momentum) {
-            return Err(FedError::Config(format!(
-                "server momentum must be in [0, 1), got {}",
-                cfg.momentum
-            )));
-        }
+        cfg.validate()?;
         let n = global.len();
         Ok(Server {
             global,

@@ -61,6 +61,10 @@ impl FedConfig {
     /// Checks the values.
     pub fn validate(&self) -> Result<(), FedError> {
         self.local.validate()?;
+        self.server.validate()?;
+        if self.rounds == 0 {
+            return Err(FedError::Config("at least one round is needed".into()));
+        }
         if !(self.fraction > 0.0 && self.fraction <= 1.0) {
             return Err(FedError::Config(format!(
                 "client fraction must be in (0, 1], got {}",

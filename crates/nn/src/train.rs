@@ -247,6 +247,9 @@ pub fn train_epoch<R: rand::Rng + ?Sized>(
         )));
     }
     cfg.validate()?;
+    if data.is_empty() {
+        return Err(NnError::Invalid("no training examples".into()));
+    }
     let out = model.output_size();
     let bad_label = if out > 1 {
         data.labels.iter().find(|&&l| l as usize >= out)

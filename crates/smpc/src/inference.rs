@@ -527,6 +527,26 @@ pub enum RoleInput<'a> {
     Data { images: &'a [f32], batch: usize },
 }
 
+impl RoleInput<'_> {
+    /// Checks what can be checked before any connection: the data owner has
+    /// at least one image and a positive batch, so a bad parameter is reported
+    /// as itself rather than as the peers' disconnects.
+    pub fn validate(&self) -> Result<(), SmpcError> {
+        match self {
+            RoleInput::Data { images, batch } => {
+                if *batch == 0 {
+                    return Err(SmpcError::Config("batch size must be at least 1".into()));
+                }
+                if images.is_empty() {
+                    return Err(SmpcError::Config("the data owner has no images".into()));
+                }
+                Ok(())
+            }
+            RoleInput::Model(_) | RoleInput::Computing => Ok(()),
+        }
+    }
+}
+
 /// Runs the role of `party.id` to completion; the data owner returns the
 /// predictions, the others an empty vector.
 pub fn run_role(party: &mut Party, input: &RoleInput<'_>) -> Result<Vec<u8>, SmpcError> {
@@ -635,6 +655,11 @@ pub fn run_in_process(
         )));
     }
     let count = labels.len();
+    RoleInput::Data {
+        images,
+        batch: cfg.batch,
+    }
+    .validate()?;
     let nets = Network::in_memory(5, &NetConfig::default().with_timeout(cfg.timeout));
     let start = Instant::now();
     let runs: Vec<PartyRun<Vec<u8>>> =
@@ -711,6 +736,7 @@ pub fn run_tcp_role(
             addrs.len()
         )));
     }
+    input.validate()?;
     let cfg = NetConfig::default()
         .with_timeout(timeout)
         .with_connect_timeout(timeout);

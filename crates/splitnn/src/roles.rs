@@ -342,6 +342,13 @@ impl DataHolder {
                 cfg.batch, cfg.eval_chunk
             )));
         }
+        // The data holder's own optimiser: checked here, before any message, so
+        // a bad rate is reported as such instead of as the peer's bad gradients.
+        RemoteConfig {
+            lr: cfg.lr,
+            momentum: cfg.momentum,
+        }
+        .validate()?;
         let n = self.train.len();
         let steps = n.div_ceil(cfg.batch);
         if (steps as u64) * (cfg.epochs as u64) >= u32::MAX as u64 {
@@ -653,6 +660,25 @@ pub struct RemoteConfig {
     pub momentum: f32,
 }
 
+impl RemoteConfig {
+    /// A finite positive learning rate and a momentum in `[0, 1)`.
+    pub fn validate(&self) -> Result<(), SplitError> {
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(SplitError::Config(format!(
+                "learning rate must be finite and positive, got {}",
+                self.lr
+            )));
+        }
+        if !(self.momentum.is_finite() && (0.0..1.0).contains(&self.momentum)) {
+            return Err(SplitError::Config(format!(
+                "momentum must be in [0, 1), got {}",
+                self.momentum
+            )));
+        }
+        Ok(())
+    }
+}
+
 impl Default for RemoteConfig {
     fn default() -> Self {
         RemoteConfig {
@@ -737,6 +763,7 @@ impl LabelHolder {
         test_labels: Vec<u8>,
         cfg: RemoteConfig,
     ) -> Result<Self, SplitError> {
+        cfg.validate()?;
         let classes = top.output_size();
         if classes < 2 {
             return Err(SplitError::Config(
@@ -906,6 +933,7 @@ pub struct MiddleServer {
 impl MiddleServer {
     /// A server running `middle`.
     pub fn new(middle: Model, cfg: RemoteConfig) -> Result<Self, SplitError> {
+        cfg.validate()?;
         Ok(Self { middle, cfg })
     }
 

@@ -704,3 +704,23 @@ fn roles_load_only_their_half_of_mnist() {
     );
     assert!(images.values.iter().all(|v| (0.0..=1.0).contains(v)));
 }
+
+/// A NaN or negative learning rate is reported as such before any message, not as the
+/// peer's bad gradients.
+#[test]
+fn bad_learning_rates_are_rejected_up_front() {
+    let data = synthetic(20, 1);
+    let test = synthetic(10, 2);
+    for lr in [f32::NAN, -0.1, 0.0, f32::INFINITY] {
+        for variant in [Variant::Vanilla, Variant::UShaped] {
+            let cfg = SplitConfig {
+                variant,
+                lr,
+                ..SplitConfig::default()
+            };
+            let err = train_in_process(&data, &test, &cfg, 1, &mut |_| {}).unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.contains("learning rate"), "{variant:?} lr {lr}: {msg}");
+        }
+    }
+}
