@@ -13,7 +13,7 @@
 
 use ppml_nn::mnist::{self, Dataset, Normalization};
 use ppml_secagg::{DropoutPlan, SecAggConfig, SecretSource, Step, aggregate_in_process};
-use rand::{Rng, RngExt, SeedableRng};
+use rand::{Rng, RngExt};
 
 const PARTIES: usize = 10;
 const ROUNDS: usize = 5;
@@ -93,7 +93,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         train.len(),
         test.len()
     );
-    let mut rng = rand_chacha::ChaCha12Rng::seed_from_u64(4);
+    // The toy's pairwise masks are secrets: from the OS.
+    let mut rng = ppml_random::os_rng();
     let shards: Vec<Vec<usize>> = (0..PARTIES)
         .map(|p| (p..train.len()).step_by(PARTIES).collect())
         .collect();

@@ -345,7 +345,7 @@ impl DiscreteGaussianSum {
             let u = (f64::from(x) * per_unit).round();
             // |u| <= 2^k (1 + tiny) for a clipped input; anything else is a bug
             // in the caller's clipping, reported rather than wrapped.
-            if !(u.abs() <= 2f64.powi(62)) {
+            if u.is_nan() || u.abs() > 2f64.powi(62) {
                 return Err(DpError::Overflow("contribution outside the grid range"));
             }
             *a = a
