@@ -1,7 +1,9 @@
 //! Comparisons: DReLU, ReLU and selection, via a single PrivateCompare per
 //! element over Z_67 (SecureNN's PrivateCompare, used Falcon-style: one
-//! comparison gives the MSB directly, no ShareConvert), comparing only the
-//! `m = cmp_bits` low bits that can be non-zero.
+//! comparison gives the MSB directly, no ShareConvert), comparing the
+//! `m` low bits (`m = 63`, the default `cmp_bits`: every ring element; a
+//! narrower `m` when the caller has proved `|x| < 2^m`, as private inference
+//! does from the model owner's bounds).
 //!
 //! For a shared `x` with `-2^m <= x < 2^m` (as a signed ring integer):
 //! 1. P0 and P1 open `c = x + 2^m + r` with `r = r0 + r1` uniform in Z_2^64
@@ -17,12 +19,18 @@
 //!    `r v` and of `t v` for each payload mask `t`, from which P0/P1 get
 //!    shares of `DReLU(x)`, `ReLU(x) = x DReLU(x)` and `y DReLU(x)` locally.
 //!
+//! With [`select_trunc`], P2 also deals the shares that give P0/P1 the exact
+//! truncation of `x` from the same opening (no extra round).
+//!
 //! Three rounds, whatever the number of elements. Draw order:
-//! `S02`: r0, t0, rho0, then v0, rv0, tv0; `S12`: r1, t1;
+//! `S02`: r0, t0, rho0, then P0's reply shares (v0, rv0, [the six truncation
+//! values], tv0) in one draw; `S12`: r1, t1;
 //! `S01`: beta, s, u, rot. rho0 and the `S01` masks are drawn chunk by chunk
 //! (chunks of 8000 elements, in order).
 
-use crate::party::{P0, P1, P2, Party, Prg, Stream, fill_below, fill_z67, fill_z67_nonzero};
+use crate::party::{
+    FULL_CMP_BITS, P0, P1, P2, Party, Prg, Stream, fill_below, fill_z67, fill_z67_nonzero,
+};
 use crate::{SmpcError, error::expect_len};
 
 const P: u32 = 67;
@@ -38,6 +46,10 @@ pub struct SelectOut {
     pub relu: Vec<u64>,
     /// For each payload `y`, shares of `y * DReLU(x)`.
     pub products: Vec<Vec<u64>>,
+    /// [`select_trunc`] only: shares of `x` truncated by `frac_bits`.
+    pub trunc: Vec<u64>,
+    /// [`select_trunc`] only: shares of `DReLU(x)` times the truncated `x`.
+    pub relu_trunc: Vec<u64>,
 }
 
 /// Common randomness of P0 and P1 for one PrivateCompare batch of `n`
@@ -188,18 +200,145 @@ fn rho_correction_impl(m: usize, r: &[u64], rho0: &[u8], rho1: &mut [u8]) {
 }
 
 /// Vectorised selection on `n` shared elements: shares of `DReLU(x)`,
-/// `ReLU(x)` and `y * DReLU(x)` for each payload `y` (each `n` elements).
-/// Requires `-2^m <= x < 2^m` (`m = cmp_bits`); payloads are unrestricted.
-/// P2 passes empty slices for `x` and the payloads (their count matters).
+/// `ReLU(x)` and `y * DReLU(x)` for each payload `y` (each `n` elements),
+/// comparing `m = party.cfg.cmp_bits` bits (default 63: exact for every ring
+/// element). Payloads are unrestricted. P2 passes empty slices for `x` and
+/// the payloads (their count matters).
 pub fn select(
     party: &mut Party,
     n: usize,
     x: &[u64],
     payloads: &[&[u64]],
 ) -> Result<SelectOut, SmpcError> {
-    let m = party.cfg.cmp_bits as usize;
+    let m = party.cfg.cmp_bits;
+    select_at(party, m, n, x, payloads)
+}
+
+/// [`select`] at an explicit width `m` (`1..=63`): exact when
+/// `-2^m <= x < 2^m` as signed ring integers; outside, `DReLU` is bit `m` of
+/// `x + 2^m`, i.e. wrong. Callers prove the range first (private inference
+/// does, from the model owner's bounds).
+pub fn select_at(
+    party: &mut Party,
+    m: u32,
+    n: usize,
+    x: &[u64],
+    payloads: &[&[u64]],
+) -> Result<SelectOut, SmpcError> {
+    select_inner(party, m, n, x, payloads, None)
+}
+
+/// [`select_at`] plus exact truncation of its input by `party.cfg.frac_bits`:
+/// `trunc` holds shares of `t = floor(x / 2^f)` or `t + 1`, and `relu_trunc`
+/// shares of `DReLU(x) * t` (so `ReLU(x)` at `f` fractional bits when `x`
+/// carries `2f`). Exact, never a wrap-around failure, for every `x` with
+/// `-2^m <= x < 2^m`; requires `m >= frac_bits`.
+///
+/// The opened `c = x + 2^m + r` satisfies `x + 2^m = c - r + 2^64 W` with
+/// `W` the wrap-around bit of `x + 2^m + r`, and
+/// `(x + 2^m) >> f = (c >> f) - (r >> f) + 2^(64-f) W` up to one ulp. `W` is
+/// the carry out of bit `m` (the majority of `DReLU(x)`, `r_m` and the carry
+/// `w` that PrivateCompare computes) times `A = [bits m+1..63 of r are all
+/// one]`; P2 deals shares of `r >> f`, `(r >> f) v`, `A`, `A r_m`, `A v`
+/// and `A r_m v` besides `v` and `r v`, from which P0 and P1 assemble `W`,
+/// `t` and `DReLU(x) t` linearly (docs/PROTOCOLS.md has the derivation).
+pub fn select_trunc(
+    party: &mut Party,
+    m: u32,
+    n: usize,
+    x: &[u64],
+    payloads: &[&[u64]],
+) -> Result<SelectOut, SmpcError> {
+    let f = party.cfg.frac_bits;
+    if m < f {
+        return Err(SmpcError::Config(format!(
+            "exact truncation by {f} bits needs a comparison width of at least {f}, got {m}"
+        )));
+    }
+    select_inner(party, m, n, x, payloads, Some(f))
+}
+
+/// Number of ring elements per compared element in P2's reply besides the
+/// payload products: `v`, `r v`, and with truncation `r >> f`, `(r >> f) v`,
+/// `A`, `A r_m`, `A v`, `A r_m v`.
+fn reply_width(trunc: Option<u32>) -> usize {
+    if trunc.is_some() { 8 } else { 2 }
+}
+
+/// P2's reply for one chunk of elements (every vector has `n` elements, `tv0`
+/// `n * t.len() / n` = `n * np`): the values minus P0's seed-drawn shares.
+struct DealerShares<'a> {
+    r: &'a [u64],
+    t: &'a [u64],
+    bp: &'a [u8],
+}
+
+crate::simd::dispatch!(fn dealer_reply(m: u32, trunc: Option<u32>, d: &DealerShares<'_>, p0: &[u64], reply: &mut [u64]) => dealer_reply_impl);
+
+/// `reply[k * n + e]` = value `k` of element `e` minus P0's share
+/// `p0[k * n + e]`; values in the order of [`reply_width`], then the payload
+/// products `t v`.
+#[inline(always)]
+fn dealer_reply_impl(
+    m: u32,
+    trunc: Option<u32>,
+    d: &DealerShares<'_>,
+    p0: &[u64],
+    reply: &mut [u64],
+) {
+    let n = d.r.len();
+    let k = reply_width(trunc);
+    let np = d.t.len() / n.max(1);
+    for e in 0..n {
+        let r = d.r[e];
+        let a = (r >> m) & 1;
+        let v = u64::from(d.bp[e]) ^ a;
+        let mut vals = [0u64; 8];
+        vals[0] = v;
+        vals[1] = r.wrapping_mul(v);
+        if let Some(f) = trunc {
+            // A: the bits of r above m are all one (m = 63: none, A = 1).
+            let big_a = if m >= 63 {
+                1
+            } else {
+                u64::from((r >> (m + 1)) == (u64::MAX >> (m + 1)))
+            };
+            let rs = r >> f;
+            vals[2] = rs;
+            vals[3] = rs.wrapping_mul(v);
+            vals[4] = big_a;
+            vals[5] = big_a & a;
+            vals[6] = big_a & v;
+            vals[7] = big_a & a & v;
+        }
+        for (i, val) in vals[..k].iter().enumerate() {
+            reply[i * n + e] = val.wrapping_sub(p0[i * n + e]);
+        }
+        for p in 0..np {
+            let idx = p * n + e;
+            reply[k * n + idx] = d.t[idx].wrapping_mul(v).wrapping_sub(p0[k * n + idx]);
+        }
+    }
+}
+
+fn select_inner(
+    party: &mut Party,
+    m: u32,
+    n: usize,
+    x: &[u64],
+    payloads: &[&[u64]],
+    trunc: Option<u32>,
+) -> Result<SelectOut, SmpcError> {
+    if m == 0 || m > FULL_CMP_BITS {
+        return Err(SmpcError::Config(format!(
+            "comparison width {m} must be in 1..={FULL_CMP_BITS}"
+        )));
+    }
+    let mb = m;
+    let m = m as usize;
     let np = payloads.len();
     let w = m + 1;
+    let kw = reply_width(trunc);
     // Local work runs in chunks of CHUNK elements (working set in L2); the
     // messages are chunk-major, position-major within a chunk.
     let chunks = || (0..n).step_by(CHUNK).map(move |s| (s, CHUNK.min(n - s)));
@@ -239,19 +378,14 @@ pub fn select(
                     &d1[s0 * w..(s0 + len) * w],
                 ));
             }
-            let v0 = party.draw(Stream::S02, n)?;
-            let rv0 = party.draw(Stream::S02, n)?;
-            let tv0 = party.draw(Stream::S02, n * np)?;
-            let mut reply = vec![0u64; n * (2 + np)];
-            for e in 0..n {
-                let v = u64::from(bp[e]) ^ ((r[e] >> m) & 1);
-                reply[e] = v.wrapping_sub(v0[e]);
-                reply[n + e] = r[e].wrapping_mul(v).wrapping_sub(rv0[e]);
-                for p in 0..np {
-                    let idx = p * n + e;
-                    reply[2 * n + idx] = t[idx].wrapping_mul(v).wrapping_sub(tv0[idx]);
-                }
-            }
+            let p0 = party.draw(Stream::S02, n * (kw + np))?;
+            let mut reply = vec![0u64; n * (kw + np)];
+            let dealt = DealerShares {
+                r: &r,
+                t: &t,
+                bp: &bp,
+            };
+            dealer_reply(mb, trunc, &dealt, &p0, &mut reply);
             party.net.send_u64s(P1, &reply)?;
             Ok(SelectOut::default())
         }
@@ -302,42 +436,118 @@ pub fn select(
                 beta.extend_from_slice(&masks.beta);
             }
             party.net.send_bytes(P2, d)?;
-            let (v, rv, tv) = if j == P0 {
-                let v = party.draw(Stream::S02, n)?;
-                let rv = party.draw(Stream::S02, n)?;
-                let tv = party.draw(Stream::S02, n * np)?;
-                (v, rv, tv)
+            let dealt = if j == P0 {
+                party.draw(Stream::S02, n * (kw + np))?
             } else {
-                let mut reply = party.recv_len(P2, n * (2 + np), "select reply")?;
-                let tv = reply.split_off(2 * n);
-                let rv = reply.split_off(n);
-                (reply, rv, tv)
+                party.recv_len(P2, n * (kw + np), "select reply")?
             };
-            let lead = u64::from(j == P0);
             let mut out = SelectOut {
                 drelu: vec![0; n],
                 relu: vec![0; n],
                 products: vec![vec![0; n]; np],
+                trunc: Vec::new(),
+                relu_trunc: Vec::new(),
             };
-            for e in 0..n {
-                let u = ((c[e] >> m) & 1) ^ u64::from(beta[e]);
-                // (1 - 2u) as a ring element: 1 or -1.
-                let sign = 1u64.wrapping_sub(u << 1);
-                out.drelu[e] = (lead * u).wrapping_add(sign.wrapping_mul(v[e]));
-                let xv = c[e]
-                    .wrapping_sub(1u64 << m)
-                    .wrapping_mul(v[e])
-                    .wrapping_sub(rv[e]);
-                out.relu[e] = u.wrapping_mul(x[e]).wrapping_add(sign.wrapping_mul(xv));
-                for (p, y) in payloads.iter().enumerate() {
-                    let idx = p * n + e;
-                    let yv = e_all[idx].wrapping_mul(v[e]).wrapping_sub(tv[idx]);
-                    out.products[p][e] = u.wrapping_mul(y[e]).wrapping_add(sign.wrapping_mul(yv));
-                }
+            let opened = Opened { c, e_all, beta: &beta };
+            combine(j, mb, kw, x, payloads, &opened, &dealt, &mut out);
+            if let Some(f) = trunc {
+                out.trunc = vec![0; n];
+                out.relu_trunc = vec![0; n];
+                combine_trunc(j, mb, f, &opened, &dealt, &mut out);
             }
             Ok(out)
         }
         other => Err(SmpcError::Role(format!("party {other} cannot compare"))),
+    }
+}
+
+/// What P0 and P1 hold in common after the opening: `c`, the opened
+/// payloads and the PrivateCompare flips `beta`.
+struct Opened<'a> {
+    c: &'a [u64],
+    e_all: &'a [u64],
+    beta: &'a [u8],
+}
+
+/// Shares of `DReLU(x)`, `ReLU(x)` and the payload products from the dealt
+/// `v`, `r v`, `t v` (layout of [`dealer_reply_impl`]).
+#[allow(clippy::too_many_arguments)]
+fn combine(
+    j: usize,
+    m: u32,
+    kw: usize,
+    x: &[u64],
+    payloads: &[&[u64]],
+    o: &Opened<'_>,
+    dealt: &[u64],
+    out: &mut SelectOut,
+) {
+    let n = o.c.len();
+    let lead = u64::from(j == P0);
+    let (v, rest) = dealt.split_at(n);
+    let rv = &rest[..n];
+    let tv = &dealt[kw * n..];
+    for e in 0..n {
+        let u = ((o.c[e] >> m) & 1) ^ u64::from(o.beta[e]);
+        // (1 - 2u) as a ring element: 1 or -1.
+        let sign = 1u64.wrapping_sub(u << 1);
+        out.drelu[e] = (lead * u).wrapping_add(sign.wrapping_mul(v[e]));
+        let xv = o.c[e]
+            .wrapping_sub(1u64 << m)
+            .wrapping_mul(v[e])
+            .wrapping_sub(rv[e]);
+        out.relu[e] = u.wrapping_mul(x[e]).wrapping_add(sign.wrapping_mul(xv));
+        for (p, y) in payloads.iter().enumerate() {
+            let idx = p * n + e;
+            let yv = o.e_all[idx].wrapping_mul(v[e]).wrapping_sub(tv[idx]);
+            out.products[p][e] = u.wrapping_mul(y[e]).wrapping_add(sign.wrapping_mul(yv));
+        }
+    }
+}
+
+/// Shares of the exact truncation `t` and of `DReLU(x) t` (see
+/// [`select_trunc`]; docs/PROTOCOLS.md derives the formulas).
+fn combine_trunc(j: usize, m: u32, f: u32, o: &Opened<'_>, dealt: &[u64], out: &mut SelectOut) {
+    let n = o.c.len();
+    let lead = u64::from(j == P0);
+    let col = |k: usize| &dealt[k * n..(k + 1) * n];
+    let (v, rs, rsv) = (col(0), col(2), col(3));
+    let (ga, gaa, gav, gaav) = (col(4), col(5), col(6), col(7));
+    // 2^(m-f): the offset 2^m after the shift; 2^(64-f): the wrap-around.
+    let k_off = 1u64 << (m - f);
+    let wrap = 1u64 << (64 - f);
+    for e in 0..n {
+        let c = o.c[e];
+        let cm = (c >> m) & 1;
+        let ncm = 1 - cm;
+        let beta = o.beta[e] == 1;
+        let u = cm ^ u64::from(o.beta[e]);
+        let sign = 1u64.wrapping_sub(u << 1);
+        let pub_part = (c >> f).wrapping_sub(k_off);
+        // W = A * maj(DReLU, r_m, w): for beta = 0, A r_m - A r_m v + (1 - c_m) A v;
+        // for beta = 1, A r_m v + (1 - c_m)(A - A v).
+        let w_share = if beta {
+            gaav[e].wrapping_add(ncm.wrapping_mul(ga[e].wrapping_sub(gav[e])))
+        } else {
+            gaa[e]
+                .wrapping_sub(gaav[e])
+                .wrapping_add(ncm.wrapping_mul(gav[e]))
+        };
+        let t = (lead * pub_part)
+            .wrapping_sub(rs[e])
+            .wrapping_add(wrap.wrapping_mul(w_share));
+        // W v: for beta = 0, (1 - c_m) A v; for beta = 1, A r_m v.
+        let wv = if beta {
+            gaav[e]
+        } else {
+            ncm.wrapping_mul(gav[e])
+        };
+        let tv = pub_part
+            .wrapping_mul(v[e])
+            .wrapping_sub(rsv[e])
+            .wrapping_add(wrap.wrapping_mul(wv));
+        out.trunc[e] = t;
+        out.relu_trunc[e] = u.wrapping_mul(t).wrapping_add(sign.wrapping_mul(tv));
     }
 }
 
@@ -351,15 +561,26 @@ pub fn drelu(party: &mut Party, n: usize, x: &[u64]) -> Result<Vec<u64>, SmpcErr
     Ok(select(party, n, x, &[])?.drelu)
 }
 
-/// Element-wise `max(a, b) = b + ReLU(a - b)` (`a - b` must be within the
-/// compare range).
+/// [`drelu`] at an explicit width (see [`select_at`]).
+pub fn drelu_at(party: &mut Party, m: u32, n: usize, x: &[u64]) -> Result<Vec<u64>, SmpcError> {
+    Ok(select_at(party, m, n, x, &[])?.drelu)
+}
+
+/// [`relu`] at an explicit width (see [`select_at`]).
+pub fn relu_at(party: &mut Party, m: u32, n: usize, x: &[u64]) -> Result<Vec<u64>, SmpcError> {
+    Ok(select_at(party, m, n, x, &[])?.relu)
+}
+
+/// Element-wise `max(a, b) = b + ReLU(a - b)`, exact for all ring values at
+/// the default width.
 pub fn max2(party: &mut Party, n: usize, a: &[u64], b: &[u64]) -> Result<Vec<u64>, SmpcError> {
+    let m = party.cfg.cmp_bits;
     if party.id == P2 {
-        select(party, n, &[], &[])?;
+        select_at(party, m, n, &[], &[])?;
         return Ok(Vec::new());
     }
     let diff: Vec<u64> = a.iter().zip(b).map(|(x, y)| x.wrapping_sub(*y)).collect();
-    let r = select(party, n, &diff, &[])?.relu;
+    let r = select_at(party, m, n, &diff, &[])?.relu;
     Ok(b.iter().zip(&r).map(|(x, y)| x.wrapping_add(*y)).collect())
 }
 
@@ -369,6 +590,20 @@ pub fn max2(party: &mut Party, n: usize, a: &[u64], b: &[u64]) -> Result<Vec<u64
 /// index of the maximum within its group (first index on ties).
 pub fn max_groups(
     party: &mut Party,
+    count: usize,
+    size: usize,
+    groups: &[u64],
+    with_index: bool,
+) -> Result<(Vec<u64>, Vec<u64>), SmpcError> {
+    let m = party.cfg.cmp_bits;
+    max_groups_at(party, m, count, size, groups, with_index)
+}
+
+/// [`max_groups`] comparing `m` bits: exact when every difference of two
+/// group members satisfies `-2^m <= a - b < 2^m`.
+pub fn max_groups_at(
+    party: &mut Party,
+    m: u32,
     count: usize,
     size: usize,
     groups: &[u64],
@@ -409,7 +644,7 @@ pub fn max_groups(
         let next_width = width - pairs;
         if helper {
             let payloads: Vec<&[u64]> = if with_index { vec![&[]] } else { vec![] };
-            select(party, n, &[], &payloads)?;
+            select_at(party, m, n, &[], &payloads)?;
             width = next_width;
             continue;
         }
@@ -428,7 +663,7 @@ pub fn max_groups(
             }
         }
         let payloads: Vec<&[u64]> = if with_index { vec![&idiff] } else { vec![] };
-        let out = select(party, n, &diff, &payloads)?;
+        let out = select_at(party, m, n, &diff, &payloads)?;
         let mut nvals = vec![0u64; next_width * count];
         let mut nidx = vec![0u64; if with_index { next_width * count } else { 0 }];
         for q in 0..pairs {
@@ -463,4 +698,15 @@ pub fn argmax(
     x: &[u64],
 ) -> Result<Vec<u64>, SmpcError> {
     Ok(max_groups(party, rows, cols, x, true)?.1)
+}
+
+/// [`argmax`] comparing `m` bits (see [`max_groups_at`]).
+pub fn argmax_at(
+    party: &mut Party,
+    m: u32,
+    rows: usize,
+    cols: usize,
+    x: &[u64],
+) -> Result<Vec<u64>, SmpcError> {
+    Ok(max_groups_at(party, m, rows, cols, x, true)?.1)
 }

@@ -121,22 +121,80 @@ impl Stream {
     }
 }
 
+/// How products are brought back from `2f` to `f` fractional bits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Truncation {
+    /// Exact: products stay at `2f` fractional bits until the next
+    /// comparison, which also returns `floor(x / 2^f)` (or one ulp above) of
+    /// its input from the wrap-around bit of the masked opening (see
+    /// [`crate::compare::select_trunc`]). Never fails for values within the
+    /// plan's range; costs seven ring elements more per ReLU than `Local`.
+    #[default]
+    Exact,
+    /// SecureML local truncation: no communication, but each truncated value
+    /// `x` (a ring integer with `2f` fractional bits) fails, i.e. comes out
+    /// wildly wrong, with probability at most `2^(lx + 1 - 64)` for
+    /// `|x| < 2^lx` (`ppml_fixedpoint::share_trunc`). Private inference
+    /// reports the resulting bound per image.
+    Local,
+}
+
+impl std::str::FromStr for Truncation {
+    type Err = SmpcError;
+    fn from_str(s: &str) -> Result<Self, SmpcError> {
+        match s {
+            "exact" => Ok(Truncation::Exact),
+            "local" => Ok(Truncation::Local),
+            other => Err(SmpcError::Config(format!(
+                "truncation {other:?}: expected exact or local"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for Truncation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Truncation::Exact => "exact",
+            Truncation::Local => "local",
+        })
+    }
+}
+
+/// The largest number of fractional bits the protocols accept: a product of
+/// two fixed-point values carries `2f` fractional bits and must fit in the
+/// signed 63 bits of Z_2^64 with room for its integer part. With `f = 24`
+/// products up to `|x y| < 2^15` fit; with more bits, products of ordinary
+/// activations and weights would wrap. (Each model is also checked exactly
+/// against its own bounds when its plan is made.)
+pub const MAX_FRAC_BITS: u32 = 24;
+
+/// The widest comparison: all 63 value bits of Z_2^64, exact for every ring
+/// element.
+pub const FULL_CMP_BITS: u32 = 63;
+
 /// Protocol parameters every party must agree on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProtocolConfig {
-    /// Fractional bits of the fixed-point encoding (default 16).
+    /// Fractional bits of the fixed-point encoding (default 16, at most
+    /// [`MAX_FRAC_BITS`]).
     pub frac_bits: u32,
-    /// Bits compared by DReLU: inputs must satisfy `|x| < 2^cmp_bits` as
-    /// ring integers, i.e. `|x| < 2^(cmp_bits - frac_bits)` as reals
-    /// (default 28: `|x| < 4096`). Must be in `frac_bits+1 ..= 62`.
+    /// Bits compared by DReLU: the comparison is exact for ring integers
+    /// `-2^cmp_bits <= x < 2^cmp_bits`. The default, [`FULL_CMP_BITS`] = 63,
+    /// covers every ring element. Private inference uses, per comparison, the
+    /// narrowest width the model owner's bounds prove sufficient, and fails
+    /// with [`SmpcError::Range`] when a model needs more than `cmp_bits`.
     pub cmp_bits: u32,
+    /// Truncation after products (default exact).
+    pub truncation: Truncation,
 }
 
 impl Default for ProtocolConfig {
     fn default() -> Self {
         Self {
             frac_bits: 16,
-            cmp_bits: 28,
+            cmp_bits: FULL_CMP_BITS,
+            truncation: Truncation::Exact,
         }
     }
 }
@@ -144,15 +202,17 @@ impl Default for ProtocolConfig {
 impl ProtocolConfig {
     /// Checks the ranges.
     pub fn validate(&self) -> Result<(), SmpcError> {
-        if self.frac_bits == 0 || self.frac_bits > 30 {
+        if self.frac_bits == 0 || self.frac_bits > MAX_FRAC_BITS {
             return Err(SmpcError::Config(format!(
-                "frac_bits {} must be in 1..=30",
-                self.frac_bits
+                "frac_bits {} must be in 1..={MAX_FRAC_BITS}: a product carries 2 x frac_bits \
+                 fractional bits and must fit in the signed 64-bit ring with at least {} integer bits",
+                self.frac_bits,
+                63 - 2 * MAX_FRAC_BITS
             )));
         }
-        if self.cmp_bits <= self.frac_bits || self.cmp_bits > 62 {
+        if self.cmp_bits <= self.frac_bits || self.cmp_bits > FULL_CMP_BITS {
             return Err(SmpcError::Config(format!(
-                "cmp_bits {} must be in {}..=62",
+                "cmp_bits {} must be in {}..={FULL_CMP_BITS}",
                 self.cmp_bits,
                 self.frac_bits + 1
             )));
@@ -160,7 +220,8 @@ impl ProtocolConfig {
         Ok(())
     }
 
-    /// Largest magnitude (as a real) DReLU and max compare correctly.
+    /// Largest magnitude (as a real with `frac_bits` fractional bits) that
+    /// DReLU and max compare correctly at width `cmp_bits`.
     pub fn compare_range(&self) -> f64 {
         2f64.powi(self.cmp_bits as i32 - self.frac_bits as i32)
     }
