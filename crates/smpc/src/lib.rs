@@ -55,6 +55,7 @@ pub mod inference;
 /// The ring matmul kernel lives in ppml-sharing; re-exported for the protocols.
 pub use ppml_sharing::kernel;
 pub mod party;
+pub mod range;
 pub mod sim;
 mod simd;
 
