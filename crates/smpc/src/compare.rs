@@ -228,20 +228,25 @@ pub fn select_at(
     select_inner(party, m, n, x, payloads, None)
 }
 
-/// [`select_at`] plus exact truncation of its input by `party.cfg.frac_bits`:
-/// `trunc` holds shares of `t = floor(x / 2^f)` or `t + 1`, and `relu_trunc`
-/// shares of `DReLU(x) * t` (so `ReLU(x)` at `f` fractional bits when `x`
-/// carries `2f`). Exact, never a wrap-around failure, for every `x` with
-/// `-2^m <= x < 2^m`; requires `m >= frac_bits`.
+/// Selection with exact truncation of its input by `f = party.cfg.frac_bits`
+/// (for `x` carrying `2f` fractional bits): `trunc` holds shares of
+/// `t = floor(x / 2^f)` or `t + 1` (one ulp, like local truncation, but never
+/// a wrap-around failure), `drelu` shares of `[t >= 0]`, `relu_trunc` shares
+/// of `max(t, 0)`, and `products` of `y [t >= 0]`. Exact for every `x` with
+/// `-2^m + 2^f <= x < 2^m - 2^f`; requires `m > f`. (`relu`, the untruncated
+/// ReLU, is left empty.)
 ///
-/// The opened `c = x + 2^m + r` satisfies `x + 2^m = c - r + 2^64 W` with
-/// `W` the wrap-around bit of `x + 2^m + r`, and
-/// `(x + 2^m) >> f = (c >> f) - (r >> f) + 2^(64-f) W` up to one ulp. `W` is
-/// the carry out of bit `m` (the majority of `DReLU(x)`, `r_m` and the carry
-/// `w` that PrivateCompare computes) times `A = [bits m+1..63 of r are all
-/// one]`; P2 deals shares of `r >> f`, `(r >> f) v`, `A`, `A r_m`, `A v`
-/// and `A r_m v` besides `v` and `r v`, from which P0 and P1 assemble `W`,
-/// `t` and `DReLU(x) t` linearly (docs/PROTOCOLS.md has the derivation).
+/// The opening is the same as [`select_at`]'s, `c = x + 2^m + r`, but the
+/// PrivateCompare runs on bits `f..m` only: it computes the carry `w` of
+/// `(c >> f) - (r >> f)` in Z_2^(64-f), so `m - f` positions instead of `m`.
+/// There, `x~ = (c >> f) - (r >> f) + 2^(64-f) W` (as integers) equals
+/// `((x + 2^m) >> f) + b` with `b` in {0, 1}, where the wrap-around bit `W`
+/// is the carry out of bit `m - f` (the majority of `DReLU`, `r_m` and `w`)
+/// times `A = [bits m+1..63 of r are all one]`. P2 deals shares of
+/// `r >> f`, `(r >> f) v` and, modulo `2^f` only (they are multiplied by
+/// `2^(64-f)`), of `A`, `A r_m`, `A v` and `A r_m v`; P0 and P1 assemble `W`,
+/// `t = x~ - 2^(m-f)` and `[t >= 0] t` linearly. docs/PROTOCOLS.md has the
+/// derivation.
 pub fn select_trunc(
     party: &mut Party,
     m: u32,
@@ -250,23 +255,42 @@ pub fn select_trunc(
     payloads: &[&[u64]],
 ) -> Result<SelectOut, SmpcError> {
     let f = party.cfg.frac_bits;
-    if m < f {
+    if m <= f {
         return Err(SmpcError::Config(format!(
-            "exact truncation by {f} bits needs a comparison width of at least {f}, got {m}"
+            "exact truncation by {f} bits needs a comparison width above {f}, got {m}"
         )));
     }
     select_inner(party, m, n, x, payloads, Some(f))
 }
 
-/// Number of ring elements per compared element in P2's reply besides the
-/// payload products: `v`, `r v`, and with truncation `r >> f`, `(r >> f) v`,
-/// `A`, `A r_m`, `A v`, `A r_m v`.
-fn reply_width(trunc: Option<u32>) -> usize {
-    if trunc.is_some() { 8 } else { 2 }
+/// Lane width of the packed shares of `A`, `A r_m`, `A v` and `A r_m v`:
+/// they are only ever multiplied by `2^(64-f)`, so their shares matter
+/// modulo `2^f` only, and four of them share one or two ring words.
+fn lane_bits(f: u32) -> u32 {
+    if f <= 16 { 16 } else { 32 }
 }
 
-/// P2's reply for one chunk of elements (every vector has `n` elements, `tv0`
-/// `n * t.len() / n` = `n * np`): the values minus P0's seed-drawn shares.
+/// Ring words per element in P2's reply besides the payload products:
+/// `v`, `r v`; with truncation `v`, `r >> f`, `(r >> f) v` and the packed
+/// lanes (one word for `f <= 16`, two up to 32).
+fn reply_width(trunc: Option<u32>) -> usize {
+    match trunc {
+        None => 2,
+        Some(f) => 3 + (4 * lane_bits(f) / 64) as usize,
+    }
+}
+
+/// Lane `i` (of four) of the packed words of one element (`words[k]` is word
+/// `k` of it), as a ring value that is right modulo `2^lane_bits`.
+#[inline(always)]
+fn lane(words: [u64; 2], i: usize, lb: u32) -> u64 {
+    let per = (64 / lb) as usize;
+    let mask = u64::MAX >> (64 - lb);
+    (words[i / per] >> ((i % per) as u32 * lb)) & mask
+}
+
+/// P2's reply for one batch of elements: `r`, `t` (payload masks, `n * np`)
+/// and `bp` (the PrivateCompare outcomes `w xor beta`).
 struct DealerShares<'a> {
     r: &'a [u64],
     t: &'a [u64],
@@ -275,9 +299,9 @@ struct DealerShares<'a> {
 
 crate::simd::dispatch!(fn dealer_reply(m: u32, trunc: Option<u32>, d: &DealerShares<'_>, p0: &[u64], reply: &mut [u64]) => dealer_reply_impl);
 
-/// `reply[k * n + e]` = value `k` of element `e` minus P0's share
-/// `p0[k * n + e]`; values in the order of [`reply_width`], then the payload
-/// products `t v`.
+/// `reply[k * n + e]` = word `k` of element `e` minus P0's share
+/// `p0[k * n + e]` (lane-wise for the packed words); words in the order of
+/// [`reply_width`], then the payload products `t v`.
 #[inline(always)]
 fn dealer_reply_impl(
     m: u32,
@@ -293,26 +317,36 @@ fn dealer_reply_impl(
         let r = d.r[e];
         let a = (r >> m) & 1;
         let v = u64::from(d.bp[e]) ^ a;
-        let mut vals = [0u64; 8];
-        vals[0] = v;
-        vals[1] = r.wrapping_mul(v);
-        if let Some(f) = trunc {
-            // A: the bits of r above m are all one (m = 63: none, A = 1).
-            let big_a = if m >= 63 {
-                1
-            } else {
-                u64::from((r >> (m + 1)) == (u64::MAX >> (m + 1)))
-            };
-            let rs = r >> f;
-            vals[2] = rs;
-            vals[3] = rs.wrapping_mul(v);
-            vals[4] = big_a;
-            vals[5] = big_a & a;
-            vals[6] = big_a & v;
-            vals[7] = big_a & a & v;
-        }
-        for (i, val) in vals[..k].iter().enumerate() {
-            reply[i * n + e] = val.wrapping_sub(p0[i * n + e]);
+        match trunc {
+            None => {
+                reply[e] = v.wrapping_sub(p0[e]);
+                reply[n + e] = r.wrapping_mul(v).wrapping_sub(p0[n + e]);
+            }
+            Some(f) => {
+                let rs = r >> f;
+                reply[e] = v.wrapping_sub(p0[e]);
+                reply[n + e] = rs.wrapping_sub(p0[n + e]);
+                reply[2 * n + e] = rs.wrapping_mul(v).wrapping_sub(p0[2 * n + e]);
+                // A: the bits of r above m are all one (m = 63: none, A = 1).
+                let big_a = if m >= 63 {
+                    1
+                } else {
+                    u64::from((r >> (m + 1)) == (u64::MAX >> (m + 1)))
+                };
+                let g = [big_a, big_a & a, big_a & v, big_a & a & v];
+                let lb = lane_bits(f);
+                let per = (64 / lb) as usize;
+                let mask = u64::MAX >> (64 - lb);
+                let mine = [p0[3 * n + e], if k > 4 { p0[4 * n + e] } else { 0 }];
+                let mut words = [0u64; 2];
+                for (i, gi) in g.iter().enumerate() {
+                    let corr = gi.wrapping_sub(lane(mine, i, lb)) & mask;
+                    words[i / per] |= corr << ((i % per) as u32 * lb);
+                }
+                for (w, word) in words.iter().enumerate().take(k - 3) {
+                    reply[(3 + w) * n + e] = *word;
+                }
+            }
         }
         for p in 0..np {
             let idx = p * n + e;
@@ -335,7 +369,15 @@ fn select_inner(
         )));
     }
     let mb = m;
-    let m = m as usize;
+    // With truncation the PrivateCompare skips the f low bits: it compares
+    // c >> f with r >> f on m - f bits (see `select_trunc`).
+    let shift = trunc.unwrap_or(0);
+    if shift >= mb {
+        return Err(SmpcError::Config(format!(
+            "comparison width {mb} must exceed the truncation shift {shift}"
+        )));
+    }
+    let m = (mb - shift) as usize;
     let np = payloads.len();
     let w = m + 1;
     let kw = reply_width(trunc);
@@ -358,12 +400,13 @@ fn select_inner(
                 .zip(&t1)
                 .map(|(a, b)| a.wrapping_add(*b))
                 .collect();
+            let r_pc: Vec<u64> = r.iter().map(|v| v >> shift).collect();
             let mut rho1 = vec![0u8; n * m];
             let mut rho0 = vec![0u8; CHUNK * m];
             for (s0, len) in chunks() {
                 let z = &mut rho0[..len * m];
                 fill_z67(party.prg(Stream::S02)?, z);
-                rho_correction(m, &r[s0..s0 + len], z, &mut rho1[s0 * m..(s0 + len) * m]);
+                rho_correction(m, &r_pc[s0..s0 + len], z, &mut rho1[s0 * m..(s0 + len) * m]);
             }
             party.net.send_bytes(P1, rho1)?;
             let d0 = party.net.recv_bytes(P0)?;
@@ -397,7 +440,7 @@ fn select_inner(
             let s = if j == P0 { Stream::S02 } else { Stream::S12 };
             let r = party.draw(s, n)?;
             let t = party.draw(s, n * np)?;
-            let offset = if j == P0 { 1u64 << m } else { 0 };
+            let offset = if j == P0 { 1u64 << mb } else { 0 };
             let mut msg = Vec::with_capacity(n * (1 + np));
             msg.extend((0..n).map(|e| x[e].wrapping_add(r[e]).wrapping_add(offset)));
             for (p, y) in payloads.iter().enumerate() {
@@ -405,6 +448,7 @@ fn select_inner(
             }
             let opened = party.open(&msg)?;
             let (c, e_all) = opened.split_at(n);
+            let c_pc: Vec<u64> = c.iter().map(|v| v >> shift).collect();
             let rho_all = if j == P1 {
                 let v = party.net.recv_bytes(P2)?;
                 expect_len("bit shares", v.len(), n * m)?;
@@ -427,7 +471,7 @@ fn select_inner(
                 pc_message_into(
                     j,
                     m,
-                    &c[s0..s0 + len],
+                    &c_pc[s0..s0 + len],
                     rho,
                     &masks,
                     &mut d[s0 * w..(s0 + len) * w],
@@ -443,7 +487,7 @@ fn select_inner(
             };
             let mut out = SelectOut {
                 drelu: vec![0; n],
-                relu: vec![0; n],
+                relu: vec![0; if trunc.is_some() { 0 } else { n }],
                 products: vec![vec![0; n]; np],
                 trunc: Vec::new(),
                 relu_trunc: Vec::new(),
@@ -484,19 +528,26 @@ fn combine(
 ) {
     let n = o.c.len();
     let lead = u64::from(j == P0);
-    let (v, rest) = dealt.split_at(n);
-    let rv = &rest[..n];
+    let v = &dealt[..n];
+    // Without truncation, word 1 is r v (for ReLU of the untruncated x).
+    let rv = if out.relu.is_empty() {
+        &[][..]
+    } else {
+        &dealt[n..2 * n]
+    };
     let tv = &dealt[kw * n..];
     for e in 0..n {
         let u = ((o.c[e] >> m) & 1) ^ u64::from(o.beta[e]);
         // (1 - 2u) as a ring element: 1 or -1.
         let sign = 1u64.wrapping_sub(u << 1);
         out.drelu[e] = (lead * u).wrapping_add(sign.wrapping_mul(v[e]));
-        let xv = o.c[e]
-            .wrapping_sub(1u64 << m)
-            .wrapping_mul(v[e])
-            .wrapping_sub(rv[e]);
-        out.relu[e] = u.wrapping_mul(x[e]).wrapping_add(sign.wrapping_mul(xv));
+        if !rv.is_empty() {
+            let xv = o.c[e]
+                .wrapping_sub(1u64 << m)
+                .wrapping_mul(v[e])
+                .wrapping_sub(rv[e]);
+            out.relu[e] = u.wrapping_mul(x[e]).wrapping_add(sign.wrapping_mul(xv));
+        }
         for (p, y) in payloads.iter().enumerate() {
             let idx = p * n + e;
             let yv = o.e_all[idx].wrapping_mul(v[e]).wrapping_sub(tv[idx]);
@@ -511,12 +562,20 @@ fn combine_trunc(j: usize, m: u32, f: u32, o: &Opened<'_>, dealt: &[u64], out: &
     let n = o.c.len();
     let lead = u64::from(j == P0);
     let col = |k: usize| &dealt[k * n..(k + 1) * n];
-    let (v, rs, rsv) = (col(0), col(2), col(3));
-    let (ga, gaa, gav, gaav) = (col(4), col(5), col(6), col(7));
+    let (v, rs, rsv) = (col(0), col(1), col(2));
+    let lb = lane_bits(f);
+    let two = reply_width(Some(f)) > 4;
     // 2^(m-f): the offset 2^m after the shift; 2^(64-f): the wrap-around.
     let k_off = 1u64 << (m - f);
     let wrap = 1u64 << (64 - f);
     for e in 0..n {
+        let words = [dealt[3 * n + e], if two { dealt[4 * n + e] } else { 0 }];
+        let (ga, gaa, gav, gaav) = (
+            lane(words, 0, lb),
+            lane(words, 1, lb),
+            lane(words, 2, lb),
+            lane(words, 3, lb),
+        );
         let c = o.c[e];
         let cm = (c >> m) & 1;
         let ncm = 1 - cm;
@@ -527,20 +586,20 @@ fn combine_trunc(j: usize, m: u32, f: u32, o: &Opened<'_>, dealt: &[u64], out: &
         // W = A * maj(DReLU, r_m, w): for beta = 0, A r_m - A r_m v + (1 - c_m) A v;
         // for beta = 1, A r_m v + (1 - c_m)(A - A v).
         let w_share = if beta {
-            gaav[e].wrapping_add(ncm.wrapping_mul(ga[e].wrapping_sub(gav[e])))
+            gaav.wrapping_add(ncm.wrapping_mul(ga.wrapping_sub(gav)))
         } else {
-            gaa[e]
-                .wrapping_sub(gaav[e])
-                .wrapping_add(ncm.wrapping_mul(gav[e]))
+            gaa
+                .wrapping_sub(gaav)
+                .wrapping_add(ncm.wrapping_mul(gav))
         };
         let t = (lead * pub_part)
             .wrapping_sub(rs[e])
             .wrapping_add(wrap.wrapping_mul(w_share));
         // W v: for beta = 0, (1 - c_m) A v; for beta = 1, A r_m v.
         let wv = if beta {
-            gaav[e]
+            gaav
         } else {
-            ncm.wrapping_mul(gav[e])
+            ncm.wrapping_mul(gav)
         };
         let tv = pub_part
             .wrapping_mul(v[e])

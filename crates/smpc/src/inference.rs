@@ -13,7 +13,8 @@
 
 use crate::beaver::{self, FixedRhs, Masked};
 use crate::party::{
-    DATA_OWNER, MODEL_OWNER, P0, P1, P2, Party, ProtocolConfig, Stream, Truncation, party_name,
+    DATA_OWNER, MODEL_OWNER, P0, P1, P2, Party, ProtocolConfig, Stream, TestOnlyLeak, Truncation,
+    party_name,
 };
 pub use crate::range::{DEFAULT_INPUT_RANGE, RangePlan};
 use crate::sim::{self, PartyRun};
@@ -319,7 +320,10 @@ pub fn model_owner(party: &mut Party, model: &Model) -> Result<(), SmpcError> {
     }
     for l in &layers {
         FixedRhs::share_as_owner(party, &l.w, l.k, l.n)?;
-        let b0 = party.draw(Stream::M02, l.n)?;
+        let mut b0 = party.draw(Stream::M02, l.n)?;
+        if party.test_only.leak == TestOnlyLeak::ShareUnmasked {
+            b0.fill(0); // TEST-ONLY mutation: P1's share is the bias itself
+        }
         let b1: Vec<u64> = l
             .bias
             .iter()
@@ -336,6 +340,10 @@ fn prepare(party: &mut Party, plan: &ModelPlan) -> Result<Vec<PreparedLayer>, Sm
     for (k, n) in weighted_dims(plan) {
         let rhs = FixedRhs::from_owner(party, k, n)?;
         let bias = match party.id {
+            P0 if party.test_only.leak == TestOnlyLeak::ShareUnmasked => {
+                party.draw(Stream::M02, n)?;
+                vec![0; n]
+            }
             P0 => party.draw(Stream::M02, n)?,
             P1 => party.recv_len(MODEL_OWNER, n, "bias share")?,
             _ => {
@@ -558,6 +566,10 @@ fn infer_batch(
     if widths.0.next().is_some() {
         return Err(SmpcError::Model("plan has too many comparison widths".into()));
     }
+    if party.test_only.leak == TestOnlyLeak::LogitsToDataOwner {
+        // TEST-ONLY mutation: the data owner gets shares of the logits.
+        return Ok(x);
+    }
     if plan.output_size == 1 {
         // Binary model: the class is DReLU of the single logit ([z >= 0]).
         return compare::drelu_at(party, m, batch, &x);
@@ -626,6 +638,21 @@ pub fn data_owner(party: &mut Party, images: &[f32], batch: usize) -> Result<Vec
         start += b;
     }
     // Collect the outputs after sending everything: the parties pipeline.
+    if party.test_only.leak == TestOnlyLeak::LogitsToDataOwner {
+        // TEST-ONLY mutation: logits arrive; the data owner takes the argmax.
+        let out = plan.output_size;
+        for &b in &batches {
+            let s0 = party.recv_len(P0, b * out, "logit share")?;
+            let s1 = party.recv_len(P1, b * out, "logit share")?;
+            let logits: Vec<f32> = s0
+                .iter()
+                .zip(&s1)
+                .map(|(a, c)| fp.decode(a.wrapping_add(*c)) as f32)
+                .collect();
+            preds.extend(ppml_nn::argmax_rows(&logits, out));
+        }
+        return Ok(preds);
+    }
     for &b in &batches {
         let s0 = party.recv_len(P0, b, "prediction share")?;
         let s1 = party.recv_len(P1, b, "prediction share")?;

@@ -227,6 +227,43 @@ impl ProtocolConfig {
     }
 }
 
+/// TEST-ONLY. Deliberately leaky protocol variants, one per mutation of the
+/// privacy tests (`crates/smpc/tests/views.rs`): each must make a privacy
+/// check fail. Production code never sets one ([`Party::setup`] uses
+/// `None`); only [`Party::setup_test_only`] does.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TestOnlyLeak {
+    /// The real protocol.
+    #[default]
+    None,
+    /// The model owner uses `B1 = 0`, so P0 knows the whole weight mask.
+    WeightMaskKnownToP0,
+    /// The data owner's input masks are the same in every batch.
+    InputMaskReused,
+    /// The data owner also sends its `D12` seed to P0.
+    SeedToWrongParty,
+    /// The model owner sends P1 the bias itself as P1's share (P0's share 0).
+    ShareUnmasked,
+    /// The computing parties send the data owner shares of the logits, not
+    /// of the predicted class.
+    LogitsToDataOwner,
+}
+
+/// TEST-ONLY hooks of a party (see [`TestOnlyLeak`]).
+#[doc(hidden)]
+#[derive(Clone, Debug, Default)]
+pub struct TestOnlyHooks {
+    /// A leaky variant to run (all parties of a run must agree).
+    pub leak: TestOnlyLeak,
+    /// Seeds for the streams this party originates (indexed like
+    /// [`Stream`]'s variants), instead of drawing them from the generator:
+    /// lets a privacy test fix one role's randomness and vary the rest.
+    pub seeds: Option<[[u8; 32]; 7]>,
+    /// `InputMaskReused`: the first masks drawn from `D02` and `D12`.
+    saved_masks: [Vec<u64>; 2],
+}
+
 /// One party of a protocol run: its index, its channels and its streams.
 pub struct Party {
     /// This party's index (`P0`, `P1`, `P2`, `MODEL_OWNER` or `DATA_OWNER`).
@@ -236,6 +273,10 @@ pub struct Party {
     /// Protocol parameters.
     pub cfg: ProtocolConfig,
     streams: [Option<Prg>; 7],
+    /// TEST-ONLY: leaky variants for the mutation tests; always the default
+    /// outside [`Party::setup_test_only`].
+    #[doc(hidden)]
+    pub test_only: TestOnlyHooks,
 }
 
 impl std::fmt::Debug for Party {
@@ -262,11 +303,24 @@ impl Party {
     /// Seeds travel in the clear: the security model is semi-honest parties on
     /// private links (in-process channels, or TCP on a trusted network).
     pub fn setup<R: Rng + ?Sized>(
-        mut net: Network,
+        net: Network,
         cfg: ProtocolConfig,
         rng: &mut R,
     ) -> Result<Party, SmpcError> {
+        Self::setup_test_only(net, cfg, rng, TestOnlyHooks::default())
+    }
+
+    /// TEST-ONLY: [`Party::setup`] with hooks (leaky variants, fixed seeds)
+    /// for the privacy tests. Never called by production code.
+    #[doc(hidden)]
+    pub fn setup_test_only<R: Rng + ?Sized>(
+        mut net: Network,
+        cfg: ProtocolConfig,
+        rng: &mut R,
+        hooks: TestOnlyHooks,
+    ) -> Result<Party, SmpcError> {
         cfg.validate()?;
+        let leak = hooks.leak;
         let me = net.me();
         let n = net.parties();
         let mut streams: [Option<Prg>; 7] = Default::default();
@@ -277,9 +331,15 @@ impl Party {
                 continue;
             }
             let mut seed = [0u8; 32];
-            rng.fill_bytes(&mut seed);
+            match &hooks.seeds {
+                Some(fixed) => seed = fixed[s.index()],
+                None => rng.fill_bytes(&mut seed),
+            }
             for &h in &holders[1..] {
                 net.send(h, &seed)?;
+            }
+            if leak == TestOnlyLeak::SeedToWrongParty && s == Stream::D12 {
+                net.send(P0, &seed)?;
             }
             streams[s.index()] = Some(Prg::from_seed(seed));
         }
@@ -292,11 +352,15 @@ impl Party {
             let seed: [u8; 32] = net.recv(holders[0])?;
             streams[s.index()] = Some(Prg::from_seed(seed));
         }
+        if leak == TestOnlyLeak::SeedToWrongParty && me == P0 && n > DATA_OWNER {
+            let _leaked: [u8; 32] = net.recv(DATA_OWNER)?;
+        }
         Ok(Party {
             id: me,
             net,
             cfg,
             streams,
+            test_only: hooks,
         })
     }
 
@@ -315,6 +379,17 @@ impl Party {
     pub fn draw(&mut self, s: Stream, len: usize) -> Result<Vec<u64>, SmpcError> {
         let mut v = vec![0u64; len];
         self.prg(s)?.fill_u64(&mut v);
+        if self.test_only.leak == TestOnlyLeak::InputMaskReused
+            && matches!(s, Stream::D02 | Stream::D12)
+        {
+            // TEST-ONLY mutation: every batch reuses the first batch's masks.
+            let saved = &mut self.test_only.saved_masks[usize::from(s == Stream::D12)];
+            if saved.is_empty() {
+                *saved = v.clone();
+            } else if saved.len() >= len {
+                v.copy_from_slice(&saved[..len]);
+            }
+        }
         Ok(v)
     }
 

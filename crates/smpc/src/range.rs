@@ -38,10 +38,13 @@ pub struct RangePlan {
     /// Width of each comparison stage, in the order the protocol runs them.
     pub widths: Vec<u32>,
     /// Proven bound on the magnitude (as a real) of each stage's compared
-    /// values (for messages and reports).
+    /// values. The model owner's own knowledge: not sent (it would tell the
+    /// other roles more about the weights than the widths do).
+    #[serde(skip)]
     pub bounds: Vec<f64>,
     /// Upper bound on the probability that at least one local truncation of
-    /// one image fails (0 with exact truncation).
+    /// one image fails (0 with exact truncation). Not sent, like `bounds`.
+    #[serde(skip)]
     pub truncation_failure_per_image: f64,
 }
 
@@ -273,12 +276,15 @@ impl RangePlan {
         scale: u32,
     ) -> Result<(), SmpcError> {
         let f = cfg.frac_bits;
-        let Some(mut m) = bits_for(bound, scale) else {
+        // Exact truncation (a ReLU or truncation stage on 2f-bit values)
+        // needs one ulp of margin at f bits and a width above f.
+        let truncating = scale == 2 * f && matches!(stage, Stage::Trunc | Stage::Relu);
+        let margin = if truncating { 2f64.powi(-(f as i32)) } else { 0.0 };
+        let Some(mut m) = bits_for(bound + margin, scale) else {
             return Err(out_of_ring(layer, bound, scale, f));
         };
-        if scale == 2 * f {
-            // Exact truncation shifts by f bits inside the comparison.
-            m = m.max(f);
+        if truncating {
+            m = m.max(f + 1);
         }
         if m > FULL_CMP_BITS {
             return Err(out_of_ring(layer, bound, scale, f));

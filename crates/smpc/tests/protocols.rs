@@ -307,10 +307,15 @@ proptest! {
 
     /// Exact truncation: floor(x / 2^f) or one more, never a wrap-around
     /// failure, at every width and for every x in range (the edges, where
-    /// local truncation fails most, included); relu_trunc = DReLU * trunc.
+    /// local truncation fails most, included); relu_trunc = max(trunc, 0).
     #[test]
-    fn select_trunc_truncates_exactly(m in 16u32..=63, seed in any::<u64>()) {
-        let xe = in_range(m, &prg::random_u64s(&mut prg::seeded(seed ^ 9), 64));
+    fn select_trunc_truncates_exactly(m in 17u32..=63, seed in any::<u64>()) {
+        // In range for select_trunc: -2^m + 2^f <= x < 2^m - 2^f.
+        let lim = (1i128 << m) - (1i128 << F);
+        let xe: Vec<u64> = in_range(m, &prg::random_u64s(&mut prg::seeded(seed ^ 9), 64))
+            .into_iter()
+            .map(|v| (v as i64 as i128).clamp(-lim, lim - 1) as i64 as u64)
+            .collect();
         let n = xe.len();
         let xs = share(&xe, seed);
         let runs = sim::run_in_memory(3, ProtocolConfig::default(), Some(seed), |p| {
@@ -323,9 +328,8 @@ proptest! {
             let t = z[i] as i64;
             let floor = x >> F;
             prop_assert!(t == floor || t == floor + 1, "m {} x {}: trunc {} floor {}", m, x, t, floor);
-            let want = if x >= 0 { t } else { 0 };
-            prop_assert_eq!(z[n + i] as i64, want, "relu_trunc m {} x {}", m, x);
-            prop_assert_eq!(z[2 * n + i], u64::from(x >= 0));
+            prop_assert_eq!(z[n + i] as i64, t.max(0), "relu_trunc m {} x {}", m, x);
+            prop_assert_eq!(z[2 * n + i], u64::from(t >= 0));
         }
     }
 }
@@ -333,7 +337,41 @@ proptest! {
 #[test]
 fn select_trunc_rejects_a_width_below_the_shift() {
     let r = sim::run_in_memory(3, ProtocolConfig::default(), Some(1), |p| {
-        compare::select_trunc(p, 8, 1, &[0], &[])
+        compare::select_trunc(p, 16, 1, &[0], &[])
     });
     assert!(matches!(r, Err(ppml_smpc::SmpcError::Config(_))), "{r:?}");
+}
+
+/// Exact truncation with two packed words of lane shares (f > 16) and one
+/// (f <= 16), at widths where the wrap-around bit is often set.
+#[test]
+fn select_trunc_is_exact_for_every_fraction_width() {
+    for f in [1u32, 8, 16, 17, 20, 24] {
+        let cfg = ProtocolConfig {
+            frac_bits: f,
+            ..Default::default()
+        };
+        for m in [f + 1, 40, 61, 62, 63] {
+            let lim = (1i128 << m) - (1i128 << f);
+            let mut xe: Vec<u64> = prg::random_u64s(&mut prg::seeded(u64::from(m * 100 + f)), 300)
+                .iter()
+                .map(|v| ((*v as i128).rem_euclid(2 * lim) - lim) as i64 as u64)
+                .collect();
+            xe.extend([0, u64::MAX, (lim - 1) as i64 as u64, (-lim) as i64 as u64]);
+            let n = xe.len();
+            let xs = share(&xe, u64::from(m));
+            let runs = sim::run_in_memory(3, cfg, Some(u64::from(f)), |p| {
+                let o = compare::select_trunc(p, m, n, &pick(p.id, &xs), &[])?;
+                Ok([o.trunc, o.relu_trunc].concat())
+            })
+            .unwrap();
+            let z = reconstruct(&runs);
+            for i in 0..n {
+                let (x, t) = (xe[i] as i64, z[i] as i64);
+                let floor = x >> f;
+                assert!(t == floor || t == floor + 1, "f {f} m {m} x {x}: {t}");
+                assert_eq!(z[n + i] as i64, t.max(0), "f {f} m {m} x {x}");
+            }
+        }
+    }
 }
