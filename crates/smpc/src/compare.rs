@@ -492,7 +492,11 @@ fn select_inner(
                 trunc: Vec::new(),
                 relu_trunc: Vec::new(),
             };
-            let opened = Opened { c, e_all, beta: &beta };
+            let opened = Opened {
+                c,
+                e_all,
+                beta: &beta,
+            };
             combine(j, mb, kw, x, payloads, &opened, &dealt, &mut out);
             if let Some(f) = trunc {
                 out.trunc = vec![0; n];
@@ -588,19 +592,13 @@ fn combine_trunc(j: usize, m: u32, f: u32, o: &Opened<'_>, dealt: &[u64], out: &
         let w_share = if beta {
             gaav.wrapping_add(ncm.wrapping_mul(ga.wrapping_sub(gav)))
         } else {
-            gaa
-                .wrapping_sub(gaav)
-                .wrapping_add(ncm.wrapping_mul(gav))
+            gaa.wrapping_sub(gaav).wrapping_add(ncm.wrapping_mul(gav))
         };
         let t = (lead * pub_part)
             .wrapping_sub(rs[e])
             .wrapping_add(wrap.wrapping_mul(w_share));
         // W v: for beta = 0, (1 - c_m) A v; for beta = 1, A r_m v.
-        let wv = if beta {
-            gaav
-        } else {
-            ncm.wrapping_mul(gav)
-        };
+        let wv = if beta { gaav } else { ncm.wrapping_mul(gav) };
         let tv = pub_part
             .wrapping_mul(v[e])
             .wrapping_sub(rsv[e])

@@ -564,7 +564,9 @@ fn infer_batch(
     }
     let m = widths.next()?;
     if widths.0.next().is_some() {
-        return Err(SmpcError::Model("plan has too many comparison widths".into()));
+        return Err(SmpcError::Model(
+            "plan has too many comparison widths".into(),
+        ));
     }
     if party.test_only.leak == TestOnlyLeak::LogitsToDataOwner {
         // TEST-ONLY mutation: the data owner gets shares of the logits.
@@ -611,7 +613,10 @@ pub fn data_owner(party: &mut Party, images: &[f32], batch: usize) -> Result<Vec
     let count = images.len() / per;
     // The comparison widths are proven for inputs in the declared range only.
     let (lo, hi) = plan.ranges.input_range;
-    if let Some(i) = images.iter().position(|&v| !(lo..=hi).contains(&f64::from(v))) {
+    if let Some(i) = images
+        .iter()
+        .position(|&v| !(lo..=hi).contains(&f64::from(v)))
+    {
         return Err(SmpcError::Range(format!(
             "value {} (image {}, pixel {}) is outside the model's declared input range \
              [{lo}, {hi}], for which the model owner proved the comparison widths",

@@ -264,6 +264,17 @@ pub struct TestOnlyHooks {
     saved_masks: [Vec<u64>; 2],
 }
 
+impl TestOnlyHooks {
+    /// TEST-ONLY: hooks running `leak`, with fixed stream seeds if given.
+    pub fn new(leak: TestOnlyLeak, seeds: Option<[[u8; 32]; 7]>) -> Self {
+        Self {
+            leak,
+            seeds,
+            saved_masks: Default::default(),
+        }
+    }
+}
+
 /// One party of a protocol run: its index, its channels and its streams.
 pub struct Party {
     /// This party's index (`P0`, `P1`, `P2`, `MODEL_OWNER` or `DATA_OWNER`).

@@ -279,7 +279,11 @@ impl RangePlan {
         // Exact truncation (a ReLU or truncation stage on 2f-bit values)
         // needs one ulp of margin at f bits and a width above f.
         let truncating = scale == 2 * f && matches!(stage, Stage::Trunc | Stage::Relu);
-        let margin = if truncating { 2f64.powi(-(f as i32)) } else { 0.0 };
+        let margin = if truncating {
+            2f64.powi(-(f as i32))
+        } else {
+            0.0
+        };
         let Some(mut m) = bits_for(bound + margin, scale) else {
             return Err(out_of_ring(layer, bound, scale, f));
         };
@@ -478,8 +482,8 @@ mod tests {
         let p: Vec<f32> = model.params_flat().iter().map(|v| v * 1e6).collect();
         model.set_params_flat(&p).unwrap();
         let plan = ModelPlan::from_model(&model).unwrap();
-        let err = RangePlan::analyse(&model, &plan, &ProtocolConfig::default(), (0.0, 1.0))
-            .unwrap_err();
+        let err =
+            RangePlan::analyse(&model, &plan, &ProtocolConfig::default(), (0.0, 1.0)).unwrap_err();
         let msg = err.to_string();
         assert!(matches!(err, SmpcError::Range(_)), "{msg}");
         assert!(msg.contains("ring holds") && msg.contains("layer"), "{msg}");

@@ -253,7 +253,12 @@ fn full_width_default_is_right_for_every_ring_value() {
         for i in 0..n {
             let pos = (xe[i] as i64) >= 0;
             assert_eq!(z[i], u64::from(pos), "drelu of {}", xe[i] as i64);
-            assert_eq!(z[n + i], if pos { xe[i] } else { 0 }, "relu of {}", xe[i] as i64);
+            assert_eq!(
+                z[n + i],
+                if pos { xe[i] } else { 0 },
+                "relu of {}",
+                xe[i] as i64
+            );
         }
     }
     // argmax([5000, 0, 1]) and rows whose differences overflow 28 bits.

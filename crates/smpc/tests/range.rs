@@ -85,8 +85,8 @@ fn weights_times_100_agree_with_plaintext_or_fail_naming_the_range() {
 fn a_model_beyond_the_ring_is_refused_before_any_party_starts() {
     let (images, labels) = test_slice(4);
     let model = scaled("net-a", 1e5);
-    let err = run_in_process(&model, &images, &labels, &cfg(ProtocolConfig::default()))
-        .unwrap_err();
+    let err =
+        run_in_process(&model, &images, &labels, &cfg(ProtocolConfig::default())).unwrap_err();
     assert!(matches!(err, SmpcError::Range(_)), "{err}");
     assert!(err.to_string().contains("ring holds"), "{err}");
 }
@@ -96,8 +96,8 @@ fn an_input_outside_the_declared_range_is_an_error_naming_it() {
     let (mut images, labels) = test_slice(4);
     images[784 + 5] = 40.0;
     let model = Model::from_arch("net-a", 1).unwrap();
-    let err = run_in_process(&model, &images, &labels, &cfg(ProtocolConfig::default()))
-        .unwrap_err();
+    let err =
+        run_in_process(&model, &images, &labels, &cfg(ProtocolConfig::default())).unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, SmpcError::Range(_)), "{msg}");
     assert!(
