@@ -249,7 +249,7 @@ fn seeds_for(role: usize, fresh: &mut Lcg) -> [[u8; 32]; 7] {
 
 /// A frame as units: little-endian u64 words when its length allows, else bytes.
 fn units(frame: &[u8]) -> Vec<u64> {
-    if frame.len() % 8 == 0 {
+    if frame.len().is_multiple_of(8) {
         frame
             .chunks_exact(8)
             .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
@@ -373,8 +373,8 @@ fn conditional_violations(role: usize, va: &[View], vb: &[View]) -> Vec<String> 
         }
     }
     for (what, derive) in &cands {
-        let a: Vec<Vec<u64>> = va.iter().map(|v| derive(v)).collect();
-        let b: Vec<Vec<u64>> = vb.iter().map(|v| derive(v)).collect();
+        let a: Vec<Vec<u64>> = va.iter().map(derive).collect();
+        let b: Vec<Vec<u64>> = vb.iter().map(derive).collect();
         if let Some(why) = determinism_leak(&a, &b) {
             out.push(format!("{name}: {what}: {why}"));
         }
