@@ -135,7 +135,21 @@ pub fn load_test(
     Ok(test)
 }
 
+/// The `--encrypted` protocol parameters, validated (before any training).
+fn protocol_config(args: &InferArgs) -> anyhow::Result<ppml_smpc::party::ProtocolConfig> {
+    let protocol = ppml_smpc::party::ProtocolConfig {
+        cmp_bits: args.cmp_bits,
+        frac_bits: args.frac_bits,
+        truncation: args.truncation.parse()?,
+    };
+    protocol.validate()?;
+    Ok(protocol)
+}
+
 pub fn run(args: InferArgs, common: &CommonArgs) -> anyhow::Result<Report> {
+    if args.encrypted {
+        protocol_config(&args)?;
+    }
     let model = load_model(&args, common)?;
     let test = load_test(&args, common, &model)?;
     if args.encrypted {
@@ -195,12 +209,7 @@ fn run_encrypted(
     test: &mnist::Dataset,
 ) -> anyhow::Result<Report> {
     anyhow::ensure!(args.batch > 0, "--batch must be positive");
-    let protocol = ppml_smpc::party::ProtocolConfig {
-        cmp_bits: args.cmp_bits,
-        frac_bits: args.frac_bits,
-        truncation: args.truncation.parse()?,
-    };
-    protocol.validate()?;
+    let protocol = protocol_config(args)?;
     ppml_smpc::tune_allocator();
     let n = args.count.unwrap_or(test.len()).min(test.len());
     let test = test.slice(0..n);
@@ -215,7 +224,9 @@ fn run_encrypted(
     let r = ppml_smpc::run_in_process(model, &test.images, &test.labels, &cfg)?;
     let human = format!(
         "{} (encrypted, 3 parties): accuracy {:.2}% (plaintext {:.2}%), agreement {:.4} on {} images\n\
-         {:.2} s ({:.0} images/s), {:.1} KB/image sent in total, {} rounds",
+         {:.2} s ({:.0} images/s), {:.1} KB/image sent in total, {} rounds\n\
+         comparison widths {:?} (proven exact for inputs in [{}, {}]), {} truncation \
+         (failure probability per image at most {:.1e})",
         r.arch,
         r.accuracy * 100.0,
         r.plaintext_accuracy * 100.0,
@@ -224,7 +235,12 @@ fn run_encrypted(
         r.seconds,
         r.images_per_second,
         r.bytes_per_image / 1e3,
-        r.rounds
+        r.rounds,
+        r.cmp_widths,
+        r.input_range.0,
+        r.input_range.1,
+        r.truncation,
+        r.truncation_failure_per_image
     );
     let mut json = serde_json::to_value(&r)?;
     json["command"] = "infer".into();
