@@ -142,3 +142,46 @@ fn wide_fractional_parts_still_agree_with_plaintext() {
         assert_eq!(r.plaintext_agreement, 1.0, "frac_bits {f}");
     }
 }
+
+/// The issue's done-when on all 10,000 test images, for a trained model file
+/// scaled by 100 (slow in debug builds; run with
+/// `PPML_MODEL=mlp500.ppml cargo test --release -p ppml-smpc --test range -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn trained_model_times_100_on_the_whole_test_set() {
+    let path = std::env::var("PPML_MODEL").expect("PPML_MODEL names a trained .ppml file");
+    let mut model = Model::load(Path::new(&path)).unwrap();
+    let p: Vec<f32> = model.params_flat().iter().map(|v| v * 100.0).collect();
+    model.set_params_flat(&p).unwrap();
+    let (images, labels) = test_slice(10_000);
+    for truncation in [Truncation::Exact, Truncation::Local] {
+        let protocol = ProtocolConfig {
+            truncation,
+            ..Default::default()
+        };
+        let cfg = InferConfig {
+            protocol,
+            ..Default::default()
+        };
+        match run_in_process(&model, &images, &labels, &cfg) {
+            Ok(r) => {
+                eprintln!(
+                    "{path} x100, {truncation}: agreement {} on {} images, widths {:?}, \
+                     {:.1} KB/image, truncation failure bound per image {:.2e}",
+                    r.plaintext_agreement,
+                    r.images,
+                    r.cmp_widths,
+                    r.bytes_per_image / 1e3,
+                    r.truncation_failure_per_image
+                );
+                if truncation == Truncation::Exact {
+                    assert_eq!(r.plaintext_agreement, 1.0);
+                }
+            }
+            Err(e) => {
+                eprintln!("{path} x100, {truncation}: refused: {e}");
+                assert!(matches!(e, SmpcError::Range(_)), "{e}");
+            }
+        }
+    }
+}
