@@ -490,6 +490,37 @@ mod tests {
     }
 
     #[test]
+    fn local_truncation_bound_is_the_secureml_formula() {
+        // One product z = x0 + x1 with x in [0, 1]: |z| <= 2 (plus the
+        // encoding's half ulps), a ring integer below 2^34 at 32 fractional
+        // bits, so one truncation failing with probability 2^(34 + 1 - 64).
+        let model = Model {
+            arch: "sum".into(),
+            layers: vec![Layer::Linear(ppml_nn::Linear {
+                weight: vec![1.0, 1.0],
+                bias: vec![0.0],
+                in_features: 2,
+                out_features: 1,
+            })],
+            input_shape: vec![2],
+        };
+        let plan = ModelPlan::from_model(&model).unwrap();
+        let local = ProtocolConfig {
+            truncation: Truncation::Local,
+            ..Default::default()
+        };
+        let r = RangePlan::analyse(&model, &plan, &local, (0.0, 1.0)).unwrap();
+        assert_eq!(r.truncation_failure_per_image, 2f64.powi(34 + 1 - 64));
+        // The final DReLU of the single logit: |z| just above 2 at 16 bits.
+        assert_eq!(r.widths, vec![18]);
+        let exact =
+            RangePlan::analyse(&model, &plan, &ProtocolConfig::default(), (0.0, 1.0)).unwrap();
+        assert_eq!(exact.truncation_failure_per_image, 0.0);
+        // Exact: the logit stays at 32 fractional bits.
+        assert_eq!(exact.widths, vec![34]);
+    }
+
+    #[test]
     fn a_width_cap_below_the_need_is_refused_naming_the_width() {
         let model = Model::from_arch("mlp500", 1).unwrap();
         let plan = ModelPlan::from_model(&model).unwrap();
