@@ -38,7 +38,7 @@ fn cfg(protocol: ProtocolConfig) -> InferConfig {
 
 #[test]
 fn weights_times_100_agree_with_plaintext_or_fail_naming_the_range() {
-    let (images, labels) = test_slice(48);
+    let (images, labels) = test_slice(24);
     for arch in ["mlp500", "net-a"] {
         let model = scaled(arch, 100.0);
         for truncation in [Truncation::Exact, Truncation::Local] {
