@@ -254,7 +254,10 @@ fn insecure_deterministic_party_warns_and_says_so_in_json() {
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     let v = last_json(&out);
     assert_eq!(v["insecure"], serde_json::Value::Bool(true));
-    assert!(stderr.contains("WARNING: --insecure-deterministic"), "{stderr}");
+    assert!(
+        stderr.contains("WARNING: --insecure-deterministic"),
+        "{stderr}"
+    );
     let out = party_all_roles(&[]);
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     let v = last_json(&out);
