@@ -22,6 +22,7 @@ use crate::{SmpcError, compare, error::expect_len};
 use ppml_fixedpoint::FixedPoint;
 use ppml_net::{NetConfig, Network, NetworkStats};
 use ppml_nn::{Layer, Model};
+use ppml_random::SecretSource;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
@@ -681,6 +682,26 @@ pub enum RoleInput<'a> {
     Data { images: &'a [f32], batch: usize },
 }
 
+impl RoleInput<'_> {
+    /// Checks what can be checked before any connection: the data owner has
+    /// at least one image and a positive batch, so a bad parameter is reported
+    /// as itself rather than as the peers' disconnects.
+    pub fn validate(&self) -> Result<(), SmpcError> {
+        match self {
+            RoleInput::Data { images, batch } => {
+                if *batch == 0 {
+                    return Err(SmpcError::Config("batch size must be at least 1".into()));
+                }
+                if images.is_empty() {
+                    return Err(SmpcError::Config("the data owner has no images".into()));
+                }
+                Ok(())
+            }
+            RoleInput::Model(_) | RoleInput::Computing => Ok(()),
+        }
+    }
+}
+
 /// Runs the role of `party.id` to completion; the data owner returns the
 /// predictions, the others an empty vector.
 pub fn run_role(party: &mut Party, input: &RoleInput<'_>) -> Result<Vec<u8>, SmpcError> {
@@ -702,8 +723,8 @@ pub struct InferConfig {
     pub batch: usize,
     /// Fixed-point and comparison parameters.
     pub protocol: ProtocolConfig,
-    /// Seed of every party's generator (`None`: from the OS).
-    pub seed: Option<u64>,
+    /// Where every party's secret randomness comes from (default: the OS).
+    pub secrets: SecretSource,
     /// Receive timeout of every channel.
     pub timeout: Duration,
 }
@@ -713,7 +734,7 @@ impl Default for InferConfig {
         Self {
             batch: 1000,
             protocol: ProtocolConfig::default(),
-            seed: None,
+            secrets: SecretSource::Os,
             timeout: Duration::from_secs(60),
         }
     }
@@ -804,19 +825,25 @@ pub fn run_in_process(
     // The model owner's analysis (repeated here for the report; a model whose
     // values cannot be computed exactly fails before any party starts).
     let ranges = ModelPlan::for_protocol(model, &cfg.protocol, DEFAULT_INPUT_RANGE)?.ranges;
+    RoleInput::Data {
+        images,
+        batch: cfg.batch,
+    }
+    .validate()?;
     let nets = Network::in_memory(5, &NetConfig::default().with_timeout(cfg.timeout));
     let start = Instant::now();
-    let runs: Vec<PartyRun<Vec<u8>>> = sim::run_networks(nets, cfg.protocol, cfg.seed, |party| {
-        let input = match party.id {
-            MODEL_OWNER => RoleInput::Model(model),
-            DATA_OWNER => RoleInput::Data {
-                images,
-                batch: cfg.batch,
-            },
-            _ => RoleInput::Computing,
-        };
-        run_role(party, &input)
-    })?;
+    let runs: Vec<PartyRun<Vec<u8>>> =
+        sim::run_networks(nets, cfg.protocol, cfg.secrets, |party| {
+            let input = match party.id {
+                MODEL_OWNER => RoleInput::Model(model),
+                DATA_OWNER => RoleInput::Data {
+                    images,
+                    batch: cfg.batch,
+                },
+                _ => RoleInput::Computing,
+            };
+            run_role(party, &input)
+        })?;
     let seconds = start.elapsed().as_secs_f64();
     let preds = runs[DATA_OWNER].output.clone();
     expect_len("predictions", preds.len(), count)?;
@@ -875,7 +902,7 @@ pub fn run_tcp_role(
     input: &RoleInput<'_>,
     protocol: ProtocolConfig,
     timeout: Duration,
-    seed: Option<u64>,
+    secrets: SecretSource,
 ) -> Result<(Vec<u8>, NetworkStats), SmpcError> {
     if addrs.len() != 5 {
         return Err(SmpcError::Config(format!(
@@ -883,6 +910,7 @@ pub fn run_tcp_role(
             addrs.len()
         )));
     }
+    input.validate()?;
     let cfg = NetConfig::default()
         .with_timeout(timeout)
         .with_connect_timeout(timeout);
@@ -890,7 +918,7 @@ pub fn run_tcp_role(
         Some(l) => Network::tcp_with_listener(id, Some(l), addrs, &cfg)?,
         None => Network::tcp(id, addrs, &cfg)?,
     };
-    let mut rng = sim::party_rng(seed, id);
+    let mut rng = sim::party_rng(secrets, id);
     let mut party = Party::setup(net, protocol, &mut rng)?;
     let preds = run_role(&mut party, input)?;
     Ok((preds, party.net.stats()))

@@ -31,7 +31,7 @@
 //! let (x, y) = ([1.5, -2.0], [4.0, 3.0]);
 //! let xs: Vec<u64> = x.iter().map(|v| fp.encode(*v).unwrap()).collect();
 //! let ys: Vec<u64> = y.iter().map(|v| fp.encode(*v).unwrap()).collect();
-//! let runs = sim::run_in_memory(3, ProtocolConfig::default(), Some(1), |party| {
+//! let runs = sim::run_in_memory(3, ProtocolConfig::default(), ppml_smpc::SecretSource::InsecureDeterministic(1), |party| {
 //!     // Toy sharing: P0 holds the values, P1 holds zeros.
 //!     let (mx, my) = match party.id {
 //!         P0 => (xs.clone(), ys.clone()),
@@ -65,3 +65,5 @@ mod simd;
 pub use alloc::tune_allocator;
 pub use error::SmpcError;
 pub use inference::{InferConfig, InferenceReport, run_in_process};
+/// Where secret randomness comes from (the OS, or an insecure test seed).
+pub use ppml_random::SecretSource;

@@ -205,7 +205,8 @@ fn run(
                 s.spawn(move || {
                     let id = net.me();
                     // The generator is unused: every seed comes from the hook.
-                    let mut unused = ppml_sharing::prg::seeded(0);
+                    let mut unused =
+                        ppml_smpc::SecretSource::InsecureDeterministic(0).rng("unused");
                     let hooks = TestOnlyHooks::new(leak, Some(seeds));
                     let mut party =
                         Party::setup_test_only(net, ProtocolConfig::default(), &mut unused, hooks)
