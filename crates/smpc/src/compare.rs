@@ -80,7 +80,23 @@ pub fn pc_message(j: usize, m: usize, c: &[u64], rho: &[u8], masks: &PcMasks) ->
     out
 }
 
-crate::simd::dispatch!(fn pc_message_into(j: usize, m: usize, c: &[u64], rho: &[u8], masks: &PcMasks, rotated: &mut [u8], d: &mut Vec<u8>) => pc_message_impl);
+/// [`pc_message`] into `rotated` (`c.len() * (m + 1)` values) with `d` as
+/// scratch, on the process's backend.
+pub fn pc_message_into(
+    j: usize,
+    m: usize,
+    c: &[u64],
+    rho: &[u8],
+    masks: &PcMasks,
+    rotated: &mut [u8],
+    d: &mut Vec<u8>,
+) {
+    pc_message_on(ppml_simd::backend(), j, m, c, rho, masks, rotated, d);
+}
+
+ppml_simd::dispatch!(
+    /// [`pc_message_into`] on an explicit backend (tests compare them).
+    pub fn pc_message_on(j: usize, m: usize, c: &[u64], rho: &[u8], masks: &PcMasks, rotated: &mut [u8], d: &mut Vec<u8>) => pc_message_impl);
 
 #[inline(always)]
 fn pc_message_impl(
@@ -152,10 +168,12 @@ fn pc_message_impl(
 /// P2's evaluation of the two PrivateCompare messages (position-major, `w`
 /// positions): `1` for each element whose summed vector has a zero.
 pub fn pc_eval(w: usize, d0: &[u8], d1: &[u8]) -> Vec<u8> {
-    pc_eval_dispatch(w, d0, d1)
+    pc_eval_on(ppml_simd::backend(), w, d0, d1)
 }
 
-crate::simd::dispatch!(fn pc_eval_dispatch(w: usize, d0: &[u8], d1: &[u8]) -> Vec<u8> => pc_eval_impl);
+ppml_simd::dispatch!(
+    /// [`pc_eval`] on an explicit backend.
+    pub fn pc_eval_on(w: usize, d0: &[u8], d1: &[u8]) -> Vec<u8> => pc_eval_impl);
 
 #[inline(always)]
 fn pc_eval_impl(w: usize, d0: &[u8], d1: &[u8]) -> Vec<u8> {
@@ -171,7 +189,15 @@ fn pc_eval_impl(w: usize, d0: &[u8], d1: &[u8]) -> Vec<u8> {
     any
 }
 
-crate::simd::dispatch!(fn rho_correction(m: usize, r: &[u64], rho0: &[u8], rho1: &mut [u8]) => rho_correction_impl);
+/// P1's shares of the bits of `r mod 2^m` (see [`rho_correction_on`]).
+pub fn rho_correction(m: usize, r: &[u64], rho0: &[u8], rho1: &mut [u8]) {
+    rho_correction_on(ppml_simd::backend(), m, r, rho0, rho1);
+}
+
+ppml_simd::dispatch!(
+    /// P1's shares of the bits of `r mod 2^m`: `bit - rho0 mod 67`,
+    /// position-major, on an explicit backend.
+    pub fn rho_correction_on(m: usize, r: &[u64], rho0: &[u8], rho1: &mut [u8]) => rho_correction_impl);
 
 /// P1's shares of the bits of `r mod 2^m`: `bit - rho0 mod 67`, position-major.
 #[inline(always)]

@@ -610,6 +610,9 @@ pub struct InferenceReport {
     pub rounds: u64,
     pub frac_bits: u32,
     pub cmp_bits: u32,
+    /// The CPU backend of the kernels (`ppml_simd::backend`: portable, avx2
+    /// or avx512).
+    pub backend: String,
     /// Per role: p0, p1, p2, model-owner, data-owner.
     pub parties: Vec<PartyTraffic>,
     #[serde(skip)]
@@ -674,6 +677,7 @@ pub fn run_in_process(
         rounds: parties[..3].iter().map(|p| p.rounds).max().unwrap_or(0),
         frac_bits: cfg.protocol.frac_bits,
         cmp_bits: cfg.protocol.cmp_bits,
+        backend: ppml_simd::backend().name().to_string(),
         parties,
         predictions: preds,
     })

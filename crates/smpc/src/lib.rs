@@ -13,7 +13,8 @@
 //!   truncation.
 //! * [`compare`]: DReLU / ReLU / selection with one PrivateCompare over Z_67
 //!   per element, max, argmax and max-pooling tournaments.
-//! * [`kernel`]: the register-blocked ring matmul (AVX-512 at run time).
+//! * [`kernel`]: the register-blocked ring matmul (AVX-512, AVX2 or portable,
+//!   chosen once per process by `ppml_simd::backend`; `PPML_BACKEND` forces one).
 //! * [`inference`]: private inference of `ppml-nn` models (Linear, ReLU,
 //!   Conv2d, MaxPool2d, Flatten) with a model owner and a data owner.
 //!
@@ -56,7 +57,6 @@ pub mod inference;
 pub use ppml_sharing::kernel;
 pub mod party;
 pub mod sim;
-mod simd;
 
 pub use alloc::tune_allocator;
 pub use error::SmpcError;
