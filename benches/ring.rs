@@ -2,11 +2,16 @@
 //! element-wise ops, sharing/reconstruction, and the ring matmul of the
 //! first layer of the 784-500-10 MLP at batch 1000 (1000x784 by 784x500).
 //!
+//! `ring_matmul_backend` runs the packed kernel on every CPU backend this
+//! machine supports (ppml-simd: portable, avx2, avx512) side by side, on the
+//! same prepacked operand, so they can be compared on one core.
+//!
 //! `cargo bench --bench ring` (all cores), or pinned to one core:
-//! `taskset -c 0 cargo bench --bench ring -- --noplot` with `RAYON_NUM_THREADS=1`.
+//! `RAYON_NUM_THREADS=1 taskset -c 0 cargo bench --bench ring -- --noplot`.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use ppml_sharing::{RingTensor, additive, prg};
+use ppml_sharing::{RingTensor, additive, kernel, prg};
+use ppml_simd::Backend;
 use std::hint::black_box;
 
 fn random_tensor(shape: &[usize], seed: u64) -> RingTensor {
@@ -62,5 +67,28 @@ fn matmul(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, elementwise, matmul);
+fn matmul_backends(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ring_matmul_backend");
+    g.sample_size(10);
+    let (m, k, n) = (1000usize, 784usize, 500usize);
+    let mut rng = prg::seeded(7);
+    let a = prg::random_u64s(&mut rng, m * k);
+    let b = prg::random_u64s(&mut rng, k * n);
+    let packed = kernel::PackedRhs::pack(&b, k, n).expect("shape matches");
+    g.throughput(Throughput::Elements((m * k * n) as u64));
+    for backend in Backend::available() {
+        g.bench_with_input(
+            BenchmarkId::new(format!("{m}x{k}x{n}"), backend.name()),
+            &backend,
+            |bench, &backend| {
+                bench.iter(|| {
+                    black_box(kernel::matmul_with(backend, &a, m, &packed).expect("shapes agree"))
+                })
+            },
+        );
+    }
+    g.finish();
+}
+
+criterion_group!(benches, elementwise, matmul, matmul_backends);
 criterion_main!(benches);
