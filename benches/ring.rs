@@ -6,13 +6,21 @@
 //! machine supports (ppml-simd: portable, avx2, avx512) side by side, on the
 //! same prepacked operand, so they can be compared on one core.
 //!
+//! `ring_matmul_backend_cpu` is the same, timed in on-CPU time of the
+//! process (see support/cputime.rs), which stays comparable on a shared,
+//! busy machine where wall time does not.
+//!
 //! `cargo bench --bench ring` (all cores), or pinned to one core:
 //! `RAYON_NUM_THREADS=1 taskset -c 0 cargo bench --bench ring -- --noplot`.
 
+use criterion::measurement::Measurement;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ppml_sharing::{RingTensor, additive, kernel, prg};
 use ppml_simd::Backend;
 use std::hint::black_box;
+
+#[path = "support/cputime.rs"]
+mod cputime;
 
 fn random_tensor(shape: &[usize], seed: u64) -> RingTensor {
     let n = shape.iter().product();
@@ -68,7 +76,15 @@ fn matmul(c: &mut Criterion) {
 }
 
 fn matmul_backends(c: &mut Criterion) {
-    let mut g = c.benchmark_group("ring_matmul_backend");
+    matmul_backends_in(c, "ring_matmul_backend");
+}
+
+fn matmul_backends_cpu(c: &mut Criterion<cputime::CpuTime>) {
+    matmul_backends_in(c, "ring_matmul_backend_cpu");
+}
+
+fn matmul_backends_in<M: Measurement>(c: &mut Criterion<M>, group: &str) {
+    let mut g = c.benchmark_group(group);
     g.sample_size(10);
     let (m, k, n) = (1000usize, 784usize, 500usize);
     let mut rng = prg::seeded(7);
@@ -91,4 +107,9 @@ fn matmul_backends(c: &mut Criterion) {
 }
 
 criterion_group!(benches, elementwise, matmul, matmul_backends);
-criterion_main!(benches);
+criterion_group! {
+    name = cpu_benches;
+    config = Criterion::default().with_measurement(cputime::CpuTime);
+    targets = matmul_backends_cpu
+}
+criterion_main!(benches, cpu_benches);

@@ -246,7 +246,7 @@ pub fn select(
                 .map(|(a, b)| a.wrapping_add(*b))
                 .collect();
             let mut rho1 = vec![0u8; n * m];
-            let mut rho0 = vec![0u8; CHUNK * m];
+            let mut rho0 = vec![0u8; CHUNK.min(n) * m];
             for (s0, len) in chunks() {
                 let z = &mut rho0[..len * m];
                 fill_z67(party.prg(Stream::S02)?, z);
@@ -306,7 +306,7 @@ pub fn select(
             };
             let mut d = vec![0u8; n * w];
             let mut beta = Vec::with_capacity(n);
-            let (mut rho0, mut scratch) = (vec![0u8; CHUNK * m], Vec::new());
+            let (mut rho0, mut scratch) = (vec![0u8; CHUNK.min(n) * m], Vec::new());
             for (s0, len) in chunks() {
                 let rho: &[u8] = if j == P0 {
                     let z = &mut rho0[..len * m];

@@ -15,6 +15,8 @@
 //!   per element, max, argmax and max-pooling tournaments.
 //! * [`kernel`]: the register-blocked ring matmul (AVX-512, AVX2 or portable,
 //!   chosen once per process by `ppml_simd::backend`; `PPML_BACKEND` forces one).
+//! * [`latency`]: a two-level all-pairs argmax for single queries (fewer
+//!   rounds than the tournament).
 //! * [`inference`]: private inference of `ppml-nn` models (Linear, ReLU,
 //!   Conv2d, MaxPool2d, Flatten) with a model owner and a data owner.
 //!
@@ -53,6 +55,7 @@ pub mod beaver;
 pub mod compare;
 mod error;
 pub mod inference;
+pub mod latency;
 /// The ring matmul kernel lives in ppml-sharing; re-exported for the protocols.
 pub use ppml_sharing::kernel;
 pub mod party;
