@@ -60,12 +60,14 @@ fn batch_one_reports_latency_and_every_run_reports_modelled_time() {
     let (p50, p99) = (f(&one, "latency_ms_p50"), f(&one, "latency_ms_p99"));
     assert!(p50 > 0.0 && p99 >= p50, "{one}");
     assert!(p50 <= 1e3 * f(&one, "seconds"), "{one}");
-    // The model: compute + rounds x RTT + busiest uplink / bandwidth.
+    // The model: compute + round trips x RTT + busiest uplink / bandwidth,
+    // round trips = critical-path hops / 2.
     let (secs, rounds, up) = (
         f(&one, "seconds"),
-        f(&one, "rounds"),
+        f(&one, "critical_path_hops") / 2.0,
         f(&one, "bytes_busiest_uplink"),
     );
+    assert!(rounds >= 6.0 * 2.0, "{one}"); // at least 2 comparison levels per query
     let wan = secs + rounds * 0.040 + up * 8.0 / 1e8;
     let lan = secs + rounds * 0.0002 + up * 8.0 / 1e9;
     assert!((f(&one, "modelled_seconds_wan") - wan).abs() < 1e-9 * wan.max(1.0));
@@ -84,7 +86,10 @@ fn batch_one_reports_latency_and_every_run_reports_modelled_time() {
     let emu = run("3", &["--emulate-link", "wan"]);
     assert_eq!(emu["emulated_link"], "wan");
     assert!(emu["modelled_seconds_wan"].is_null(), "{emu}");
-    assert!(f(&emu, "seconds") >= f(&emu, "rounds") * 0.020, "{emu}");
+    assert!(
+        f(&emu, "seconds") >= f(&emu, "critical_path_hops") * 0.020,
+        "{emu}"
+    );
     assert_eq!(emu["plaintext_agreement"].as_f64(), Some(1.0), "{emu}");
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -10,6 +10,11 @@
 //! the arrival time. Byte counts include the 4-byte frame header, as
 //! [`crate::ChannelStats`] does. Downlinks are not limited.
 //!
+//! [`HopTransport`] measures the other half of the model: the number of
+//! one-way message hops on the run's critical path (a Lamport clock carried
+//! in every frame), so that the latency term is `hops x RTT / 2`, i.e.
+//! `round trips x RTT` with `round trips = hops / 2`.
+//!
 //! Both ends of a channel must be wrapped (the sender stamps each frame with
 //! its arrival time, the receiver strips the stamp), and both must live in one
 //! process: stamps are [`Instant`]s. [`emulated_in_memory`] builds such a
@@ -33,6 +38,7 @@
 
 use crate::channel::Transport;
 use crate::{FRAME_HEADER_BYTES, MemTransport, NetConfig, NetError, Network};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -64,10 +70,11 @@ impl LinkProfile {
 
     /// The modelled wall time of a run on this network:
     /// `compute + rounds x RTT + bytes / bandwidth`, where `compute` is the
-    /// run's time with free communication, `rounds` its communication
-    /// rounds and `bytes` the traffic of its busiest uplink.
-    pub fn modelled_seconds(&self, compute_seconds: f64, rounds: u64, bytes: u64) -> f64 {
-        compute_seconds + rounds as f64 * self.rtt.as_secs_f64() + self.transfer_seconds(bytes)
+    /// run's time with free communication, `rounds` its round trips on the
+    /// critical path (fractional: `hops / 2`, see [`HopTransport`]) and
+    /// `bytes` the traffic of its busiest uplink.
+    pub fn modelled_seconds(&self, compute_seconds: f64, rounds: f64, bytes: u64) -> f64 {
+        compute_seconds + rounds * self.rtt.as_secs_f64() + self.transfer_seconds(bytes)
     }
 }
 
@@ -167,6 +174,77 @@ impl<T: Transport> Transport for EmulatedTransport<T> {
     }
 }
 
+/// One party's hop clock: the largest critical-path depth, in one-way
+/// message hops, of anything it has received (its own sends are one more).
+pub type HopClock = Arc<AtomicU64>;
+
+/// A transport that carries a Lamport clock of message hops: a frame sent
+/// by a party whose clock reads `d` is stamped `d + 1`, and receiving it
+/// moves the receiver's clock to at least `d + 1`. At the end of a run the
+/// largest clock is the length of the longest chain of messages, each sent
+/// after the previous one arrived: the hops a network's latency is paid for.
+/// Share one [`HopClock`] among all transports of a party; wrap both ends.
+pub struct HopTransport<T> {
+    inner: T,
+    clock: HopClock,
+}
+
+impl<T: Transport> HopTransport<T> {
+    /// Wraps `inner`, ticking `clock` (this party's).
+    pub fn new(inner: T, clock: HopClock) -> Self {
+        Self { inner, clock }
+    }
+}
+
+impl<T: Transport> Transport for HopTransport<T> {
+    fn send_frame(&mut self, mut frame: Vec<u8>) -> Result<(), NetError> {
+        let d = self.clock.load(Ordering::Acquire).saturating_add(1);
+        frame.extend_from_slice(&d.to_le_bytes());
+        self.inner.send_frame(frame)
+    }
+
+    fn recv_frame(&mut self) -> Result<Vec<u8>, NetError> {
+        let mut frame = self.inner.recv_frame()?;
+        let Some(at) = frame.len().checked_sub(STAMP) else {
+            return Err(NetError::Decode(format!(
+                "frame of {} bytes from {} has no hop stamp",
+                frame.len(),
+                self.inner.peer()
+            )));
+        };
+        let mut stamp = [0u8; STAMP];
+        stamp.copy_from_slice(&frame[at..]);
+        frame.truncate(at);
+        self.clock
+            .fetch_max(u64::from_le_bytes(stamp), Ordering::AcqRel);
+        Ok(frame)
+    }
+
+    fn peer(&self) -> &str {
+        self.inner.peer()
+    }
+}
+
+/// `n` in-process parties over in-memory channels that count critical-path
+/// hops, optionally through the link emulator; returns the networks and each
+/// party's [`HopClock`].
+pub fn in_memory_with_hops(
+    n: usize,
+    config: &NetConfig,
+    emulate: Option<LinkProfile>,
+) -> (Vec<Network>, Vec<HopClock>) {
+    let clocks: Vec<HopClock> = (0..n).map(|_| HopClock::default()).collect();
+    let uplinks: Vec<Uplink> = (0..n).map(|_| Uplink::default()).collect();
+    let nets = Network::in_memory_with(n, config, |me, _peer, t: MemTransport| {
+        let hops = HopTransport::new(t, Arc::clone(&clocks[me]));
+        match emulate {
+            Some(profile) => Box::new(EmulatedTransport::new(hops, profile, uplinks[me].clone())),
+            None => Box::new(hops),
+        }
+    });
+    (nets, clocks)
+}
+
 /// `n` in-process parties (as [`Network::in_memory`]) whose every channel
 /// runs through the emulator with `profile`, one uplink per party.
 pub fn emulated_in_memory(n: usize, config: &NetConfig, profile: LinkProfile) -> Vec<Network> {
@@ -184,7 +262,7 @@ mod tests {
     fn model_adds_the_three_terms() {
         let wan = LinkProfile::WAN;
         // 10 rounds x 40 ms + 1.25 MB at 100 Mbit/s (0.1 s) + 0.5 s compute.
-        let s = wan.modelled_seconds(0.5, 10, 1_250_000);
+        let s = wan.modelled_seconds(0.5, 10.0, 1_250_000);
         assert!((s - 1.0).abs() < 1e-9, "{s}");
         assert!((LinkProfile::LAN.transfer_seconds(125_000_000) - 1.0).abs() < 1e-9);
     }
@@ -223,6 +301,32 @@ mod tests {
         assert!((0.089..0.13).contains(&second), "{second}");
         // Stats count the payload and the frame header, not the stamp.
         assert_eq!(a.stats().total.bytes_sent, 350_000);
+    }
+
+    #[test]
+    fn hops_follow_the_longest_chain() {
+        let (mut nets, clocks) = in_memory_with_hops(3, &NetConfig::default(), None);
+        let mut c = nets.pop().expect("3");
+        let mut b = nets.pop().expect("3");
+        let mut a = nets.pop().expect("3");
+        // a -> b and a -> c in parallel (1 hop), then b -> c (2 hops), then c -> a (3).
+        a.send(1, &1u8).expect("send");
+        a.send(2, &2u8).expect("send");
+        let _: u8 = b.recv(0).expect("recv");
+        b.send(2, &3u8).expect("send");
+        let _: u8 = c.recv(0).expect("recv");
+        let _: u8 = c.recv(1).expect("recv");
+        c.send(0, &4u8).expect("send");
+        let got: u8 = a.recv(2).expect("recv");
+        assert_eq!(got, 4);
+        let d: Vec<u64> = clocks.iter().map(|c| c.load(Ordering::Acquire)).collect();
+        assert_eq!(d, vec![3, 1, 2]);
+        // Two messages back to back are one hop, not two.
+        b.send(0, &5u8).expect("send");
+        b.send(0, &6u8).expect("send");
+        let _: u8 = a.recv(1).expect("recv");
+        let _: u8 = a.recv(1).expect("recv");
+        assert_eq!(clocks[0].load(Ordering::Acquire), 3);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::party::{
 use crate::sim::{self, PartyRun};
 use crate::{SmpcError, compare, error::expect_len, latency};
 use ppml_fixedpoint::FixedPoint;
-use ppml_net::emulator::{LinkProfile, emulated_in_memory};
+use ppml_net::emulator::{LinkProfile, in_memory_with_hops};
 use ppml_net::{NetConfig, Network, NetworkStats};
 use ppml_nn::{Layer, Model};
 use serde::{Deserialize, Serialize};
@@ -641,6 +641,11 @@ pub struct InferenceReport {
     /// dealing, protocols, reconstruction.
     pub seconds: f64,
     pub images_per_second: f64,
+    /// CPU time the whole process used during the run (Linux, 10 ms ticks;
+    /// `None` elsewhere). Pinned to one core this is the wall time the run
+    /// would take with the core to itself, which stays comparable on a
+    /// shared, busy machine.
+    pub cpu_seconds: Option<f64>,
     /// Sum over all five roles of the bytes sent (input sharing included).
     pub bytes_total: u64,
     pub bytes_per_image: f64,
@@ -648,12 +653,18 @@ pub struct InferenceReport {
     pub rounds: u64,
     /// `rounds / images` (setup included).
     pub rounds_per_image: f64,
+    /// One-way message hops on the run's critical path (the longest chain of
+    /// messages each sent after the previous arrived; see
+    /// `ppml_net::emulator::HopTransport`). A network's latency is paid
+    /// `critical_path_hops x RTT / 2`.
+    pub critical_path_hops: u64,
     /// Bytes sent by the busiest role (its uplink is the bottleneck of the
     /// network model).
     pub bytes_busiest_uplink: u64,
     /// Modelled wall time of this run on a LAN (1 Gbit/s uplinks, 0.2 ms
-    /// RTT): `seconds + rounds x RTT + bytes_busiest_uplink / bandwidth`
-    /// (see `ppml_net::emulator::LinkProfile::modelled_seconds`). `None` for
+    /// RTT): `seconds + round trips x RTT + bytes_busiest_uplink / bandwidth`
+    /// with `round trips = critical_path_hops / 2` (see
+    /// `ppml_net::emulator::LinkProfile::modelled_seconds`). `None` for
     /// a run that was itself emulated (its `seconds` already include a
     /// network).
     pub modelled_seconds_lan: Option<f64>,
@@ -670,8 +681,8 @@ pub struct InferenceReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_ms_p99: Option<f64>,
     /// Batch 1 only: modelled latency of one query on the LAN, milliseconds:
-    /// `latency_ms_p50 + rounds_per_query x RTT + busiest uplink bytes per
-    /// query / bandwidth`.
+    /// `latency_ms_p50 + hops per query / 2 x RTT + busiest uplink bytes per
+    /// query (model owner excluded) / bandwidth`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub modelled_latency_ms_lan: Option<f64>,
     /// Batch 1 only: the same on the WAN.
@@ -707,10 +718,8 @@ pub fn run_in_process(
     }
     let count = labels.len();
     let net_cfg = NetConfig::default().with_timeout(cfg.timeout);
-    let nets = match cfg.emulate {
-        Some(link) => emulated_in_memory(5, &net_cfg, link),
-        None => Network::in_memory(5, &net_cfg),
-    };
+    let (nets, hop_clocks) = in_memory_with_hops(5, &net_cfg, cfg.emulate);
+    let cpu0 = process_cpu_seconds();
     let start = Instant::now();
     type Out = (Vec<u8>, Vec<Duration>);
     let runs: Vec<PartyRun<Out>> = sim::run_networks(nets, cfg.protocol, cfg.seed, |party| {
@@ -722,6 +731,10 @@ pub fn run_in_process(
         Ok((run_role(party, &input)?, Vec::new()))
     })?;
     let seconds = start.elapsed().as_secs_f64();
+    let cpu_seconds = match (cpu0, process_cpu_seconds()) {
+        (Some(a), Some(b)) => Some(b - a),
+        _ => None,
+    };
     let (preds, latencies) = runs[DATA_OWNER].output.clone();
     expect_len("predictions", preds.len(), count)?;
     let plain = predict_plain(model, images, count);
@@ -735,12 +748,27 @@ pub fn run_in_process(
         .collect();
     let bytes_total: u64 = parties.iter().map(|p| p.bytes_sent).sum();
     let rounds = parties[..3].iter().map(|p| p.rounds).max().unwrap_or(0);
+    let hops = hop_clocks
+        .iter()
+        .map(|c| c.load(std::sync::atomic::Ordering::Acquire))
+        .max()
+        .unwrap_or(0);
+    let round_trips = hops as f64 / 2.0;
     let busiest = parties.iter().map(|p| p.bytes_sent).max().unwrap_or(0);
+    // The model owner only talks during setup: per query, the busiest uplink
+    // is that of a computing party or the data owner.
+    let busiest_query = parties
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != MODEL_OWNER)
+        .map(|(_, p)| p.bytes_sent)
+        .max()
+        .unwrap_or(0);
     let per_image = |v: u64| v as f64 / count.max(1) as f64;
     let model_net = |link: LinkProfile| {
         cfg.emulate
             .is_none()
-            .then(|| link.modelled_seconds(seconds, rounds, busiest))
+            .then(|| link.modelled_seconds(seconds, round_trips, busiest))
     };
     let (p50, p99) = match percentiles_ms(&latencies) {
         Some((a, b)) => (Some(a), Some(b)),
@@ -751,8 +779,8 @@ pub fn run_in_process(
     let model_query = |link: LinkProfile| {
         p50.filter(|_| cfg.emulate.is_none()).map(|p50| {
             p50 + 1e3
-                * (per_image(rounds) * link.rtt.as_secs_f64()
-                    + link.transfer_seconds(1) * per_image(busiest))
+                * (per_image(hops) / 2.0 * link.rtt.as_secs_f64()
+                    + link.transfer_seconds(1) * per_image(busiest_query))
         })
     };
     Ok(InferenceReport {
@@ -764,10 +792,12 @@ pub fn run_in_process(
         plaintext_agreement: frac(&|i| preds[i] == plain[i]),
         seconds,
         images_per_second: count as f64 / seconds,
+        cpu_seconds,
         bytes_total,
         bytes_per_image: bytes_total as f64 / count.max(1) as f64,
         rounds,
         rounds_per_image: per_image(rounds),
+        critical_path_hops: hops,
         bytes_busiest_uplink: busiest,
         modelled_seconds_lan: model_net(LinkProfile::LAN),
         modelled_seconds_wan: model_net(LinkProfile::WAN),
@@ -782,6 +812,20 @@ pub fn run_in_process(
         parties,
         predictions: preds,
     })
+}
+
+/// User + system CPU time of this process so far, from `/proc/self/stat`
+/// (Linux; includes threads that have exited).
+pub fn process_cpu_seconds() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name: utime is field 14 and
+    // stime 15 of the whole line, i.e. 12th and 13th after it.
+    let rest = s.get(s.rfind(')')? + 2..)?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ut: f64 = f.get(11)?.parse().ok()?;
+    let st: f64 = f.get(12)?.parse().ok()?;
+    // Linux reports clock ticks of 1/100 s (USER_HZ) here.
+    Some((ut + st) / 100.0)
 }
 
 /// The name of a link profile: `lan`, `wan` or `custom`.
