@@ -28,11 +28,14 @@ pub fn all_pairs_saves_rounds(cols: usize) -> bool {
 }
 
 /// Shares of the argmax of each row of a `rows x cols` shared matrix, in two
-/// comparison levels (P2 passes an empty slice). Requires every difference
-/// of two entries of a row to be within the compare range, as
-/// [`compare::argmax`] does.
+/// comparison levels (P2 passes an empty slice). The pairwise comparisons
+/// use width `m`: exact when every difference of two entries of a row is in
+/// `[-2^m, 2^m)`, as for [`compare::argmax_at`] (whose tournament compares
+/// the same differences). The second level compares win counts in
+/// `[-(cols - 1), 0]`, at the narrowest width that holds them.
 pub fn argmax_all_pairs(
     party: &mut Party,
+    m: u32,
     rows: usize,
     cols: usize,
     x: &[u64],
@@ -41,10 +44,12 @@ pub fn argmax_all_pairs(
         return Err(SmpcError::Shape("argmax over zero columns".into()));
     }
     let pairs = cols * (cols - 1) / 2;
+    // Win counts minus (cols - 1) lie in [-(cols - 1), 0]: 2^m2 > cols - 1.
+    let m2 = (usize::BITS - (cols - 1).leading_zeros()).max(1);
     let helper = party.id == P2;
     if helper {
-        compare::drelu(party, rows * pairs, &[])?;
-        compare::drelu(party, rows * cols, &[])?;
+        compare::drelu_at(party, m, rows * pairs, &[])?;
+        compare::drelu_at(party, m2, rows * cols, &[])?;
         return Ok(Vec::new());
     }
     expect_len("argmax input", x.len(), rows * cols)?;
@@ -58,7 +63,7 @@ pub fn argmax_all_pairs(
             }
         }
     }
-    let ge = compare::drelu(party, rows * pairs, &diff)?; // [x_i >= x_j]
+    let ge = compare::drelu_at(party, m, rows * pairs, &diff)?; // [x_i >= x_j]
     // Wins of class i minus (cols - 1): 0 for the class that beat all others,
     // negative for every other class.
     let mut wins = vec![0u64; rows * cols];
@@ -79,7 +84,7 @@ pub fn argmax_all_pairs(
         }
     }
     // Level 2: the winner is the class with wins - (cols - 1) >= 0.
-    let winner = compare::drelu(party, rows * cols, &wins)?;
+    let winner = compare::drelu_at(party, m2, rows * cols, &wins)?;
     Ok(winner
         .chunks_exact(cols)
         .map(|w| {

@@ -12,7 +12,10 @@
 //!   triples, matrices masked once and reused ([`beaver::FixedRhs`]), local
 //!   truncation.
 //! * [`compare`]: DReLU / ReLU / selection with one PrivateCompare over Z_67
-//!   per element, max, argmax and max-pooling tournaments.
+//!   per element (exact on the whole ring by default), exact truncation
+//!   fused into a comparison, max, argmax and max-pooling tournaments.
+//! * [`range`]: the model owner's range analysis: proven comparison widths
+//!   for the plan, and errors naming the range instead of wrong answers.
 //! * [`kernel`]: the register-blocked ring matmul (AVX-512, AVX2 or portable,
 //!   chosen once per process by `ppml_simd::backend`; `PPML_BACKEND` forces one).
 //! * [`latency`]: a two-level all-pairs argmax for single queries (fewer
@@ -59,6 +62,7 @@ pub mod latency;
 /// The ring matmul kernel lives in ppml-sharing; re-exported for the protocols.
 pub use ppml_sharing::kernel;
 pub mod party;
+pub mod range;
 pub mod sim;
 
 pub use alloc::tune_allocator;

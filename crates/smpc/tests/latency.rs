@@ -35,7 +35,7 @@ fn run(x: &[i64], rows: usize, cols: usize, seed: u64, all_pairs: bool) -> (Vec<
         };
         let before = p.net.stats().total.rounds;
         let out = if all_pairs {
-            latency::argmax_all_pairs(p, rows, cols, &mine)?
+            latency::argmax_all_pairs(p, p.cfg.cmp_bits, rows, cols, &mine)?
         } else {
             compare::argmax(p, rows, cols, &mine)?
         };
