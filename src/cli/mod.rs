@@ -108,6 +108,9 @@ pub fn run(cli: Cli) -> anyhow::Result<Report> {
     if cli.common.threads == Some(0) {
         anyhow::bail!("--threads must be at least 1");
     }
+    // A PPML_BACKEND this CPU cannot run (or that names no backend) is a
+    // clear error up front, not a silent fallback.
+    ppml_simd::selected()?;
     if let Some(n) = cli.common.threads {
         // Ignore the error if a pool already exists (only possible in tests).
         let _ = rayon::ThreadPoolBuilder::new()

@@ -54,6 +54,7 @@
 //! ```
 
 mod channel;
+pub mod emulator;
 mod error;
 mod frame;
 mod memory;

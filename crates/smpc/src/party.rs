@@ -417,7 +417,15 @@ pub fn fill_below(rng: &mut Prg, out: &mut [u8], bound: u8) {
     fill_mod(rng, out, bound.max(1) as u16, 0);
 }
 
-crate::simd::dispatch!(fn fill_mod(rng: &mut Prg, out: &mut [u8], modulus: u16, add: u8) => fill_mod_impl);
+fn fill_mod(rng: &mut Prg, out: &mut [u8], modulus: u16, add: u8) {
+    fill_mod_on(ppml_simd::backend(), rng, out, modulus, add);
+}
+
+ppml_simd::dispatch!(
+    /// Uniform values `add + (0..modulus)` from the stream (see
+    /// `fill_mod_impl`), on an explicit backend; every backend draws the same
+    /// values from the same stream.
+    pub fn fill_mod_on(rng: &mut Prg, out: &mut [u8], modulus: u16, add: u8) => fill_mod_impl);
 
 /// `out[i] = add + (uniform in 0..modulus)`, exactly uniform, by Lemire's
 /// multiply-shift with rejection on 16-bit words: `t = w * modulus`, output
