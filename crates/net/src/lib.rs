@@ -56,11 +56,17 @@
 mod channel;
 mod error;
 mod frame;
+pub mod keys;
+pub mod local;
 mod memory;
 mod network;
+pub mod parties;
+mod queue;
 mod recording;
+pub mod session;
 mod stats;
 pub mod tcp;
+pub mod tls;
 
 pub use channel::{Channel, Transport};
 pub use error::NetError;
@@ -68,20 +74,29 @@ pub use frame::{
     FRAME_HEADER_BYTES, decode, decode_frame_header, decode_u64s, encode, encode_frame_header,
     encode_u64s, read_frame,
 };
+pub use keys::{KeyFiles, keygen, load_identity};
 pub use memory::{MemTransport, in_memory_pair, in_memory_transport_pair};
 pub use network::{Network, NetworkStats};
+pub use parties::{Parties, PartyInfo};
 pub use recording::{FrameLog, RecordingTransport};
+pub use session::{Acceptor, Session};
 pub use stats::ChannelStats;
 pub use tcp::TcpTransport;
+pub use tls::Identity;
 
 use std::time::Duration;
 
 /// Limits and timeouts of a channel.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NetConfig {
-    /// Largest payload accepted, on send and on receive (default 512 MiB). Frames are also
+    /// Largest payload accepted, on send and on receive (default 256 MiB). Frames are also
     /// limited to `u32::MAX` bytes by the 4-byte length prefix.
     pub max_frame_bytes: usize,
+    /// Bytes a TCP channel's reader thread may queue before it stops reading the socket
+    /// (back-pressure; default 64 MiB). One frame larger than this still passes an empty queue.
+    pub queue_bytes: usize,
+    /// Deadline of one connection's handshake (TLS + hello), on both sides (default 10 s).
+    pub handshake_timeout: Duration,
     /// Receive timeout, and TCP write timeout (default 60 s).
     pub timeout: Duration,
     /// How long [`tcp::connect`] keeps retrying and [`tcp::accept`] waits (default 10 s).
@@ -91,7 +106,9 @@ pub struct NetConfig {
 impl Default for NetConfig {
     fn default() -> Self {
         Self {
-            max_frame_bytes: 512 << 20,
+            max_frame_bytes: 256 << 20,
+            queue_bytes: 64 << 20,
+            handshake_timeout: Duration::from_secs(10),
             timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(10),
         }
@@ -110,6 +127,20 @@ impl NetConfig {
     #[must_use]
     pub fn with_max_frame_bytes(mut self, max_frame_bytes: usize) -> Self {
         self.max_frame_bytes = max_frame_bytes;
+        self
+    }
+
+    /// Sets the byte budget of a TCP channel's receive queue.
+    #[must_use]
+    pub fn with_queue_bytes(mut self, queue_bytes: usize) -> Self {
+        self.queue_bytes = queue_bytes;
+        self
+    }
+
+    /// Sets the per-connection handshake deadline.
+    #[must_use]
+    pub fn with_handshake_timeout(mut self, handshake_timeout: Duration) -> Self {
+        self.handshake_timeout = handshake_timeout;
         self
     }
 
