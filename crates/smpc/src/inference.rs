@@ -458,9 +458,12 @@ fn infer_batch(
 /// weights, then runs every batch the data owner announces.
 pub fn computing_party(party: &mut Party) -> Result<(), SmpcError> {
     let plan: ModelPlan = party.net.recv(MODEL_OWNER)?;
+    // Sizes from peers are checked before anything is allocated from them.
+    let per_image = crate::limits::check_plan(&plan)?;
     plan.check()?;
     let layers = prepare(party, &plan)?;
     let batches: Vec<usize> = party.net.recv(DATA_OWNER)?;
+    crate::limits::check_batches(&batches, per_image)?;
     for b in batches {
         let idx = infer_batch(party, &plan, &layers, b)?;
         if party.id != P2 {
@@ -477,6 +480,8 @@ pub fn data_owner(party: &mut Party, images: &[f32], batch: usize) -> Result<Vec
         return Err(SmpcError::Config("batch size must be at least 1".into()));
     }
     let plan: ModelPlan = party.net.recv(MODEL_OWNER)?;
+    crate::limits::check_plan(&plan)?;
+    plan.check()?;
     let per = plan.input_size;
     if !images.len().is_multiple_of(per) {
         return Err(SmpcError::Shape(format!(
@@ -689,11 +694,11 @@ pub fn predict_plain(model: &Model, images: &[f32], count: usize) -> Vec<u8> {
     out
 }
 
-/// Runs one role over TCP: `addrs` lists the five roles' addresses in the
+/// Runs one role over plaintext TCP (an insecure session, for tests and
+/// loopback benchmarks): `addrs` lists the five roles' addresses in the
 /// order p0, p1, p2, model-owner, data-owner. `listener` may be pre-bound
 /// (e.g. to an ephemeral port); otherwise the role binds `addrs[id]` itself.
-/// Returns the data owner's predictions (empty for other roles) and this
-/// role's traffic.
+/// Deployments use [`crate::deploy::run_role_over`] with TLS.
 pub fn run_tcp_role(
     id: usize,
     addrs: &[std::net::SocketAddr],
@@ -703,6 +708,7 @@ pub fn run_tcp_role(
     timeout: Duration,
     seed: Option<u64>,
 ) -> Result<(Vec<u8>, NetworkStats), SmpcError> {
+    use crate::deploy::{Link, ROLE_NAMES, role_session, run_role_over};
     if addrs.len() != 5 {
         return Err(SmpcError::Config(format!(
             "{} addresses given; p0, p1, p2, model-owner and data-owner need 5",
@@ -712,12 +718,17 @@ pub fn run_tcp_role(
     let cfg = NetConfig::default()
         .with_timeout(timeout)
         .with_connect_timeout(timeout);
-    let net = match listener {
-        Some(l) => Network::tcp_with_listener(id, Some(l), addrs, &cfg)?,
-        None => Network::tcp(id, addrs, &cfg)?,
+    let parties = ppml_net::Parties::insecure(
+        &ROLE_NAMES,
+        &addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    )?;
+    let link = Link::Insecure { parties };
+    let acceptor = match listener {
+        Some(l) if id + 1 < ROLE_NAMES.len() => Some(
+            role_session(&link, id, &cfg)?
+                .listen_on(l.try_clone().map_err(ppml_net::NetError::Io)?)?,
+        ),
+        _ => None,
     };
-    let mut rng = sim::party_rng(seed, id);
-    let mut party = Party::setup(net, protocol, &mut rng)?;
-    let preds = run_role(&mut party, input)?;
-    Ok((preds, party.net.stats()))
+    run_role_over(&link, id, acceptor, input, protocol, &cfg, seed)
 }

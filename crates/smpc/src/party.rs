@@ -209,6 +209,7 @@ impl Party {
         let me = net.me();
         let n = net.parties();
         let mut streams: [Option<Prg>; 7] = Default::default();
+        let mut seen = Vec::new(); // for crate::deploy::insecure_dump_seeds only
         // Pass 1: generate and send every seed this party originates.
         for s in ALL_STREAMS {
             let holders = s.holders();
@@ -220,6 +221,7 @@ impl Party {
             for &h in &holders[1..] {
                 net.send(h, &seed)?;
             }
+            seen.push(seed);
             streams[s.index()] = Some(Prg::from_seed(seed));
         }
         // Pass 2: receive the others (in the fixed stream order, per sender).
@@ -229,8 +231,10 @@ impl Party {
                 continue;
             }
             let seed: [u8; 32] = net.recv(holders[0])?;
+            seen.push(seed);
             streams[s.index()] = Some(Prg::from_seed(seed));
         }
+        crate::deploy::insecure_dump_seeds(&seen);
         Ok(Party {
             id: me,
             net,
