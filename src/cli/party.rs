@@ -79,6 +79,9 @@ pub struct PartyArgs {
     /// Bits compared by ReLU/max: |x| < 2^(cmp_bits - frac_bits) (all roles must agree).
     #[arg(long, default_value_t = 28)]
     pub cmp_bits: u32,
+    /// Data owner: also write the predicted classes to this file, one per line.
+    #[arg(long)]
+    pub predictions: Option<PathBuf>,
     /// Derive the randomness seeds from --seed (reproducible runs) instead of the OS.
     #[arg(long)]
     pub deterministic: bool,
@@ -211,6 +214,10 @@ pub fn run(args: PartyArgs, common: &CommonArgs) -> anyhow::Result<Report> {
         "{} done in {seconds:.2} s; sent {bytes_sent} bytes, {rounds} rounds",
         names.join("+")
     );
+    if let (Some(preds), Some(path)) = (&predictions, &args.predictions) {
+        let text: String = preds.iter().map(|p| format!("{p}\n")).collect();
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
     if let (Some(preds), Some(test)) = (predictions, &test) {
         let correct = preds
             .iter()

@@ -510,6 +510,51 @@ impl Session {
     }
 }
 
+/// Opens the session of party `me` the way every `ppml` subcommand's flags say:
+/// `--parties FILE --keys DIR` for TLS, or `--insecure` (with or without a
+/// parties file; without one, `fallback` gives the parties, e.g. built from
+/// `--peers`). Insecure sessions print a warning on stderr.
+pub fn open(
+    me: &str,
+    parties_file: Option<&Path>,
+    keys_dir: Option<&Path>,
+    insecure: bool,
+    fallback: Option<Parties>,
+    protocol: &str,
+    config: NetConfig,
+) -> Result<Session, NetError> {
+    if insecure {
+        eprintln!(
+            "WARNING: --insecure: links are plaintext and unauthenticated; anyone on the \
+             network can read everything sent, or act as any party"
+        );
+        let parties = match (parties_file, fallback) {
+            (Some(f), _) => {
+                let text = std::fs::read_to_string(f)
+                    .map_err(|e| NetError::Config(format!("parties file {}: {e}", f.display())))?;
+                Parties::parse(&text, Path::new("."), false)
+                    .map_err(|e| NetError::Config(format!("parties file {}: {e}", f.display())))?
+            }
+            (None, Some(p)) => p,
+            (None, None) => {
+                return Err(NetError::Config(
+                    "--insecure needs the parties' addresses (--parties FILE or the command's address flags)".into(),
+                ));
+            }
+        };
+        return Session::insecure(me, parties, protocol, config);
+    }
+    match (parties_file, keys_dir) {
+        (Some(f), Some(k)) => Session::tls(me, Parties::load(f)?, k, protocol, config),
+        (Some(_), None) => Err(NetError::Config(
+            "--parties needs --keys DIR (the directory with this host's private keys)".into(),
+        )),
+        (None, _) => Err(NetError::Config(
+            "give --parties FILE --keys DIR (TLS), or --insecure for plaintext links".into(),
+        )),
+    }
+}
+
 fn set_deadline(stream: &TcpStream, deadline: Instant) -> Result<(), NetError> {
     let left = deadline
         .saturating_duration_since(Instant::now())
