@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::TRANSPORTS;
+use common::ALL_TRANSPORTS as TRANSPORTS;
 use ppml_net::{Channel, NetConfig, NetError, in_memory_transport_pair, read_frame};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
