@@ -60,7 +60,12 @@ impl Netns {
 
     fn spawn(&self, host: usize, args: &[String]) -> std::process::Child {
         Command::new("ip")
-            .args(["netns", "exec", &self.hosts[host], env!("CARGO_BIN_EXE_ppml")])
+            .args([
+                "netns",
+                "exec",
+                &self.hosts[host],
+                env!("CARGO_BIN_EXE_ppml"),
+            ])
             .args(args)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .stdout(Stdio::piped())
@@ -95,7 +100,10 @@ fn can_run() -> bool {
             .unwrap_or(false);
     if !probe {
         let why = format!("root: {root}, ip: {has_ip}");
-        assert!(std::env::var_os("CI").is_none(), "netns test cannot run in CI ({why})");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "netns test cannot run in CI ({why})"
+        );
         eprintln!("SKIPPED: network namespace tests need root and iproute2 ({why})");
     }
     probe
@@ -103,11 +111,8 @@ fn can_run() -> bool {
 
 /// Keys and a parties file for `names` at `addrs`.
 fn deployment(names: &[&str], addrs: &[String]) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "ppml-netns-{}-{}",
-        std::process::id(),
-        names.len()
-    ));
+    let dir =
+        std::env::temp_dir().join(format!("ppml-netns-{}-{}", std::process::id(), names.len()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut toml = String::new();
     for (n, a) in names.iter().zip(addrs) {
@@ -144,11 +149,26 @@ fn inference_across_three_namespaces() {
     let net = Netns::new("i", 3);
     // Host 0: p0 + model owner, host 1: p1 + data owner, host 2: p2.
     let at = |h: usize, port: u16| format!("{}:{port}", net.ips[h]);
-    let addrs = [at(0, 7000), at(1, 7001), at(2, 7002), at(0, 7003), at(1, 7004)];
+    let addrs = [
+        at(0, 7000),
+        at(1, 7001),
+        at(2, 7002),
+        at(0, 7003),
+        at(1, 7004),
+    ];
     let dir = deployment(&["p0", "p1", "p2", "model-owner", "data-owner"], &addrs);
-    let a = net.spawn(0, &args(&dir, &["party", "--role", "p0,model-owner", "--arch", "mlp500"]));
+    let a = net.spawn(
+        0,
+        &args(
+            &dir,
+            &["party", "--role", "p0,model-owner", "--arch", "mlp500"],
+        ),
+    );
     let c = net.spawn(2, &args(&dir, &["party", "--role", "p2"]));
-    let b = net.spawn(1, &args(&dir, &["party", "--role", "p1,data-owner", "--count", "20"]));
+    let b = net.spawn(
+        1,
+        &args(&dir, &["party", "--role", "p1,data-owner", "--count", "20"]),
+    );
     let (a, b, c) = (done(a), done(b), done(c));
     last_json(&a);
     last_json(&c);
@@ -164,10 +184,20 @@ fn split_learning_across_two_namespaces() {
         return;
     }
     let net = Netns::new("s", 2);
-    let addrs = [format!("{}:7100", net.ips[0]), format!("{}:7100", net.ips[1])];
+    let addrs = [
+        format!("{}:7100", net.ips[0]),
+        format!("{}:7100", net.ips[1]),
+    ];
     let dir = deployment(&["data-holder", "label-holder"], &addrs);
     let common = [
-        "--epochs", "1", "--train-limit", "256", "--test-limit", "100", "--batch", "32",
+        "--epochs",
+        "1",
+        "--train-limit",
+        "256",
+        "--test-limit",
+        "100",
+        "--batch",
+        "32",
     ];
     let mut label_args = vec!["splitnn", "--role", "label"];
     label_args.extend(common);

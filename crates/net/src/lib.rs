@@ -8,18 +8,73 @@
 //!
 //! Two transports implement [`Transport`]:
 //! - in-memory ([`in_memory_pair`], [`Network::in_memory`]): threads of one process,
-//!   `std::sync::mpsc` queues, zero-copy moves of frames;
-//! - TCP ([`tcp::connect`], [`tcp::accept`], [`Network::tcp`]): separate processes or hosts.
-//!   Each TCP channel has a background reader thread that drains the socket into a queue,
-//!   so two parties that both send large frames before receiving never deadlock.
+//!   `std::sync::mpsc` queues, zero-copy moves of frames, no encryption (nothing leaves
+//!   the process);
+//! - TCP ([`TcpTransport`]): separate processes or hosts, plaintext or TLS 1.3. Each TCP
+//!   channel has a background reader thread that drains the socket into a queue bounded
+//!   in bytes ([`NetConfig::queue_bytes`]), so two parties that both send large frames
+//!   before receiving never deadlock, and a flooding peer is pushed back.
 //!
-//! Every channel counts bytes (payload + 4-byte header, identical for both transports),
-//! messages and communication rounds ([`ChannelStats`]); a [`Network`] (one party's view of
-//! a full mesh) also counts rounds at the party level ([`NetworkStats`]).
+//! ## Sessions: named, authenticated links
+//!
+//! Deployments go through the session layer ([`session`]): a [`Session`] is one party
+//! of a parties file ([`Parties`], TOML: name, address, pinned certificate of every
+//! party), with its private key ([`keygen`], [`load_identity`]). Links are TLS 1.3
+//! with both certificates pinned (no CA; [`tls`]); [`Session::insecure`] is the
+//! plaintext variant for loopback benchmarks. [`Session::connect`] reaches a named
+//! party (retrying until it listens); [`Session::listen`] returns an [`Acceptor`] that
+//! handshakes with every incoming connection concurrently, each under its own deadline,
+//! and hands out only the parties it authenticated: strays, silent connections and
+//! impostors are refused and logged and never block the others. [`Network::mesh`]
+//! builds a full mesh of named parties (used by the SMPC roles).
+//!
+//! A server that accepts many named clients, some of them late:
+//!
+//! ```
+//! use ppml_net::{local::LocalDeployment, NetConfig, Session};
+//! use std::time::Duration;
+//!
+//! # fn main() -> Result<(), ppml_net::NetError> {
+//! // Keys and a parties file (server, client-0, client-1) on free loopback ports.
+//! let d = LocalDeployment::new(&["server", "client-0", "client-1"])?;
+//! let open = |me: &str| Session::tls(me, d.parties()?, &d.keys_dir(), "demo", NetConfig::default());
+//! let server = open("server")?;
+//! let mut acceptor = server.listen()?;
+//! let clients: Vec<_> = ["client-0", "client-1"]
+//!     .into_iter()
+//!     .map(|name| {
+//!         let s = open(name).unwrap();
+//!         std::thread::spawn(move || -> Result<u64, ppml_net::NetError> {
+//!             let mut ch = s.connect("server")?; // accepts only the server's pinned certificate
+//!             ch.send(&s.name().len())?;
+//!             ch.recv::<u64>()
+//!         })
+//!     })
+//!     .collect();
+//! // Wait for both (any order); each channel is bound to the name its certificate proves.
+//! let mut chans = acceptor.accept(&["client-0", "client-1"], Duration::from_secs(10))?;
+//! for ch in &mut chans {
+//!     let n: usize = ch.recv()?;
+//!     ch.send(&(n as u64 * 2))?;
+//! }
+//! for c in clients {
+//!     assert_eq!(c.join().unwrap()?, 16);
+//! }
+//! // Late joiners: `acceptor.next(timeout)` returns the next authenticated (name, channel).
+//! assert!(acceptor.next(Duration::from_millis(10))?.is_none());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Every channel counts bytes (payload + 4-byte header, identical for all transports;
+//! TLS record overhead is not included), messages and communication rounds
+//! ([`ChannelStats`]); a [`Network`] (one party's view of a full mesh) also counts
+//! rounds at the party level ([`NetworkStats`]).
 //!
 //! Failure is an error ([`NetError`]), never a hang or a panic: peer disconnects, timeouts,
 //! oversized frames (on send and on receive, where a hostile length prefix is never
-//! allocated), truncated frames, and bytes that do not decode as the requested type.
+//! allocated), truncated frames, bytes that do not decode as the requested type, failed
+//! authentication and refused handshakes.
 //!
 //! ## Example
 //!
