@@ -35,7 +35,7 @@ fn tls_round_with_a_client_lying_about_its_id() {
     let mut acceptor = session("server").listen().unwrap();
     let clients: Vec<_> = (0..n)
         .map(|i| {
-            let (s, p, x) = (session(&names[i + 1]), params.clone(), xs[i].clone());
+            let (s, p, x) = (session(names[i + 1]), params.clone(), xs[i].clone());
             std::thread::spawn(move || {
                 let ch = connect_server(&s)?;
                 // client-3 authenticates as itself but claims to be client 0 in its keys.
