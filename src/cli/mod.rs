@@ -19,6 +19,7 @@ pub mod fedavg;
 pub mod fl_client;
 pub mod fl_server;
 pub mod infer;
+pub mod keygen;
 pub mod party;
 pub mod secagg_bench;
 pub mod splitnn;
@@ -95,6 +96,8 @@ pub enum Command {
     Splitnn(splitnn::SplitnnArgs),
     /// Run one SMPC party (p0, p1 or p2) as its own process over TCP.
     Party(party::PartyArgs),
+    /// Make a party's private key and self-signed certificate (for --parties/--keys).
+    Keygen(keygen::KeygenArgs),
 }
 
 /// What a subcommand returns: the JSON summary printed with `--json`, and a
@@ -128,5 +131,6 @@ pub fn run(cli: Cli) -> anyhow::Result<Report> {
         Command::SecaggBench(a) => secagg_bench::run(a, common),
         Command::Splitnn(a) => splitnn::run(a, common),
         Command::Party(a) => party::run(a, common),
+        Command::Keygen(a) => keygen::run(a, common),
     }
 }
