@@ -131,6 +131,9 @@ pub fn run_role_over(
     config: &NetConfig,
     secrets: crate::SecretSource,
 ) -> Result<(Vec<u8>, NetworkStats), SmpcError> {
+    // Bad inputs (batch 0, no images) are reported before any connection,
+    // so the peers' disconnects never hide the root cause.
+    input.validate()?;
     let session = role_session(link, id, config)?;
     let net = Network::mesh_with(&session, &ROLE_NAMES, acceptor)?;
     let mut rng = sim::party_rng(secrets, id);
