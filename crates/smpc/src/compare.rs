@@ -565,7 +565,7 @@ pub fn unpack_z67(b: &[u8], n: usize, what: &str) -> Result<Vec<u8>, SmpcError> 
     const BIAS: u64 = 0x3D3D_3D3D_3D3D_3D3D;
     const TOP: u64 = 0x8080_8080_8080_8080;
     let mut bad = 0u64;
-    let mut word = |k: usize, nb: usize| {
+    let word = |k: usize, nb: usize| {
         let mut buf = [0u8; 8];
         buf[..nb].copy_from_slice(&b[7 * k..7 * k + nb]);
         spread7(u64::from_le_bytes(buf))
