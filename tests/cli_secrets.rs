@@ -218,3 +218,49 @@ fn a_process_with_several_roles_reports_the_root_cause() {
         "no images",
     );
 }
+
+/// Five roles in one process on loopback, with and without the insecure flag.
+fn party_all_roles(extra: &[&str]) -> std::process::Output {
+    let ports: Vec<String> = (0..5)
+        .map(|_| {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+            l.local_addr().expect("addr").to_string()
+        })
+        .collect();
+    let peers = ports.join(",");
+    let mut args = vec![
+        "party",
+        "--role",
+        "p0,p1,p2,model-owner,data-owner",
+        "--peers",
+        &peers,
+        "--arch",
+        "net-a",
+        "--count",
+        "8",
+        "--batch",
+        "4",
+        "--timeout",
+        "30",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    ppml(&args)
+}
+
+#[test]
+fn insecure_deterministic_party_warns_and_says_so_in_json() {
+    let out = party_all_roles(&["--insecure-deterministic"]);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let v = last_json(&out);
+    assert_eq!(v["insecure"], serde_json::Value::Bool(true));
+    assert!(
+        stderr.contains("WARNING: --insecure-deterministic"),
+        "{stderr}"
+    );
+    let out = party_all_roles(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let v = last_json(&out);
+    assert_eq!(v["insecure"], serde_json::Value::Bool(false));
+    assert!(!stderr.contains("WARNING"), "{stderr}");
+}

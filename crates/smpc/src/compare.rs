@@ -92,7 +92,23 @@ pub fn pc_message(j: usize, m: usize, c: &[u64], rho: &[u8], masks: &PcMasks) ->
     out
 }
 
-crate::simd::dispatch!(fn pc_message_into(j: usize, m: usize, c: &[u64], rho: &[u8], masks: &PcMasks, rotated: &mut [u8], d: &mut Vec<u8>) => pc_message_impl);
+/// [`pc_message`] into `rotated` (`c.len() * (m + 1)` values) with `d` as
+/// scratch, on the process's backend.
+pub fn pc_message_into(
+    j: usize,
+    m: usize,
+    c: &[u64],
+    rho: &[u8],
+    masks: &PcMasks,
+    rotated: &mut [u8],
+    d: &mut Vec<u8>,
+) {
+    pc_message_on(ppml_simd::backend(), j, m, c, rho, masks, rotated, d);
+}
+
+ppml_simd::dispatch!(
+    /// [`pc_message_into`] on an explicit backend (tests compare them).
+    pub fn pc_message_on(j: usize, m: usize, c: &[u64], rho: &[u8], masks: &PcMasks, rotated: &mut [u8], d: &mut Vec<u8>) => pc_message_impl);
 
 #[inline(always)]
 fn pc_message_impl(
@@ -164,10 +180,12 @@ fn pc_message_impl(
 /// P2's evaluation of the two PrivateCompare messages (position-major, `w`
 /// positions): `1` for each element whose summed vector has a zero.
 pub fn pc_eval(w: usize, d0: &[u8], d1: &[u8]) -> Vec<u8> {
-    pc_eval_dispatch(w, d0, d1)
+    pc_eval_on(ppml_simd::backend(), w, d0, d1)
 }
 
-crate::simd::dispatch!(fn pc_eval_dispatch(w: usize, d0: &[u8], d1: &[u8]) -> Vec<u8> => pc_eval_impl);
+ppml_simd::dispatch!(
+    /// [`pc_eval`] on an explicit backend.
+    pub fn pc_eval_on(w: usize, d0: &[u8], d1: &[u8]) -> Vec<u8> => pc_eval_impl);
 
 #[inline(always)]
 fn pc_eval_impl(w: usize, d0: &[u8], d1: &[u8]) -> Vec<u8> {
@@ -183,7 +201,15 @@ fn pc_eval_impl(w: usize, d0: &[u8], d1: &[u8]) -> Vec<u8> {
     any
 }
 
-crate::simd::dispatch!(fn rho_correction(m: usize, r: &[u64], rho0: &[u8], rho1: &mut [u8]) => rho_correction_impl);
+/// P1's shares of the bits of `r mod 2^m` (see [`rho_correction_on`]).
+pub fn rho_correction(m: usize, r: &[u64], rho0: &[u8], rho1: &mut [u8]) {
+    rho_correction_on(ppml_simd::backend(), m, r, rho0, rho1);
+}
+
+ppml_simd::dispatch!(
+    /// P1's shares of the bits of `r mod 2^m`: `bit - rho0 mod 67`,
+    /// position-major, on an explicit backend.
+    pub fn rho_correction_on(m: usize, r: &[u64], rho0: &[u8], rho1: &mut [u8]) => rho_correction_impl);
 
 /// P1's shares of the bits of `r mod 2^m`: `bit - rho0 mod 67`, position-major.
 #[inline(always)]
@@ -297,7 +323,11 @@ struct DealerShares<'a> {
     bp: &'a [u8],
 }
 
-crate::simd::dispatch!(fn dealer_reply(m: u32, trunc: Option<u32>, d: &DealerShares<'_>, p0: &[u64], reply: &mut [u64]) => dealer_reply_impl);
+fn dealer_reply(m: u32, trunc: Option<u32>, d: &DealerShares<'_>, p0: &[u64], reply: &mut [u64]) {
+    dealer_reply_on(ppml_simd::backend(), m, trunc, d, p0, reply);
+}
+
+ppml_simd::dispatch!(fn dealer_reply_on(m: u32, trunc: Option<u32>, d: &DealerShares<'_>, p0: &[u64], reply: &mut [u64]) => dealer_reply_impl);
 
 /// `reply[k * n + e]` = word `k` of element `e` minus P0's share
 /// `p0[k * n + e]` (lane-wise for the packed words); words in the order of
@@ -402,7 +432,7 @@ fn select_inner(
                 .collect();
             let r_pc: Vec<u64> = r.iter().map(|v| v >> shift).collect();
             let mut rho1 = vec![0u8; n * m];
-            let mut rho0 = vec![0u8; CHUNK * m];
+            let mut rho0 = vec![0u8; CHUNK.min(n) * m];
             for (s0, len) in chunks() {
                 let z = &mut rho0[..len * m];
                 fill_z67(party.prg(Stream::S02)?, z);
@@ -454,7 +484,7 @@ fn select_inner(
             };
             let mut d = vec![0u8; n * w];
             let mut beta = Vec::with_capacity(n);
-            let (mut rho0, mut scratch) = (vec![0u8; CHUNK * m], Vec::new());
+            let (mut rho0, mut scratch) = (vec![0u8; CHUNK.min(n) * m], Vec::new());
             for (s0, len) in chunks() {
                 let rho: &[u8] = if j == P0 {
                     let z = &mut rho0[..len * m];

@@ -247,7 +247,10 @@ fn spawn_label_holder(
 
 fn accept(ch: &mut Channel) {
     let b = ch.recv_bytes().unwrap();
-    assert_eq!(wire::decode_control(&b).unwrap(), Control::Accept);
+    assert!(matches!(
+        wire::decode_control(&b).unwrap(),
+        Control::Accept { .. }
+    ));
 }
 
 #[test]
@@ -358,7 +361,7 @@ fn data_holder_rejects_a_wrong_gradient_shape() {
     };
     let h = std::thread::spawn(move || dh.run(&mut them, &cfg, &mut |_| {}));
     let _hello = me.recv_bytes().unwrap();
-    me.send_bytes(wire::encode_control(&Control::Accept).unwrap())
+    me.send_bytes(wire::encode_control(&Control::Accept { shuffle_share: 0 }).unwrap())
         .unwrap();
     let mut buf = Vec::new();
     let b = me.recv_bytes().unwrap();
@@ -415,7 +418,7 @@ fn disconnecting_label_holder_is_a_clear_error_in_memory() {
     };
     let h = std::thread::spawn(move || {
         let _ = me.recv_bytes();
-        me.send_bytes(wire::encode_control(&Control::Accept).unwrap())
+        me.send_bytes(wire::encode_control(&Control::Accept { shuffle_share: 0 }).unwrap())
             .unwrap();
         let _ = me.recv_bytes();
         drop(me);
@@ -450,7 +453,7 @@ fn disconnecting_peer_is_a_clear_error_over_tcp() {
     let h = std::thread::spawn(move || {
         let mut ch = tcp::accept(&listener, &net()).unwrap();
         let _ = ch.recv_bytes();
-        ch.send_bytes(wire::encode_control(&Control::Accept).unwrap())
+        ch.send_bytes(wire::encode_control(&Control::Accept { shuffle_share: 0 }).unwrap())
             .unwrap();
         let _ = ch.recv_bytes();
     });
