@@ -821,8 +821,9 @@ pub struct InferenceReport {
     pub network_seconds_lan: Option<f64>,
     /// The same on a WAN (100 Mbit/s uplinks, 40 ms RTT).
     pub network_seconds_wan: Option<f64>,
-    /// Modelled wall time of this run on the LAN: compute (this run's
-    /// `seconds`, on free in-memory channels) + `network_seconds_lan`, i.e.
+    /// Modelled wall time of this run on the LAN: compute (the smaller of this
+    /// run's `seconds` and `cpu_seconds`, on free in-memory channels) +
+    /// `network_seconds_lan`, i.e.
     /// compute + rounds x RTT + bytes / bandwidth along the critical path.
     /// `None` for a run that was itself emulated (its `seconds` already
     /// include a network).
@@ -933,7 +934,11 @@ pub fn run_in_process(
     let busiest = parties.iter().map(|p| p.bytes_sent).max().unwrap_or(0);
     let per_image = |v: f64| v / count.max(1) as f64;
     let unemulated = cfg.emulate.is_none();
-    let model_net = |link: LinkProfile| unemulated.then(|| seconds + network(link));
+    // Compute: the smaller of wall and CPU time. Pinned to one core, CPU time
+    // is what the run takes with the core to itself (a shared, busy machine
+    // inflates wall time); on several cores, wall time is the smaller.
+    let compute = cpu_seconds.map_or(seconds, |c| c.min(seconds));
+    let model_net = |link: LinkProfile| unemulated.then(|| compute + network(link));
     let (p50, p99) = match percentiles_ms(&latencies) {
         Some((a, b)) => (Some(a), Some(b)),
         None => (None, None),
