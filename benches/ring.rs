@@ -15,6 +15,7 @@
 
 use criterion::measurement::Measurement;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use ppml_random::{PublicSeed, os_rng, random_u64s};
 use ppml_sharing::{RingTensor, additive, kernel, prg};
 use ppml_simd::Backend;
 use std::hint::black_box;
@@ -24,8 +25,11 @@ mod cputime;
 
 fn random_tensor(shape: &[usize], seed: u64) -> RingTensor {
     let n = shape.iter().product();
-    RingTensor::new(shape.to_vec(), prg::random_u64s(&mut prg::seeded(seed), n))
-        .expect("shape matches data")
+    RingTensor::new(
+        shape.to_vec(),
+        random_u64s(&mut PublicSeed::new(seed).rng("bench/ring"), n),
+    )
+    .expect("shape matches data")
 }
 
 fn elementwise(c: &mut Criterion) {
@@ -45,10 +49,11 @@ fn elementwise(c: &mut Criterion) {
         bench.iter(|| acc.add_assign(black_box(&b)).expect("same shape"))
     });
     g.bench_function("share_2_parties", |bench| {
-        let mut rng = prg::seeded(3);
+        // Shares use the same generator as real runs: OS-keyed ChaCha12.
+        let mut rng = os_rng();
         bench.iter(|| black_box(additive::share_tensor(&a, 2, &mut rng)))
     });
-    let shares = additive::share_tensor(&a, 2, &mut prg::seeded(4));
+    let shares = additive::share_tensor(&a, 2, &mut os_rng());
     g.bench_function("reconstruct_2_parties", |bench| {
         bench.iter(|| black_box(additive::reconstruct_tensor(&shares).expect("same shapes")))
     });
@@ -87,7 +92,7 @@ fn matmul_backends_in<M: Measurement>(c: &mut Criterion<M>, group: &str) {
     let mut g = c.benchmark_group(group);
     g.sample_size(10);
     let (m, k, n) = (1000usize, 784usize, 500usize);
-    let mut rng = prg::seeded(7);
+    let mut rng = PublicSeed::new(7).rng("bench/ring");
     let a = prg::random_u64s(&mut rng, m * k);
     let b = prg::random_u64s(&mut rng, k * n);
     let packed = kernel::PackedRhs::pack(&b, k, n).expect("shape matches");

@@ -76,7 +76,6 @@ pub fn load_model(args: &InferArgs, common: &CommonArgs) -> anyhow::Result<Model
 
 /// Plaintext training of the model that the model owner then shares.
 fn train_default_model(arch: &str, args: &InferArgs, common: &CommonArgs) -> anyhow::Result<Model> {
-    use rand::SeedableRng;
     let norm: Normalization = args.normalize.parse()?;
     let dir = common.data_dir();
     let data =
@@ -87,7 +86,7 @@ fn train_default_model(arch: &str, args: &InferArgs, common: &CommonArgs) -> any
     cfg.seed = common.seed;
     let mut opt = cfg.optimizer();
     let mut ws = ppml_nn::Workspace::new();
-    let mut rng = rand_chacha::ChaCha12Rng::seed_from_u64(common.seed ^ 0x5eed_5eed);
+    let mut rng = cfg.order_rng();
     let train = if model.output_size() == 1 {
         data.train.filter_labels(&[0, 1])
     } else {
@@ -154,6 +153,12 @@ pub fn run(args: InferArgs, common: &CommonArgs) -> anyhow::Result<Report> {
     if args.encrypted {
         protocol_config(&args)?;
     }
+    // Before any training or loading: counts that leave nothing to do.
+    anyhow::ensure!(
+        args.count != Some(0) && args.limit != Some(0),
+        "--count/--limit 0: no images to classify"
+    );
+    anyhow::ensure!(args.batch > 0, "--batch must be positive");
     let model = load_model(&args, common)?;
     let test = load_test(&args, common, &model)?;
     if args.encrypted {
@@ -222,7 +227,7 @@ fn run_encrypted(
         protocol,
         // Share and mask randomness always comes from the OS: --seed only
         // fixes the training and data order, never the secrets' masks.
-        seed: None,
+        secrets: ppml_smpc::SecretSource::Os,
         emulate: match args.emulate_link.as_deref() {
             None => None,
             Some("lan") => Some(ppml_net::emulator::LinkProfile::LAN),

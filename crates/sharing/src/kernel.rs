@@ -385,7 +385,7 @@ mod tests {
     proptest! {
         #[test]
         fn matches_reference(m in 0usize..40, k in 0usize..300, n in 0usize..40, seed in any::<u64>()) {
-            let mut rng = crate::prg::seeded(seed);
+            let mut rng = ppml_random::PublicSeed::new(seed).rng("test/kernel");
             let a = crate::prg::random_u64s(&mut rng, m * k);
             let b = crate::prg::random_u64s(&mut rng, k * n);
             let packed = PackedRhs::pack(&b, k, n).unwrap();
@@ -411,7 +411,7 @@ mod tests {
             n in prop_oneof![1usize..40, Just(16usize), Just(48usize)],
             seed in any::<u64>(),
         ) {
-            let mut rng = crate::prg::seeded(seed);
+            let mut rng = ppml_random::PublicSeed::new(seed).rng("test/kernel");
             let a = crate::prg::random_u64s(&mut rng, m * k);
             let b = crate::prg::random_u64s(&mut rng, k * n);
             let c0 = crate::prg::random_u64s(&mut rng, m * n);
@@ -430,7 +430,7 @@ mod tests {
     fn micro_kernels_agree_on_extreme_values() {
         // All-ones words exercise every carry of the 32-bit piece arithmetic.
         let kc = 131;
-        let mut rng = crate::prg::seeded(3);
+        let mut rng = ppml_random::PublicSeed::new(3).rng("test/kernel");
         let mut a = crate::prg::random_u64s(&mut rng, kc * MR);
         let mut b = crate::prg::random_u64s(&mut rng, kc * NR);
         for (i, v) in a.iter_mut().enumerate().filter(|(i, _)| i % 3 == 0) {
@@ -461,7 +461,7 @@ mod tests {
     fn unsupported_backend_falls_back_safely() {
         // Asking for every backend (also ones this CPU lacks) never runs an
         // instruction the CPU does not have and gives the same answer.
-        let mut rng = crate::prg::seeded(9);
+        let mut rng = ppml_random::PublicSeed::new(9).rng("test/kernel");
         let (m, k, n) = (13, 29, 21);
         let a = crate::prg::random_u64s(&mut rng, m * k);
         let b = crate::prg::random_u64s(&mut rng, k * n);

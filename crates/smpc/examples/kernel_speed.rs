@@ -1,7 +1,7 @@
 //! Times the ring matmul kernel on 1000x784 by 784x500 on every backend this
 //! CPU supports (median of 7). Pin it for one-core figures:
 //! `RAYON_NUM_THREADS=1 taskset -c 0 cargo run --release -p ppml-smpc --example kernel_speed`
-use ppml_sharing::prg;
+use ppml_random as prg;
 use ppml_simd::Backend;
 use ppml_smpc::kernel::{PackedRhs, matmul_with};
 use std::time::Instant;
@@ -20,7 +20,7 @@ fn thread_cpu_ns() -> Option<u64> {
 
 fn main() {
     let (m, k, n) = (1000, 784, 500);
-    let mut rng = prg::seeded(1);
+    let mut rng = prg::PublicSeed::new(1).rng("example/kernel");
     let a = prg::random_u64s(&mut rng, m * k);
     let b = prg::random_u64s(&mut rng, k * n);
     let p = PackedRhs::pack(&b, k, n).expect("shape matches");

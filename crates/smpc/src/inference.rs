@@ -21,8 +21,9 @@ use crate::sim::{self, PartyRun};
 use crate::{SmpcError, compare, error::expect_len, latency};
 use ppml_fixedpoint::FixedPoint;
 use ppml_net::emulator::{LinkProfile, MODELLED, critical_path, in_memory_with_hops};
-use ppml_net::{NetConfig, Network, NetworkStats};
+use ppml_net::{NetConfig, NetworkStats};
 use ppml_nn::{Layer, Model};
+use ppml_random::SecretSource;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
@@ -588,9 +589,12 @@ fn infer_batch(
 /// weights, then runs every batch the data owner announces.
 pub fn computing_party(party: &mut Party) -> Result<(), SmpcError> {
     let plan: ModelPlan = party.net.recv(MODEL_OWNER)?;
+    // Sizes from peers are checked before anything is allocated from them.
+    let per_image = crate::limits::check_plan(&plan)?;
     plan.check(&party.cfg)?;
     let layers = prepare(party, &plan)?;
     let batches: Vec<usize> = party.net.recv(DATA_OWNER)?;
+    crate::limits::check_batches(&batches, per_image)?;
     for b in batches {
         let idx = infer_batch(party, &plan, &layers, b)?;
         if party.id != P2 {
@@ -620,6 +624,7 @@ pub fn data_owner_timed(
         return Err(SmpcError::Config("batch size must be at least 1".into()));
     }
     let plan: ModelPlan = party.net.recv(MODEL_OWNER)?;
+    crate::limits::check_plan(&plan)?;
     plan.check(&party.cfg)?;
     let per = plan.input_size;
     if !images.len().is_multiple_of(per) {
@@ -714,6 +719,26 @@ pub enum RoleInput<'a> {
     Data { images: &'a [f32], batch: usize },
 }
 
+impl RoleInput<'_> {
+    /// Checks what can be checked before any connection: the data owner has
+    /// at least one image and a positive batch, so a bad parameter is reported
+    /// as itself rather than as the peers' disconnects.
+    pub fn validate(&self) -> Result<(), SmpcError> {
+        match self {
+            RoleInput::Data { images, batch } => {
+                if *batch == 0 {
+                    return Err(SmpcError::Config("batch size must be at least 1".into()));
+                }
+                if images.is_empty() {
+                    return Err(SmpcError::Config("the data owner has no images".into()));
+                }
+                Ok(())
+            }
+            RoleInput::Model(_) | RoleInput::Computing => Ok(()),
+        }
+    }
+}
+
 /// Runs the role of `party.id` to completion; the data owner returns the
 /// predictions, the others an empty vector.
 pub fn run_role(party: &mut Party, input: &RoleInput<'_>) -> Result<Vec<u8>, SmpcError> {
@@ -735,8 +760,8 @@ pub struct InferConfig {
     pub batch: usize,
     /// Fixed-point and comparison parameters.
     pub protocol: ProtocolConfig,
-    /// Seed of every party's generator (`None`: from the OS).
-    pub seed: Option<u64>,
+    /// Where every party's secret randomness comes from (default: the OS).
+    pub secrets: SecretSource,
     /// Receive timeout of every channel.
     pub timeout: Duration,
     /// Run the parties' channels through the link emulator of ppml-net
@@ -749,7 +774,7 @@ impl Default for InferConfig {
         Self {
             batch: 1000,
             protocol: ProtocolConfig::default(),
-            seed: None,
+            secrets: SecretSource::Os,
             timeout: Duration::from_secs(60),
             emulate: None,
         }
@@ -891,12 +916,17 @@ pub fn run_in_process(
     // The model owner's analysis (repeated here for the report; a model whose
     // values cannot be computed exactly fails before any party starts).
     let ranges = ModelPlan::for_protocol(model, &cfg.protocol, DEFAULT_INPUT_RANGE)?.ranges;
+    RoleInput::Data {
+        images,
+        batch: cfg.batch,
+    }
+    .validate()?;
     let net_cfg = NetConfig::default().with_timeout(cfg.timeout);
     let (nets, hop_clocks) = in_memory_with_hops(5, &net_cfg, cfg.emulate);
     let cpu0 = process_cpu_seconds();
     let start = Instant::now();
     type Out = (Vec<u8>, Vec<Duration>);
-    let runs: Vec<PartyRun<Out>> = sim::run_networks(nets, cfg.protocol, cfg.seed, |party| {
+    let runs: Vec<PartyRun<Out>> = sim::run_networks(nets, cfg.protocol, cfg.secrets, |party| {
         let input = match party.id {
             MODEL_OWNER => RoleInput::Model(model),
             DATA_OWNER => return data_owner_timed(party, images, cfg.batch),
@@ -1038,11 +1068,11 @@ pub fn predict_plain(model: &Model, images: &[f32], count: usize) -> Vec<u8> {
     out
 }
 
-/// Runs one role over TCP: `addrs` lists the five roles' addresses in the
+/// Runs one role over plaintext TCP (an insecure session, for tests and
+/// loopback benchmarks): `addrs` lists the five roles' addresses in the
 /// order p0, p1, p2, model-owner, data-owner. `listener` may be pre-bound
 /// (e.g. to an ephemeral port); otherwise the role binds `addrs[id]` itself.
-/// Returns the data owner's predictions (empty for other roles) and this
-/// role's traffic.
+/// Deployments use [`crate::deploy::run_role_over`] with TLS.
 pub fn run_tcp_role(
     id: usize,
     addrs: &[std::net::SocketAddr],
@@ -1050,23 +1080,30 @@ pub fn run_tcp_role(
     input: &RoleInput<'_>,
     protocol: ProtocolConfig,
     timeout: Duration,
-    seed: Option<u64>,
+    secrets: SecretSource,
 ) -> Result<(Vec<u8>, NetworkStats), SmpcError> {
+    use crate::deploy::{Link, ROLE_NAMES, role_session, run_role_over};
     if addrs.len() != 5 {
         return Err(SmpcError::Config(format!(
             "{} addresses given; p0, p1, p2, model-owner and data-owner need 5",
             addrs.len()
         )));
     }
+    input.validate()?;
     let cfg = NetConfig::default()
         .with_timeout(timeout)
         .with_connect_timeout(timeout);
-    let net = match listener {
-        Some(l) => Network::tcp_with_listener(id, Some(l), addrs, &cfg)?,
-        None => Network::tcp(id, addrs, &cfg)?,
+    let parties = ppml_net::Parties::insecure(
+        &ROLE_NAMES,
+        &addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    )?;
+    let link = Link::Insecure { parties };
+    let acceptor = match listener {
+        Some(l) if id + 1 < ROLE_NAMES.len() => Some(
+            role_session(&link, id, &cfg)?
+                .listen_on(l.try_clone().map_err(ppml_net::NetError::Io)?)?,
+        ),
+        _ => None,
     };
-    let mut rng = sim::party_rng(seed, id);
-    let mut party = Party::setup(net, protocol, &mut rng)?;
-    let preds = run_role(&mut party, input)?;
-    Ok((preds, party.net.stats()))
+    run_role_over(&link, id, acceptor, input, protocol, &cfg, secrets)
 }

@@ -34,7 +34,7 @@
 //! let (x, y) = ([1.5, -2.0], [4.0, 3.0]);
 //! let xs: Vec<u64> = x.iter().map(|v| fp.encode(*v).unwrap()).collect();
 //! let ys: Vec<u64> = y.iter().map(|v| fp.encode(*v).unwrap()).collect();
-//! let runs = sim::run_in_memory(3, ProtocolConfig::default(), Some(1), |party| {
+//! let runs = sim::run_in_memory(3, ProtocolConfig::default(), ppml_smpc::SecretSource::InsecureDeterministic(1), |party| {
 //!     // Toy sharing: P0 holds the values, P1 holds zeros.
 //!     let (mx, my) = match party.id {
 //!         P0 => (xs.clone(), ys.clone()),
@@ -56,9 +56,11 @@
 mod alloc;
 pub mod beaver;
 pub mod compare;
+pub mod deploy;
 mod error;
 pub mod inference;
 pub mod latency;
+pub mod limits;
 /// The ring matmul kernel lives in ppml-sharing; re-exported for the protocols.
 pub use ppml_sharing::kernel;
 pub mod party;
@@ -68,3 +70,5 @@ pub mod sim;
 pub use alloc::tune_allocator;
 pub use error::SmpcError;
 pub use inference::{InferConfig, InferenceReport, run_in_process};
+/// Where secret randomness comes from (the OS, or an insecure test seed).
+pub use ppml_random::SecretSource;

@@ -33,7 +33,7 @@ proptest! {
         seed in any::<u64>(),
     ) {
         let w = m + 1;
-        let mut rng = prg::seeded(seed);
+        let mut rng = ppml_random::PublicSeed::new(seed).rng("test/backends");
         let c = prg::random_u64s(&mut rng, n);
         let r = prg::random_u64s(&mut rng, n);
         let mut prg_a = Prg::from_seed(seed32(seed));
@@ -102,7 +102,7 @@ proptest! {
         n in 1usize..40,
         seed in any::<u64>(),
     ) {
-        let mut rng = prg::seeded(seed);
+        let mut rng = ppml_random::PublicSeed::new(seed).rng("test/backends");
         let a = prg::random_u64s(&mut rng, m * k);
         let b = prg::random_u64s(&mut rng, k * n);
         let p = PackedRhs::pack(&b, k, n).unwrap();

@@ -7,7 +7,10 @@ use ppml_smpc::{compare, latency, sim};
 use proptest::prelude::*;
 
 fn share(x: &[u64], seed: u64) -> (Vec<u64>, Vec<u64>) {
-    let r = prg::random_u64s(&mut prg::seeded(seed), x.len());
+    let r = prg::random_u64s(
+        &mut ppml_random::PublicSeed::new(seed).rng("test/latency"),
+        x.len(),
+    );
     let x1: Vec<u64> = x.iter().zip(&r).map(|(a, b)| a.wrapping_sub(*b)).collect();
     (r, x1)
 }
@@ -27,20 +30,25 @@ fn argmax_plain(row: &[i64]) -> u64 {
 /// output and the largest round count of a computing party.
 fn run(x: &[i64], rows: usize, cols: usize, seed: u64, all_pairs: bool) -> (Vec<u64>, u64) {
     let xs = share(&x.iter().map(|&v| v as u64).collect::<Vec<_>>(), seed);
-    let runs = sim::run_in_memory(3, ProtocolConfig::default(), Some(seed), |p| {
-        let mine = match p.id {
-            P0 => xs.0.clone(),
-            P1 => xs.1.clone(),
-            _ => Vec::new(),
-        };
-        let before = p.net.stats().total.rounds;
-        let out = if all_pairs {
-            latency::argmax_all_pairs(p, p.cfg.cmp_bits, rows, cols, &mine)?
-        } else {
-            compare::argmax(p, rows, cols, &mine)?
-        };
-        Ok((out, p.net.stats().total.rounds - before))
-    })
+    let runs = sim::run_in_memory(
+        3,
+        ProtocolConfig::default(),
+        ppml_smpc::SecretSource::InsecureDeterministic(seed),
+        |p| {
+            let mine = match p.id {
+                P0 => xs.0.clone(),
+                P1 => xs.1.clone(),
+                _ => Vec::new(),
+            };
+            let before = p.net.stats().total.rounds;
+            let out = if all_pairs {
+                latency::argmax_all_pairs(p, p.cfg.cmp_bits, rows, cols, &mine)?
+            } else {
+                compare::argmax(p, rows, cols, &mine)?
+            };
+            Ok((out, p.net.stats().total.rounds - before))
+        },
+    )
     .expect("run");
     let out = runs[P0]
         .output
