@@ -10,11 +10,11 @@ use ppml_smpc::party::{DATA_OWNER, MODEL_OWNER, P0, P1, P2, ProtocolConfig};
 use ppml_smpc::{SmpcError, sim};
 use std::time::Duration;
 
-fn run(
-    hostile_plan: Option<ModelPlan>,
-    batches: Vec<usize>,
-) -> Vec<Result<(), SmpcError>> {
-    let nets = Network::in_memory(5, &NetConfig::default().with_timeout(Duration::from_secs(5)));
+fn run(hostile_plan: Option<ModelPlan>, batches: Vec<usize>) -> Vec<Result<(), SmpcError>> {
+    let nets = Network::in_memory(
+        5,
+        &NetConfig::default().with_timeout(Duration::from_secs(5)),
+    );
     let model = Model::from_arch("mlp500", 1).unwrap();
     let runs = sim::run_networks(nets, ProtocolConfig::default(), None, |party| {
         match party.id {
@@ -50,7 +50,10 @@ fn a_batch_of_two_to_the_forty_is_refused_with_a_clear_error() {
     let r = run(None, vec![1 << 40]);
     let err = r.into_iter().find_map(Result::err).expect("an error");
     let msg = err.to_string();
-    assert!(msg.contains("batch size") && msg.contains("above the limit"), "{msg}");
+    assert!(
+        msg.contains("batch size") && msg.contains("above the limit"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -67,5 +70,8 @@ fn an_absurd_plan_is_refused_with_a_clear_error() {
     let r = run(Some(plan), vec![10]);
     let err = r.into_iter().find_map(Result::err).expect("an error");
     let msg = err.to_string();
-    assert!(msg.contains("out_features") && msg.contains("above the limit"), "{msg}");
+    assert!(
+        msg.contains("out_features") && msg.contains("above the limit"),
+        "{msg}"
+    );
 }
