@@ -109,6 +109,7 @@
 //! ```
 
 mod channel;
+pub mod emulator;
 mod error;
 mod frame;
 pub mod keys;

@@ -13,13 +13,17 @@
 
 use crate::beaver::{self, FixedRhs, Masked};
 use crate::party::{
-    DATA_OWNER, MODEL_OWNER, P0, P1, P2, Party, ProtocolConfig, Stream, party_name,
+    DATA_OWNER, MODEL_OWNER, P0, P1, P2, Party, ProtocolConfig, Stream, TestOnlyLeak, Truncation,
+    party_name,
 };
+pub use crate::range::{DEFAULT_INPUT_RANGE, RangePlan};
 use crate::sim::{self, PartyRun};
-use crate::{SmpcError, compare, error::expect_len};
+use crate::{SmpcError, compare, error::expect_len, latency};
 use ppml_fixedpoint::FixedPoint;
+use ppml_net::emulator::{LinkProfile, in_memory_with_hops};
 use ppml_net::{NetConfig, Network, NetworkStats};
 use ppml_nn::{Layer, Model};
+use ppml_random::SecretSource;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
@@ -51,13 +55,19 @@ pub enum LayerPlan {
     },
 }
 
-/// The public description of a model: its layers' shapes.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// The public description of a model: its layers' shapes, and what the
+/// model owner proved about its value ranges (the comparison widths).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelPlan {
     pub arch: String,
     pub input_size: usize,
     pub output_size: usize,
     pub layers: Vec<LayerPlan>,
+    /// Input range, comparison widths and failure bound (see [`RangePlan`]);
+    /// empty from [`ModelPlan::from_model`], filled by
+    /// [`ModelPlan::for_protocol`].
+    #[serde(default)]
+    pub ranges: RangePlan,
 }
 
 impl LayerPlan {
@@ -158,10 +168,60 @@ impl ModelPlan {
             input_size: model.input_size(),
             output_size: out,
             layers,
+            ranges: RangePlan::default(),
         })
     }
 
-    fn check(&self) -> Result<(), SmpcError> {
+    /// The plan the model owner sends: shapes plus the range analysis of
+    /// `model` for inputs in `input_range` under `cfg` (fails with
+    /// [`SmpcError::Range`] when the model's values cannot be computed
+    /// exactly).
+    pub fn for_protocol(
+        model: &Model,
+        cfg: &ProtocolConfig,
+        input_range: (f64, f64),
+    ) -> Result<ModelPlan, SmpcError> {
+        let mut plan = Self::from_model(model)?;
+        plan.ranges = RangePlan::analyse(model, &plan, cfg, input_range)?;
+        Ok(plan)
+    }
+
+    /// A received plan against this party's configuration: same fixed point
+    /// and truncation, one width per comparison stage, none wider than
+    /// `cfg.cmp_bits`.
+    fn check_ranges(&self, cfg: &ProtocolConfig) -> Result<(), SmpcError> {
+        let r = &self.ranges;
+        if r.frac_bits != cfg.frac_bits || r.truncation != cfg.truncation {
+            return Err(SmpcError::Config(format!(
+                "the model owner's plan is for {} fractional bits and {} truncation, \
+                 this party runs {} and {}",
+                r.frac_bits, r.truncation, cfg.frac_bits, cfg.truncation
+            )));
+        }
+        let want = RangePlan::stage_count(self, r.truncation);
+        if r.widths.len() != want {
+            return Err(SmpcError::Model(format!(
+                "plan has {} comparison widths, its layers need {want}",
+                r.widths.len()
+            )));
+        }
+        if let Some(w) = r.widths.iter().find(|&&w| w == 0 || w > cfg.cmp_bits) {
+            return Err(SmpcError::Range(format!(
+                "the plan asks for a {w}-bit comparison; this party allows 1..={}",
+                cfg.cmp_bits
+            )));
+        }
+        let (lo, hi) = r.input_range;
+        if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
+            return Err(SmpcError::Model(format!(
+                "plan declares input range [{lo}, {hi}]"
+            )));
+        }
+        Ok(())
+    }
+
+    fn check(&self, cfg: &ProtocolConfig) -> Result<(), SmpcError> {
+        self.check_ranges(cfg)?;
         let mut size = self.input_size;
         for l in &self.layers {
             if let LayerPlan::Linear { in_features, .. } = l
@@ -254,7 +314,7 @@ fn weighted_dims(plan: &ModelPlan) -> Vec<(usize, usize)> {
 
 /// The model owner's role: announces the plan and shares the weights.
 pub fn model_owner(party: &mut Party, model: &Model) -> Result<(), SmpcError> {
-    let plan = ModelPlan::from_model(model)?;
+    let plan = ModelPlan::for_protocol(model, &party.cfg, DEFAULT_INPUT_RANGE)?;
     let fp = FixedPoint::new(party.cfg.frac_bits)?;
     let layers = ring_layers(model, fp)?;
     for peer in [P0, P1, P2, DATA_OWNER] {
@@ -262,7 +322,10 @@ pub fn model_owner(party: &mut Party, model: &Model) -> Result<(), SmpcError> {
     }
     for l in &layers {
         FixedRhs::share_as_owner(party, &l.w, l.k, l.n)?;
-        let b0 = party.draw(Stream::M02, l.n)?;
+        let mut b0 = party.draw(Stream::M02, l.n)?;
+        if party.test_only.leak == TestOnlyLeak::ShareUnmasked {
+            b0.fill(0); // TEST-ONLY mutation: P1's share is the bias itself
+        }
         let b1: Vec<u64> = l
             .bias
             .iter()
@@ -279,6 +342,10 @@ fn prepare(party: &mut Party, plan: &ModelPlan) -> Result<Vec<PreparedLayer>, Sm
     for (k, n) in weighted_dims(plan) {
         let rhs = FixedRhs::from_owner(party, k, n)?;
         let bias = match party.id {
+            P0 if party.test_only.leak == TestOnlyLeak::ShareUnmasked => {
+                party.draw(Stream::M02, n)?;
+                vec![0; n]
+            }
             P0 => party.draw(Stream::M02, n)?,
             P1 => party.recv_len(MODEL_OWNER, n, "bias share")?,
             _ => {
@@ -359,8 +426,32 @@ fn pool_groups(
     out
 }
 
+/// The comparison widths of a plan, consumed in protocol order.
+struct Widths<'a>(std::slice::Iter<'a, u32>);
+
+impl Widths<'_> {
+    fn next(&mut self) -> Result<u32, SmpcError> {
+        self.0
+            .next()
+            .copied()
+            .ok_or_else(|| SmpcError::Model("plan has too few comparison widths".into()))
+    }
+}
+
+/// Exact truncation of `x` (carrying `2f` fractional bits) at width `m`.
+fn exact_trunc(party: &mut Party, m: u32, x: &[u64], n: usize) -> Result<Vec<u64>, SmpcError> {
+    Ok(compare::select_trunc(party, m, n, x, &[])?.trunc)
+}
+
 /// Runs one batch through the plan; returns this party's shares of the
 /// predicted class of each image (P2: empty).
+///
+/// With exact truncation, a weighted layer's output keeps its `2f`
+/// fractional bits (bias scaled up to match) until the next comparison
+/// truncates it exactly: the following ReLU, or a standalone truncation
+/// before the next weighted layer; max pooling and the final argmax compare
+/// `2f`-bit values directly. With local truncation every product is
+/// truncated at once. Every comparison uses the plan's width for it.
 fn infer_batch(
     party: &mut Party,
     plan: &ModelPlan,
@@ -368,14 +459,22 @@ fn infer_batch(
     batch: usize,
 ) -> Result<Vec<u64>, SmpcError> {
     let helper = party.id == P2;
+    let exact = plan.ranges.truncation == Truncation::Exact;
+    let f = party.cfg.frac_bits;
+    let mut widths = Widths(plan.ranges.widths.iter());
     let mut x: Vec<u64> = Vec::new();
     let mut size = plan.input_size;
     let mut weighted = 0;
     let mut first = true;
+    // Whether x carries 2f fractional bits (exact mode, not yet truncated).
+    let mut scale2 = false;
     for l in &plan.layers {
         let out_size = l.out_size(size);
         match *l {
             LayerPlan::Linear { .. } | LayerPlan::Conv { .. } => {
+                if scale2 {
+                    x = exact_trunc(party, widths.next()?, &x, batch * size)?;
+                }
                 let prepared = layers.get(weighted).ok_or_else(|| {
                     SmpcError::Model("fewer prepared layers than the plan has".into())
                 })?;
@@ -387,6 +486,12 @@ fn infer_batch(
                 };
                 first = false;
                 let n = prepared.rhs.n();
+                // Bias at the product's scale: 2f bits (exact) or f (local).
+                let bias: Vec<u64> = if exact {
+                    prepared.bias.iter().map(|b| b.wrapping_shl(f)).collect()
+                } else {
+                    prepared.bias.clone()
+                };
                 if let LayerPlan::Conv {
                     in_channels,
                     kernel,
@@ -400,7 +505,9 @@ fn infer_batch(
                     let masked: Masked = masked.map(|v| im2col(v, batch, geo));
                     let np = out_size / n;
                     let mut z = beaver::fixed_product(party, batch * np, &masked, &prepared.rhs)?;
-                    beaver::truncate(party, &mut z);
+                    if !exact {
+                        beaver::truncate(party, &mut z);
+                    }
                     if !helper {
                         // (b, p, o) -> (b, o, p), plus bias.
                         let mut y = vec![0u64; batch * out_size];
@@ -408,7 +515,7 @@ fn infer_batch(
                             for p in 0..np {
                                 for o in 0..n {
                                     y[b * out_size + o * np + p] =
-                                        z[(b * np + p) * n + o].wrapping_add(prepared.bias[o]);
+                                        z[(b * np + p) * n + o].wrapping_add(bias[o]);
                                 }
                             }
                         }
@@ -416,19 +523,28 @@ fn infer_batch(
                     }
                 } else {
                     let mut z = beaver::fixed_product(party, batch, &masked, &prepared.rhs)?;
-                    beaver::truncate(party, &mut z);
+                    if !exact {
+                        beaver::truncate(party, &mut z);
+                    }
                     if !helper {
                         for row in z.chunks_exact_mut(n) {
-                            for (v, b) in row.iter_mut().zip(&prepared.bias) {
+                            for (v, b) in row.iter_mut().zip(&bias) {
                                 *v = v.wrapping_add(*b);
                             }
                         }
                     }
                     x = z;
                 }
+                scale2 = exact;
             }
             LayerPlan::Relu => {
-                x = compare::relu(party, batch * size, &x)?;
+                let m = widths.next()?;
+                x = if scale2 {
+                    compare::select_trunc(party, m, batch * size, &x, &[])?.relu_trunc
+                } else {
+                    compare::relu_at(party, m, batch * size, &x)?
+                };
+                scale2 = false;
             }
             LayerPlan::MaxPool {
                 kernel,
@@ -442,28 +558,40 @@ fn infer_batch(
                 } else {
                     pool_groups(&x, batch, kernel, stride, channels, input_hw)
                 };
-                x = compare::max_groups(party, count, kernel * kernel, &groups, false)?.0;
+                let m = widths.next()?;
+                x = compare::max_groups_at(party, m, count, kernel * kernel, &groups, false)?.0;
             }
         }
         size = out_size;
     }
+    let m = widths.next()?;
+    if widths.0.next().is_some() {
+        return Err(SmpcError::Model(
+            "plan has too many comparison widths".into(),
+        ));
+    }
+    if party.test_only.leak == TestOnlyLeak::LogitsToDataOwner {
+        // TEST-ONLY mutation: the data owner gets shares of the logits.
+        return Ok(x);
+    }
     if plan.output_size == 1 {
         // Binary model: the class is DReLU of the single logit ([z >= 0]).
-        return compare::drelu(party, batch, &x);
+        return compare::drelu_at(party, m, batch, &x);
     }
-    compare::argmax(party, batch, plan.output_size, &x)
+    if batch <= latency::ALL_PAIRS_MAX_BATCH && latency::all_pairs_saves_rounds(plan.output_size) {
+        // Single queries: two comparison levels instead of ceil(log2 classes).
+        return latency::argmax_all_pairs(party, m, batch, plan.output_size, &x);
+    }
+    compare::argmax_at(party, m, batch, plan.output_size, &x)
 }
 
 /// A computing party's role (P0, P1 or P2): receives the plan and the
 /// weights, then runs every batch the data owner announces.
 pub fn computing_party(party: &mut Party) -> Result<(), SmpcError> {
     let plan: ModelPlan = party.net.recv(MODEL_OWNER)?;
-    // Sizes from peers are checked before anything is allocated from them.
-    let per_image = crate::limits::check_plan(&plan)?;
-    plan.check()?;
+    plan.check(&party.cfg)?;
     let layers = prepare(party, &plan)?;
     let batches: Vec<usize> = party.net.recv(DATA_OWNER)?;
-    crate::limits::check_batches(&batches, per_image)?;
     for b in batches {
         let idx = infer_batch(party, &plan, &layers, b)?;
         if party.id != P2 {
@@ -476,12 +604,24 @@ pub fn computing_party(party: &mut Party) -> Result<(), SmpcError> {
 /// The data owner's role: sends its images (`images.len() / input_size`
 /// of them) masked, in batches of `batch`, and reconstructs the predictions.
 pub fn data_owner(party: &mut Party, images: &[f32], batch: usize) -> Result<Vec<u8>, SmpcError> {
+    Ok(data_owner_timed(party, images, batch)?.0)
+}
+
+/// [`data_owner`], also returning the latency of each image when
+/// `batch == 1`. Batches of one are sent one at a time, each after the
+/// previous prediction came back (a client waiting for its answer), so each
+/// latency is that of one query alone; larger batches are all sent up front
+/// and the parties pipeline them (no latencies are returned).
+pub fn data_owner_timed(
+    party: &mut Party,
+    images: &[f32],
+    batch: usize,
+) -> Result<(Vec<u8>, Vec<Duration>), SmpcError> {
     if batch == 0 {
         return Err(SmpcError::Config("batch size must be at least 1".into()));
     }
     let plan: ModelPlan = party.net.recv(MODEL_OWNER)?;
-    crate::limits::check_plan(&plan)?;
-    plan.check()?;
+    plan.check(&party.cfg)?;
     let per = plan.input_size;
     if !images.len().is_multiple_of(per) {
         return Err(SmpcError::Shape(format!(
@@ -490,6 +630,20 @@ pub fn data_owner(party: &mut Party, images: &[f32], batch: usize) -> Result<Vec
         )));
     }
     let count = images.len() / per;
+    // The comparison widths are proven for inputs in the declared range only.
+    let (lo, hi) = plan.ranges.input_range;
+    if let Some(i) = images
+        .iter()
+        .position(|&v| !(lo..=hi).contains(&f64::from(v)))
+    {
+        return Err(SmpcError::Range(format!(
+            "value {} (image {}, pixel {}) is outside the model's declared input range \
+             [{lo}, {hi}], for which the model owner proved the comparison widths",
+            images[i],
+            i / per,
+            i % per
+        )));
+    }
     let batches: Vec<usize> = (0..count)
         .step_by(batch)
         .map(|s| batch.min(count - s))
@@ -499,16 +653,22 @@ pub fn data_owner(party: &mut Party, images: &[f32], batch: usize) -> Result<Vec
     }
     let fp = FixedPoint::new(party.cfg.frac_bits)?;
     let mut preds = Vec::with_capacity(count);
-    let mut start = 0;
     let mut enc = Vec::new();
-    for &b in &batches {
-        enc.resize(b * per, 0);
-        fp.encode_into(&images[start * per..(start + b) * per], &mut enc)?;
-        beaver::send_input_as_owner(party, &enc)?;
-        start += b;
-    }
-    // Collect the outputs after sending everything: the parties pipeline.
-    for &b in &batches {
+    let leak_logits = party.test_only.leak == TestOnlyLeak::LogitsToDataOwner;
+    let out = plan.output_size;
+    let receive = |party: &mut Party, b: usize, preds: &mut Vec<u8>| -> Result<(), SmpcError> {
+        if leak_logits {
+            // TEST-ONLY mutation: logits arrive; the data owner takes the argmax.
+            let s0 = party.recv_len(P0, b * out, "logit share")?;
+            let s1 = party.recv_len(P1, b * out, "logit share")?;
+            let logits: Vec<f32> = s0
+                .iter()
+                .zip(&s1)
+                .map(|(a, c)| fp.decode(a.wrapping_add(*c)) as f32)
+                .collect();
+            preds.extend(ppml_nn::argmax_rows(&logits, out));
+            return Ok(());
+        }
         let s0 = party.recv_len(P0, b, "prediction share")?;
         let s1 = party.recv_len(P1, b, "prediction share")?;
         for (a, c) in s0.iter().zip(&s1) {
@@ -517,8 +677,32 @@ pub fn data_owner(party: &mut Party, images: &[f32], batch: usize) -> Result<Vec
                 SmpcError::Shape(format!("reconstructed class {v} is not a class index"))
             })?);
         }
+        Ok(())
+    };
+    if batch == 1 {
+        let mut latencies = Vec::with_capacity(count);
+        for img in images.chunks_exact(per) {
+            let t = Instant::now();
+            enc.resize(per, 0);
+            fp.encode_into(img, &mut enc)?;
+            beaver::send_input_as_owner(party, &enc)?;
+            receive(party, 1, &mut preds)?;
+            latencies.push(t.elapsed());
+        }
+        return Ok((preds, latencies));
     }
-    Ok(preds)
+    let mut start = 0;
+    for &b in &batches {
+        enc.resize(b * per, 0);
+        fp.encode_into(&images[start * per..(start + b) * per], &mut enc)?;
+        beaver::send_input_as_owner(party, &enc)?;
+        start += b;
+    }
+    // Collect the outputs after sending everything: the parties pipeline.
+    for &b in &batches {
+        receive(party, b, &mut preds)?;
+    }
+    Ok((preds, Vec::new()))
 }
 
 /// What a role brings to a run.
@@ -529,6 +713,26 @@ pub enum RoleInput<'a> {
     Model(&'a Model),
     /// The data owner's images (row-major, normalised) and batch size.
     Data { images: &'a [f32], batch: usize },
+}
+
+impl RoleInput<'_> {
+    /// Checks what can be checked before any connection: the data owner has
+    /// at least one image and a positive batch, so a bad parameter is reported
+    /// as itself rather than as the peers' disconnects.
+    pub fn validate(&self) -> Result<(), SmpcError> {
+        match self {
+            RoleInput::Data { images, batch } => {
+                if *batch == 0 {
+                    return Err(SmpcError::Config("batch size must be at least 1".into()));
+                }
+                if images.is_empty() {
+                    return Err(SmpcError::Config("the data owner has no images".into()));
+                }
+                Ok(())
+            }
+            RoleInput::Model(_) | RoleInput::Computing => Ok(()),
+        }
+    }
 }
 
 /// Runs the role of `party.id` to completion; the data owner returns the
@@ -552,10 +756,13 @@ pub struct InferConfig {
     pub batch: usize,
     /// Fixed-point and comparison parameters.
     pub protocol: ProtocolConfig,
-    /// Seed of every party's generator (`None`: from the OS).
-    pub seed: Option<u64>,
+    /// Where every party's secret randomness comes from (default: the OS).
+    pub secrets: SecretSource,
     /// Receive timeout of every channel.
     pub timeout: Duration,
+    /// Run the parties' channels through the link emulator of ppml-net
+    /// (delay and rate limiting) instead of free in-memory channels.
+    pub emulate: Option<LinkProfile>,
 }
 
 impl Default for InferConfig {
@@ -563,8 +770,9 @@ impl Default for InferConfig {
         Self {
             batch: 1000,
             protocol: ProtocolConfig::default(),
-            seed: None,
+            secrets: SecretSource::Os,
             timeout: Duration::from_secs(60),
+            emulate: None,
         }
     }
 }
@@ -608,13 +816,70 @@ pub struct InferenceReport {
     /// dealing, protocols, reconstruction.
     pub seconds: f64,
     pub images_per_second: f64,
+    /// CPU time the whole process used during the run (Linux, 10 ms ticks;
+    /// `None` elsewhere). Pinned to one core this is the wall time the run
+    /// would take with the core to itself, which stays comparable on a
+    /// shared, busy machine.
+    pub cpu_seconds: Option<f64>,
     /// Sum over all five roles of the bytes sent (input sharing included).
     pub bytes_total: u64,
     pub bytes_per_image: f64,
     /// Largest number of rounds of a computing party.
     pub rounds: u64,
+    /// `rounds / images` (setup included).
+    pub rounds_per_image: f64,
+    /// One-way message hops on the run's critical path (the longest chain of
+    /// messages each sent after the previous arrived; see
+    /// `ppml_net::emulator::HopTransport`). A network's latency is paid
+    /// `critical_path_hops x RTT / 2`.
+    pub critical_path_hops: u64,
+    /// Bytes sent by the busiest role (its uplink is the bottleneck of the
+    /// network model).
+    pub bytes_busiest_uplink: u64,
+    /// Modelled wall time of this run on a LAN (1 Gbit/s uplinks, 0.2 ms
+    /// RTT): `seconds + round trips x RTT + bytes_busiest_uplink / bandwidth`
+    /// with `round trips = critical_path_hops / 2` (see
+    /// `ppml_net::emulator::LinkProfile::modelled_seconds`). `None` for
+    /// a run that was itself emulated (its `seconds` already include a
+    /// network).
+    pub modelled_seconds_lan: Option<f64>,
+    /// The same on a WAN (100 Mbit/s uplinks, 40 ms RTT).
+    pub modelled_seconds_wan: Option<f64>,
+    /// The emulated link of this run (`lan`, `wan` or `custom`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub emulated_link: Option<String>,
+    /// Batch 1 only: median latency of one query (data owner sends the
+    /// image, waits for the prediction), milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms_p50: Option<f64>,
+    /// Batch 1 only: 99th percentile latency, milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms_p99: Option<f64>,
+    /// Batch 1 only: modelled latency of one query on the LAN, milliseconds:
+    /// `latency_ms_p50 + hops per query / 2 x RTT + busiest uplink bytes per
+    /// query (model owner excluded) / bandwidth`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub modelled_latency_ms_lan: Option<f64>,
+    /// Batch 1 only: the same on the WAN.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub modelled_latency_ms_wan: Option<f64>,
     pub frac_bits: u32,
+    /// The widest comparison allowed (`ProtocolConfig::cmp_bits`).
     pub cmp_bits: u32,
+    /// The CPU backend of the kernels (`ppml_simd::backend`: portable, avx2
+    /// or avx512).
+    pub backend: String,
+    /// The width of each comparison stage the model owner's bounds proved
+    /// sufficient, in protocol order.
+    pub cmp_widths: Vec<u32>,
+    /// `exact` or `local`.
+    pub truncation: String,
+    /// Upper bound on the probability that a local truncation fails on one
+    /// image (0 with exact truncation); comparisons never fail for inputs in
+    /// the declared range.
+    pub truncation_failure_per_image: f64,
+    /// The declared input range the widths are proven for.
+    pub input_range: (f64, f64),
     /// Per role: p0, p1, p2, model-owner, data-owner.
     pub parties: Vec<PartyTraffic>,
     #[serde(skip)]
@@ -639,21 +904,33 @@ pub fn run_in_process(
         )));
     }
     let count = labels.len();
-    let nets = Network::in_memory(5, &NetConfig::default().with_timeout(cfg.timeout));
+    // The model owner's analysis (repeated here for the report; a model whose
+    // values cannot be computed exactly fails before any party starts).
+    let ranges = ModelPlan::for_protocol(model, &cfg.protocol, DEFAULT_INPUT_RANGE)?.ranges;
+    RoleInput::Data {
+        images,
+        batch: cfg.batch,
+    }
+    .validate()?;
+    let net_cfg = NetConfig::default().with_timeout(cfg.timeout);
+    let (nets, hop_clocks) = in_memory_with_hops(5, &net_cfg, cfg.emulate);
+    let cpu0 = process_cpu_seconds();
     let start = Instant::now();
-    let runs: Vec<PartyRun<Vec<u8>>> = sim::run_networks(nets, cfg.protocol, cfg.seed, |party| {
+    type Out = (Vec<u8>, Vec<Duration>);
+    let runs: Vec<PartyRun<Out>> = sim::run_networks(nets, cfg.protocol, cfg.secrets, |party| {
         let input = match party.id {
             MODEL_OWNER => RoleInput::Model(model),
-            DATA_OWNER => RoleInput::Data {
-                images,
-                batch: cfg.batch,
-            },
+            DATA_OWNER => return data_owner_timed(party, images, cfg.batch),
             _ => RoleInput::Computing,
         };
-        run_role(party, &input)
+        Ok((run_role(party, &input)?, Vec::new()))
     })?;
     let seconds = start.elapsed().as_secs_f64();
-    let preds = runs[DATA_OWNER].output.clone();
+    let cpu_seconds = match (cpu0, process_cpu_seconds()) {
+        (Some(a), Some(b)) => Some(b - a),
+        _ => None,
+    };
+    let (preds, latencies) = runs[DATA_OWNER].output.clone();
     expect_len("predictions", preds.len(), count)?;
     let plain = predict_plain(model, images, count);
     let frac = |f: &dyn Fn(usize) -> bool| {
@@ -665,6 +942,42 @@ pub fn run_in_process(
         .map(|(i, r)| PartyTraffic::from_stats(i, &r.stats))
         .collect();
     let bytes_total: u64 = parties.iter().map(|p| p.bytes_sent).sum();
+    let rounds = parties[..3].iter().map(|p| p.rounds).max().unwrap_or(0);
+    let hops = hop_clocks
+        .iter()
+        .map(|c| c.load(std::sync::atomic::Ordering::Acquire))
+        .max()
+        .unwrap_or(0);
+    let round_trips = hops as f64 / 2.0;
+    let busiest = parties.iter().map(|p| p.bytes_sent).max().unwrap_or(0);
+    // The model owner only talks during setup: per query, the busiest uplink
+    // is that of a computing party or the data owner.
+    let busiest_query = parties
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != MODEL_OWNER)
+        .map(|(_, p)| p.bytes_sent)
+        .max()
+        .unwrap_or(0);
+    let per_image = |v: u64| v as f64 / count.max(1) as f64;
+    let model_net = |link: LinkProfile| {
+        cfg.emulate
+            .is_none()
+            .then(|| link.modelled_seconds(seconds, round_trips, busiest))
+    };
+    let (p50, p99) = match percentiles_ms(&latencies) {
+        Some((a, b)) => (Some(a), Some(b)),
+        None => (None, None),
+    };
+    // One query on a network: its compute latency plus its share of the
+    // run's rounds and busiest-uplink bytes.
+    let model_query = |link: LinkProfile| {
+        p50.filter(|_| cfg.emulate.is_none()).map(|p50| {
+            p50 + 1e3
+                * (per_image(hops) / 2.0 * link.rtt.as_secs_f64()
+                    + link.transfer_seconds(1) * per_image(busiest_query))
+        })
+    };
     Ok(InferenceReport {
         arch: model.arch.clone(),
         images: count,
@@ -674,14 +987,72 @@ pub fn run_in_process(
         plaintext_agreement: frac(&|i| preds[i] == plain[i]),
         seconds,
         images_per_second: count as f64 / seconds,
+        cpu_seconds,
         bytes_total,
         bytes_per_image: bytes_total as f64 / count.max(1) as f64,
-        rounds: parties[..3].iter().map(|p| p.rounds).max().unwrap_or(0),
+        rounds,
+        rounds_per_image: per_image(rounds),
+        critical_path_hops: hops,
+        bytes_busiest_uplink: busiest,
+        modelled_seconds_lan: model_net(LinkProfile::LAN),
+        modelled_seconds_wan: model_net(LinkProfile::WAN),
+        emulated_link: cfg.emulate.map(|l| link_name(&l).to_string()),
+        latency_ms_p50: p50,
+        latency_ms_p99: p99,
+        modelled_latency_ms_lan: model_query(LinkProfile::LAN),
+        modelled_latency_ms_wan: model_query(LinkProfile::WAN),
         frac_bits: cfg.protocol.frac_bits,
         cmp_bits: cfg.protocol.cmp_bits,
+        backend: ppml_simd::backend().name().to_string(),
+        cmp_widths: ranges.widths,
+        truncation: cfg.protocol.truncation.to_string(),
+        truncation_failure_per_image: ranges.truncation_failure_per_image,
+        input_range: ranges.input_range,
         parties,
         predictions: preds,
     })
+}
+
+/// User + system CPU time of this process so far, from `/proc/self/stat`
+/// (Linux; includes threads that have exited).
+pub fn process_cpu_seconds() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name: utime is field 14 and
+    // stime 15 of the whole line, i.e. 12th and 13th after it.
+    let rest = s.get(s.rfind(')')? + 2..)?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ut: f64 = f.get(11)?.parse().ok()?;
+    let st: f64 = f.get(12)?.parse().ok()?;
+    // Linux reports clock ticks of 1/100 s (USER_HZ) here.
+    Some((ut + st) / 100.0)
+}
+
+/// The name of a link profile: `lan`, `wan` or `custom`.
+pub fn link_name(link: &LinkProfile) -> &'static str {
+    if *link == LinkProfile::LAN {
+        "lan"
+    } else if *link == LinkProfile::WAN {
+        "wan"
+    } else {
+        "custom"
+    }
+}
+
+/// Median and 99th percentile (nearest rank) of `samples`, in milliseconds;
+/// `None` when there are none.
+pub fn percentiles_ms(samples: &[Duration]) -> Option<(f64, f64)> {
+    if samples.is_empty() {
+        return None;
+    }
+    let mut ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+    ms.sort_by(f64::total_cmp);
+    let rank = |q: f64| {
+        // Nearest rank: the smallest value with at least q of the samples at
+        // or below it.
+        let r = (q * ms.len() as f64).ceil() as usize;
+        ms[r.clamp(1, ms.len()) - 1]
+    };
+    Some((rank(0.50), rank(0.99)))
 }
 
 /// Plaintext predictions in batches of 1000.
@@ -694,11 +1065,11 @@ pub fn predict_plain(model: &Model, images: &[f32], count: usize) -> Vec<u8> {
     out
 }
 
-/// Runs one role over plaintext TCP (an insecure session, for tests and
-/// loopback benchmarks): `addrs` lists the five roles' addresses in the
+/// Runs one role over TCP: `addrs` lists the five roles' addresses in the
 /// order p0, p1, p2, model-owner, data-owner. `listener` may be pre-bound
 /// (e.g. to an ephemeral port); otherwise the role binds `addrs[id]` itself.
-/// Deployments use [`crate::deploy::run_role_over`] with TLS.
+/// Returns the data owner's predictions (empty for other roles) and this
+/// role's traffic.
 pub fn run_tcp_role(
     id: usize,
     addrs: &[std::net::SocketAddr],
@@ -706,29 +1077,24 @@ pub fn run_tcp_role(
     input: &RoleInput<'_>,
     protocol: ProtocolConfig,
     timeout: Duration,
-    seed: Option<u64>,
+    secrets: SecretSource,
 ) -> Result<(Vec<u8>, NetworkStats), SmpcError> {
-    use crate::deploy::{Link, ROLE_NAMES, role_session, run_role_over};
     if addrs.len() != 5 {
         return Err(SmpcError::Config(format!(
             "{} addresses given; p0, p1, p2, model-owner and data-owner need 5",
             addrs.len()
         )));
     }
+    input.validate()?;
     let cfg = NetConfig::default()
         .with_timeout(timeout)
         .with_connect_timeout(timeout);
-    let parties = ppml_net::Parties::insecure(
-        &ROLE_NAMES,
-        &addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
-    )?;
-    let link = Link::Insecure { parties };
-    let acceptor = match listener {
-        Some(l) if id + 1 < ROLE_NAMES.len() => Some(
-            role_session(&link, id, &cfg)?
-                .listen_on(l.try_clone().map_err(ppml_net::NetError::Io)?)?,
-        ),
-        _ => None,
+    let net = match listener {
+        Some(l) => Network::tcp_with_listener(id, Some(l), addrs, &cfg)?,
+        None => Network::tcp(id, addrs, &cfg)?,
     };
-    run_role_over(&link, id, acceptor, input, protocol, &cfg, seed)
+    let mut rng = sim::party_rng(secrets, id);
+    let mut party = Party::setup(net, protocol, &mut rng)?;
+    let preds = run_role(&mut party, input)?;
+    Ok((preds, party.net.stats()))
 }
