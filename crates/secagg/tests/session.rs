@@ -4,7 +4,6 @@
 use ppml_net::local::LocalDeployment;
 use ppml_net::{NetConfig, Session};
 use ppml_secagg::*;
-use ppml_sharing::prg;
 use std::time::Duration;
 
 fn cfg() -> NetConfig {
@@ -40,7 +39,7 @@ fn tls_round_with_a_client_lying_about_its_id() {
                 let ch = connect_server(&s)?;
                 // client-3 authenticates as itself but claims to be client 0 in its keys.
                 let claimed = if i == 3 { 0 } else { i as u32 };
-                let st = ClientState::new(claimed, &x, &p, prg::from_entropy())?;
+                let st = ClientState::new(claimed, &x, &p, ppml_random::os_rng())?;
                 run_client(ch, st, None)
             })
         })

@@ -129,11 +129,11 @@ pub fn run_role_over(
     input: &RoleInput<'_>,
     protocol: ProtocolConfig,
     config: &NetConfig,
-    seed: Option<u64>,
+    secrets: crate::SecretSource,
 ) -> Result<(Vec<u8>, NetworkStats), SmpcError> {
     let session = role_session(link, id, config)?;
     let net = Network::mesh_with(&session, &ROLE_NAMES, acceptor)?;
-    let mut rng = sim::party_rng(seed, id);
+    let mut rng = sim::party_rng(secrets, id);
     let mut party = Party::setup(net, protocol, &mut rng)?;
     let preds = run_role(&mut party, input)?;
     Ok((preds, party.net.stats()))

@@ -21,7 +21,7 @@ use crate::sim::{self, PartyRun};
 use crate::{SmpcError, compare, error::expect_len, latency};
 use ppml_fixedpoint::FixedPoint;
 use ppml_net::emulator::{LinkProfile, in_memory_with_hops};
-use ppml_net::{NetConfig, Network, NetworkStats};
+use ppml_net::{NetConfig, NetworkStats};
 use ppml_nn::{Layer, Model};
 use ppml_random::SecretSource;
 use serde::{Deserialize, Serialize};
@@ -589,9 +589,12 @@ fn infer_batch(
 /// weights, then runs every batch the data owner announces.
 pub fn computing_party(party: &mut Party) -> Result<(), SmpcError> {
     let plan: ModelPlan = party.net.recv(MODEL_OWNER)?;
+    // Sizes from peers are checked before anything is allocated from them.
+    let per_image = crate::limits::check_plan(&plan)?;
     plan.check(&party.cfg)?;
     let layers = prepare(party, &plan)?;
     let batches: Vec<usize> = party.net.recv(DATA_OWNER)?;
+    crate::limits::check_batches(&batches, per_image)?;
     for b in batches {
         let idx = infer_batch(party, &plan, &layers, b)?;
         if party.id != P2 {
@@ -621,6 +624,7 @@ pub fn data_owner_timed(
         return Err(SmpcError::Config("batch size must be at least 1".into()));
     }
     let plan: ModelPlan = party.net.recv(MODEL_OWNER)?;
+    crate::limits::check_plan(&plan)?;
     plan.check(&party.cfg)?;
     let per = plan.input_size;
     if !images.len().is_multiple_of(per) {
@@ -1065,11 +1069,11 @@ pub fn predict_plain(model: &Model, images: &[f32], count: usize) -> Vec<u8> {
     out
 }
 
-/// Runs one role over TCP: `addrs` lists the five roles' addresses in the
+/// Runs one role over plaintext TCP (an insecure session, for tests and
+/// loopback benchmarks): `addrs` lists the five roles' addresses in the
 /// order p0, p1, p2, model-owner, data-owner. `listener` may be pre-bound
 /// (e.g. to an ephemeral port); otherwise the role binds `addrs[id]` itself.
-/// Returns the data owner's predictions (empty for other roles) and this
-/// role's traffic.
+/// Deployments use [`crate::deploy::run_role_over`] with TLS.
 pub fn run_tcp_role(
     id: usize,
     addrs: &[std::net::SocketAddr],
@@ -1079,6 +1083,7 @@ pub fn run_tcp_role(
     timeout: Duration,
     secrets: SecretSource,
 ) -> Result<(Vec<u8>, NetworkStats), SmpcError> {
+    use crate::deploy::{Link, ROLE_NAMES, role_session, run_role_over};
     if addrs.len() != 5 {
         return Err(SmpcError::Config(format!(
             "{} addresses given; p0, p1, p2, model-owner and data-owner need 5",
@@ -1089,12 +1094,17 @@ pub fn run_tcp_role(
     let cfg = NetConfig::default()
         .with_timeout(timeout)
         .with_connect_timeout(timeout);
-    let net = match listener {
-        Some(l) => Network::tcp_with_listener(id, Some(l), addrs, &cfg)?,
-        None => Network::tcp(id, addrs, &cfg)?,
+    let parties = ppml_net::Parties::insecure(
+        &ROLE_NAMES,
+        &addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    )?;
+    let link = Link::Insecure { parties };
+    let acceptor = match listener {
+        Some(l) if id + 1 < ROLE_NAMES.len() => Some(
+            role_session(&link, id, &cfg)?
+                .listen_on(l.try_clone().map_err(ppml_net::NetError::Io)?)?,
+        ),
+        _ => None,
     };
-    let mut rng = sim::party_rng(secrets, id);
-    let mut party = Party::setup(net, protocol, &mut rng)?;
-    let preds = run_role(&mut party, input)?;
-    Ok((preds, party.net.stats()))
+    run_role_over(&link, id, acceptor, input, protocol, &cfg, secrets)
 }

@@ -56,9 +56,11 @@
 mod alloc;
 pub mod beaver;
 pub mod compare;
+pub mod deploy;
 mod error;
 pub mod inference;
 pub mod latency;
+pub mod limits;
 /// The ring matmul kernel lives in ppml-sharing; re-exported for the protocols.
 pub use ppml_sharing::kernel;
 pub mod party;

@@ -298,6 +298,7 @@ impl Party {
         let me = net.me();
         let n = net.parties();
         let mut streams: [Option<Prg>; 7] = Default::default();
+        let mut seen = Vec::new(); // for crate::deploy::insecure_dump_seeds only
         // Pass 1: generate and send every seed this party originates.
         for s in ALL_STREAMS {
             let holders = s.holders();
@@ -315,6 +316,7 @@ impl Party {
             if leak == TestOnlyLeak::SeedToWrongParty && s == Stream::D12 {
                 net.send(P0, &seed)?;
             }
+            seen.push(seed);
             streams[s.index()] = Some(Prg::from_seed(seed));
         }
         // Pass 2: receive the others (in the fixed stream order, per sender).
@@ -324,11 +326,13 @@ impl Party {
                 continue;
             }
             let seed: [u8; 32] = net.recv(holders[0])?;
+            seen.push(seed);
             streams[s.index()] = Some(Prg::from_seed(seed));
         }
         if leak == TestOnlyLeak::SeedToWrongParty && me == P0 && n > DATA_OWNER {
             let _leaked: [u8; 32] = net.recv(DATA_OWNER)?;
         }
+        crate::deploy::insecure_dump_seeds(&seen);
         Ok(Party {
             id: me,
             net,

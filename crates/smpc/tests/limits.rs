@@ -16,8 +16,11 @@ fn run(hostile_plan: Option<ModelPlan>, batches: Vec<usize>) -> Vec<Result<(), S
         &NetConfig::default().with_timeout(Duration::from_secs(5)),
     );
     let model = Model::from_arch("mlp500", 1).unwrap();
-    let runs = sim::run_networks(nets, ProtocolConfig::default(), None, |party| {
-        match party.id {
+    let runs = sim::run_networks(
+        nets,
+        ProtocolConfig::default(),
+        ppml_smpc::SecretSource::Os,
+        |party| match party.id {
             P0 | P1 | P2 => computing_party(party),
             MODEL_OWNER => match &hostile_plan {
                 None => model_owner(party, &model),
@@ -35,8 +38,8 @@ fn run(hostile_plan: Option<ModelPlan>, batches: Vec<usize>) -> Vec<Result<(), S
                 }
                 Ok(())
             }
-        }
-    });
+        },
+    );
     match runs {
         // Some party failed: collect each computing party's own error by rerunning is not
         // possible, so the first error is what we check.
@@ -66,6 +69,7 @@ fn an_absurd_plan_is_refused_with_a_clear_error() {
             in_features: 784,
             out_features: 1 << 40,
         }],
+        ranges: Default::default(),
     };
     let r = run(Some(plan), vec![10]);
     let err = r.into_iter().find_map(Result::err).expect("an error");
