@@ -14,7 +14,7 @@
 //! let link = Link::Tls { parties, keys: PathBuf::from("keys") };
 //! let roles = parse_roles("p2")?;
 //! let (_preds, stats) = run_role_over(&link, roles[0], None, &RoleInput::Computing,
-//!     ProtocolConfig::default(), &NetConfig::default(), None)?;
+//!     ProtocolConfig::default(), &NetConfig::default(), ppml_smpc::SecretSource::Os)?;
 //! println!("sent {} bytes", stats.total.bytes_sent);
 //! # Ok(()) }
 //! ```
