@@ -6,7 +6,7 @@ use super::{CommonArgs, Report};
 use clap::Args;
 use ppml_fedavg::FedError;
 use ppml_fedavg::Partition;
-use ppml_fedavg::net::run_client;
+use ppml_fedavg::net::{ClientOptions, run_client};
 use ppml_net::NetConfig;
 use ppml_nn::{Model, Normalization};
 use serde_json::json;
@@ -34,10 +34,10 @@ pub fn run(args: FlClientArgs, common: &CommonArgs) -> anyhow::Result<Report> {
         .with_timeout(Duration::try_from_secs_f64(args.timeout)?);
     let dir = common.data_dir();
     let mut examples = 0usize;
+    let ch = ppml_net::tcp::connect(args.server.as_str(), &net)?;
     let summary = run_client(
-        args.server.as_str(),
+        ch,
         args.id,
-        &net,
         &mut |setup, id| {
             let norm: Normalization = setup.normalization.parse()?;
             let partition: Partition = setup.partition.parse()?;
@@ -58,6 +58,7 @@ pub fn run(args: FlClientArgs, common: &CommonArgs) -> anyhow::Result<Report> {
             );
             Ok((model, data))
         },
+        &ClientOptions::default(),
         &mut |round, st| {
             eprintln!(
                 "fl-client: round {round}: {} steps, loss {:.4}",
@@ -70,6 +71,8 @@ pub fn run(args: FlClientArgs, common: &CommonArgs) -> anyhow::Result<Report> {
         "examples": examples,
         "rounds_trained": summary.rounds_trained,
         "rounds_total": summary.rounds_total,
+        "rounds_completed_secure": summary.rounds_completed,
+        "rounds_aborted": summary.aborted.iter().map(|(r, why)| json!({"round": r, "reason": why})).collect::<Vec<_>>(),
         "train_seconds": summary.train_seconds,
         "bytes_sent": summary.stats.bytes_sent,
         "bytes_received": summary.stats.bytes_received,

@@ -294,7 +294,7 @@ impl Aggregator for DpAggregator {
             }
             let outcome = crate::secure::secure_sum(sa, *seed, round, &self.inputs, &dropped)?;
             out.copy_from_slice(&outcome.sum[..out.len()]);
-            info.protocol_bytes = outcome.server.traffic.total_bytes();
+            info.protocol_bytes = outcome.bytes;
             crate::secure::split_survivors(&outcome, updates, &mut info, |_| 1.0);
         }
         crate::dp::noise_and_average(out, &self.cfg, self.expected, &mut self.rng)

@@ -117,6 +117,26 @@ impl Server {
         updates: &[ClientUpdate<'_>],
     ) -> Result<AggregateInfo, FedError> {
         let info = self.aggregator.aggregate(round, updates, &mut self.avg)?;
+        self.step(round)?;
+        Ok(info)
+    }
+
+    /// Moves the global model by an average computed elsewhere (the unmasked
+    /// result of secure aggregation over the network), with the same server
+    /// learning rate and momentum as [`Server::apply`].
+    pub fn apply_average(&mut self, round: usize, avg: &[f32]) -> Result<(), FedError> {
+        if avg.len() != self.avg.len() {
+            return Err(FedError::Aggregate(format!(
+                "round {round}: average of {} values, the model has {}",
+                avg.len(),
+                self.avg.len()
+            )));
+        }
+        self.avg.copy_from_slice(avg);
+        self.step(round)
+    }
+
+    fn step(&mut self, round: usize) -> Result<(), FedError> {
         if let Some(bad) = self.avg.iter().position(|x| !x.is_finite()) {
             return Err(FedError::Aggregate(format!(
                 "round {round}: the averaged update is not finite at coordinate {bad} (learning rate too high?)"
@@ -139,7 +159,7 @@ impl Server {
                 *w += lr * d;
             }
         }
-        Ok(info)
+        Ok(())
     }
 }
 
@@ -172,6 +192,16 @@ pub struct RoundStats {
     /// Differential privacy spent after this round (epsilon at the
     /// aggregator's delta), if the aggregation is differentially private.
     pub epsilon: Option<f64>,
+    /// Clients that joined for the first time before this round (network runs).
+    #[serde(default)]
+    pub joined: Vec<usize>,
+    /// Clients that reconnected before this round after leaving (network runs).
+    #[serde(default)]
+    pub rejoined: Vec<usize>,
+    /// Why the round was aborted without changing the model (secure
+    /// aggregation below its threshold), if it was.
+    #[serde(default)]
+    pub aborted: Option<String>,
 }
 
 /// A whole run.

@@ -261,6 +261,9 @@ impl<'a> Simulation<'a> {
             train_loss: loss / weight.max(1.0),
             bytes,
             epsilon: self.server.aggregator().privacy_spent().map(|(e, _)| e),
+            joined: Vec::new(),
+            rejoined: Vec::new(),
+            aborted: None,
         })
     }
 
