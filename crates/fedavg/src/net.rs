@@ -876,6 +876,7 @@ fn serve(
             break;
         }
     }
+    summary.final_params = server.global.clone();
     let done = summary.rounds.len() as u32;
     for c in roster.conns.values_mut() {
         let _ = c.ch.send(&ToClient::Done { rounds: done });

@@ -210,6 +210,9 @@ pub struct RunSummary {
     pub rounds: Vec<RoundStats>,
     /// First round (1-based) whose accuracy reached the target, if any.
     pub rounds_to_target: Option<usize>,
+    /// The global parameters at the end (filled by the network server).
+    #[serde(skip)]
+    pub final_params: Vec<f32>,
 }
 
 impl RunSummary {
