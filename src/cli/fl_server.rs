@@ -9,7 +9,9 @@
 use super::fedavg::{progress_bar, round_tick, summary_json, write_outputs};
 use super::{CommonArgs, Report};
 use clap::Args;
-use ppml_fedavg::net::{ExampleWeights, NetDp, NetServerConfig, Setup, TcpClients, run_server};
+use ppml_fedavg::net::{
+    DpMode, ExampleWeights, NetDp, NetServerConfig, Setup, TcpClients, run_server,
+};
 use ppml_fedavg::{
     Aggregator, DpAggregator, FedConfig, LocalConfig, Mode, Partition, ServerConfig,
     WeightedAverage,
@@ -99,9 +101,14 @@ pub struct FlServerArgs {
     /// DP delta of the reported (epsilon, delta).
     #[arg(long, default_value_t = 1e-5)]
     pub dp_delta: f64,
-    /// central: the server adds the noise to the unmasked sum.
+    /// central: the server adds the noise to the unmasked sum; distributed:
+    /// each client adds its share of discrete Gaussian noise before masking
+    /// (needs --secure-aggregation; Kairouz, Liu, Steinke 2021).
     #[arg(long, default_value = "central")]
     pub dp_mode: String,
+    /// Distributed DP: log2 of the integer grid points per clip.
+    #[arg(long, default_value_t = 16)]
+    pub dp_scale_bits: u32,
     /// Per-round CSV.
     #[arg(long)]
     pub csv: Option<PathBuf>,
@@ -124,11 +131,16 @@ pub fn run(args: FlServerArgs, common: &CommonArgs) -> anyhow::Result<Report> {
     if (args.threshold.is_some() || args.graph) && !args.secure_aggregation {
         anyhow::bail!("--threshold and --graph need --secure-aggregation");
     }
-    if args.dp_mode != "central" {
-        anyhow::bail!(
-            "--dp-mode {}: only `central` is implemented over the network so far",
-            args.dp_mode
-        );
+    let dp_mode = match args.dp_mode.as_str() {
+        "central" => DpMode::Central,
+        "distributed" if args.secure_aggregation => DpMode::Distributed {
+            scale_bits: args.dp_scale_bits,
+        },
+        "distributed" => anyhow::bail!("--dp-mode distributed needs --secure-aggregation"),
+        other => anyhow::bail!("--dp-mode must be central or distributed, got {other}"),
+    };
+    if args.dp_mode != "central" && args.dp_clip.is_none() {
+        anyhow::bail!("--dp-mode needs --dp-clip");
     }
     // The server derives every client's example count from the partition it
     // announces, so no client can inflate its weight by claiming more.
@@ -194,7 +206,7 @@ pub fn run(args: FlServerArgs, common: &CommonArgs) -> anyhow::Result<Report> {
         secure,
         weights,
         max_update_norm: args.max_update_norm,
-        dp: dp.map(|cfg| NetDp { cfg }),
+        dp: dp.map(|cfg| NetDp { cfg, mode: dp_mode }),
     };
     let aggregator: Box<dyn Aggregator> = match (&cfg.dp, args.secure_aggregation) {
         (Some(d), false) => {

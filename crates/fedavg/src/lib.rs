@@ -55,6 +55,7 @@
 
 pub mod aggregate;
 pub mod client;
+pub mod ddp;
 pub mod dp;
 pub mod net;
 pub mod partition;

@@ -37,8 +37,11 @@
 use crate::FedError;
 use crate::aggregate::{Aggregator, ClientUpdate};
 use crate::client::{LocalConfig, LocalStats, LocalTrainer, client_seed};
+use crate::ddp::{DdgAccountant, DdpConfig, DdpTask};
 use crate::dp::{DpConfig, RdpAccountant};
-use crate::secure::{ClientRoundEnd, SecureSlot, client_round, relative_weights, server_round};
+use crate::secure::{
+    ClientRoundEnd, SecureSlot, client_round, client_round_ring, relative_weights, server_round,
+};
 use crate::server::{RoundStats, RunSummary, Server, sample_clients};
 use crate::sim::FedConfig;
 use ppml_net::{Channel, ChannelStats, NetConfig, NetError};
@@ -79,6 +82,9 @@ pub struct Task {
     /// Secure aggregation: the client's slot in the round, and the weight
     /// `a_k` it multiplies its update by (the server's, not the client's).
     pub secure: Option<(SecureSlot, f32)>,
+    /// Distributed DP: the client clips, rounds onto the integer grid and
+    /// adds its discrete Gaussian noise share before masking.
+    pub ddp: Option<DdpTask>,
 }
 
 /// Messages from a client to the server.
@@ -219,12 +225,26 @@ impl ExampleWeights {
     }
 }
 
-/// Central DP on the wire: clients clip to `cfg.clip`, the server adds
+/// DP on the wire. `Central`: clients clip to `cfg.clip`, the server adds
 /// Gaussian noise `N(0, (z clip)^2)` from the OS CSPRNG to the (unmasked)
-/// sum and divides by the expected number of sampled clients.
+/// sum. `Distributed` (needs secure aggregation): every sampled client adds
+/// its share of discrete Gaussian noise before masking ([`crate::ddp`]), so
+/// the server never sees a noiseless sum. Both divide by the expected number
+/// of sampled clients.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NetDp {
     pub cfg: DpConfig,
+    pub mode: DpMode,
+}
+
+/// Where the DP noise is added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DpMode {
+    /// By the server, to the sum.
+    Central,
+    /// By the clients, in the integer domain; `scale_bits`: grid points per
+    /// clip, `2^scale_bits`.
+    Distributed { scale_bits: u32 },
 }
 
 /// Server settings.
@@ -489,6 +509,13 @@ pub fn run_server(
         dp.cfg
             .validate()
             .map_err(|e| FedError::Config(e.to_string()))?;
+        if let DpMode::Distributed { .. } = dp.mode
+            && cfg.secure.is_none()
+        {
+            return Err(FedError::Config(
+                "distributed DP needs secure aggregation (the noise shares only hide an update inside a masked sum)".into(),
+            ));
+        }
     }
     let p = model.num_params();
     if cfg.setup.num_params != p as u64 {
@@ -596,6 +623,19 @@ fn serve(
     let mut eval_model = model;
     let mut summary = RunSummary::default();
     let mut acct = RdpAccountant::new();
+    let mut ddg = DdgAccountant::new();
+    let ddp_cfg = cfg.dp.as_ref().and_then(|d| match d.mode {
+        DpMode::Distributed { scale_bits } => Some(DdpConfig {
+            clip: d.cfg.clip,
+            noise_multiplier: d.cfg.noise_multiplier,
+            delta: d.cfg.delta,
+            scale_bits,
+        }),
+        DpMode::Central => None,
+    });
+    if let Some(d) = &ddp_cfg {
+        d.validate()?;
+    }
     let mut noise_rng = ppml_sharing::prg::from_entropy();
     let population = cfg.setup.partition_clients as usize;
     let mut wire = Vec::new();
@@ -634,7 +674,7 @@ fn serve(
         let mut aborted = None;
         let mut train_loss = f64::NAN;
         // Central DP: uniform weights, clipped updates, noise on the sum.
-        let l2_clip = cfg.dp.as_ref().map(|d| {
+        let l2_clip = cfg.dp.as_ref().filter(|d| d.mode == DpMode::Central).map(|d| {
             let margin = match &cfg.secure {
                 // Half a quantisation step per coordinate can add this much norm.
                 Some(sa) => {
@@ -663,8 +703,16 @@ fn serve(
             };
             let mut session = [0u8; 16];
             rand::Rng::fill_bytes(&mut ppml_sharing::prg::from_entropy(), &mut session);
+            let ddp_task = ddp_cfg.map(|d| d.task(picked.len()));
+            let mut sa = sa.clone();
+            if let Some(t) = &ddp_task {
+                // Size the ring for the integer sum plus noise: k = bits + ceil(log2 n).
+                let need = crate::ddp::ring_bits_for(t, picked.len());
+                let log = ppml_secagg::ring_bits(0, picked.len());
+                sa.bits = need.saturating_sub(log).max(1);
+            }
             let params = (picked.len() >= 2)
-                .then(|| RoundParams::new(picked.len(), p, sa, session))
+                .then(|| RoundParams::new(picked.len(), p, &sa, session))
                 .transpose()
                 .map_err(|e| FedError::Config(e.to_string()))?;
             match params {
@@ -696,6 +744,7 @@ fn serve(
                                     },
                                     a[i],
                                 )),
+                                ddp: ddp_task,
                             },
                             params: wire.clone(),
                         };
@@ -715,7 +764,14 @@ fn serve(
                     match (out.sum, out.aborted) {
                         (Some(mut sum), None) => {
                             contributors = out.survivors.iter().map(|&i| picked[i as usize]).collect();
-                            if let Some(dp) = &cfg.dp {
+                            if let Some(t) = &ddp_task {
+                                // The noise is already in the sum.
+                                sum = crate::ddp::decode_sum(&out.raw_sum, t, params.ring_bits);
+                                for s in &mut sum {
+                                    *s = (f64::from(*s) / expected) as f32;
+                                }
+                                ddg.step(t, out.survivors.len(), p);
+                            } else if let Some(dp) = &cfg.dp {
                                 crate::dp::noise_and_average(
                                     &mut sum,
                                     &dp.cfg,
@@ -748,6 +804,7 @@ fn serve(
                 task: Task {
                     l2_clip,
                     secure: None,
+                    ddp: None,
                 },
                 params: wire.clone(),
             };
@@ -801,12 +858,17 @@ fn serve(
         if let Some(avg) = &avg {
             server.apply_average(round, avg)?;
         }
-        let dp_active = cfg.dp.is_some() && cfg.secure.is_some() && aborted.is_none();
-        if dp_active && let Some(dp) = &cfg.dp {
+        // Central DP over secure aggregation: the server's noise is charged
+        // when it is added (an aborted round releases nothing).
+        let central_secure = cfg.secure.is_some()
+            && cfg.dp.as_ref().is_some_and(|d| d.mode == DpMode::Central);
+        if central_secure && aborted.is_none() && let Some(dp) = &cfg.dp {
             acct.step(q, dp.cfg.noise_multiplier, 1)
                 .map_err(|e| FedError::Aggregate(e.to_string()))?;
         }
-        let epsilon = if cfg.dp.is_some() && cfg.secure.is_some() {
+        let epsilon = if let Some(d) = &ddp_cfg {
+            Some(ddg.epsilon(d.delta)?)
+        } else if central_secure {
             let d = cfg.dp.as_ref().map_or(1e-5, |d| d.cfg.delta);
             Some(acct.spent(d).map(|s| s.epsilon).unwrap_or(0.0))
         } else {
@@ -1047,7 +1109,18 @@ pub fn run_client(
                         for d in &mut delta {
                             *d *= a;
                         }
-                        match client_round(&mut ch, round, slot, &delta, leave)? {
+                        let end = match &task.ddp {
+                            Some(t) => {
+                                let k = slot.params.ring_bits;
+                                if !(2..=64).contains(&k) {
+                                    return Err(FedError::Protocol(format!("ring of {k} bits")));
+                                }
+                                let ring = crate::ddp::encode_client(&delta, t, k)?;
+                                client_round_ring(&mut ch, round, slot, ring, leave)?
+                            }
+                            None => client_round(&mut ch, round, slot, &delta, leave)?,
+                        };
+                        match end {
                             ClientRoundEnd::Completed => summary.rounds_completed += 1,
                             ClientRoundEnd::Aborted(why) => summary.aborted.push((round, why)),
                             ClientRoundEnd::Left(_) => {

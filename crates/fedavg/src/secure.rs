@@ -110,13 +110,43 @@ pub fn client_round(
     leave_at: Option<Step>,
 ) -> Result<ClientRoundEnd, FedError> {
     let params = slot.params.validated(input.len()).map_err(sa_err)?;
-    let mut st = ClientState::new(
+    let st = ClientState::new(
         slot.index,
         input,
         &params,
         ppml_sharing::prg::from_entropy(),
     )
     .map_err(sa_err)?;
+    run_client_state(ch, round, st, leave_at)
+}
+
+/// As [`client_round`] with an input that is already a vector of ring
+/// elements of `Z_2^k` (`k = slot.params.ring_bits`): integers with their
+/// distributed-DP noise share ([`crate::ddp`]).
+pub fn client_round_ring(
+    ch: &mut Channel,
+    round: u32,
+    slot: &SecureSlot,
+    input: Vec<u64>,
+    leave_at: Option<Step>,
+) -> Result<ClientRoundEnd, FedError> {
+    let params = slot.params.validated(input.len()).map_err(sa_err)?;
+    let st = ClientState::from_ring_elements(
+        slot.index,
+        input,
+        &params,
+        ppml_sharing::prg::from_entropy(),
+    )
+    .map_err(sa_err)?;
+    run_client_state(ch, round, st, leave_at)
+}
+
+fn run_client_state(
+    ch: &mut Channel,
+    round: u32,
+    mut st: ClientState,
+    leave_at: Option<Step>,
+) -> Result<ClientRoundEnd, FedError> {
     let send = |ch: &mut Channel, step: Step, msg: Vec<u8>| -> Result<(), FedError> {
         ch.send(&ToServer::Secure {
             round,
@@ -181,6 +211,8 @@ pub struct ServerRoundOutcome {
     /// The decoded sum of the survivors' clipped, quantised inputs; `None` if
     /// the round aborted.
     pub sum: Option<Vec<f32>>,
+    /// The same sum as the server unmasked it, in `Z_2^k` (empty if aborted).
+    pub raw_sum: Vec<u64>,
     /// Round indices whose inputs are in the sum (U3), sorted.
     pub survivors: Vec<u32>,
     /// Clients dropped, at which step and why.
@@ -240,6 +272,7 @@ pub fn server_round(
     let n = params.n;
     let mut out = ServerRoundOutcome {
         sum: None,
+        raw_sum: Vec::new(),
         survivors: Vec::new(),
         drops: Vec::new(),
         aborted: None,
@@ -374,6 +407,7 @@ pub fn server_round(
             }
             out.survivors = o.survivors;
             out.set_sizes = o.set_sizes;
+            out.raw_sum = o.sum;
         }
         Err(e) => {
             let reason = e.to_string();
