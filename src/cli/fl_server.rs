@@ -149,11 +149,17 @@ pub fn run(args: FlServerArgs, common: &CommonArgs) -> anyhow::Result<Report> {
         Ok(m) => {
             let parts_idx = partition.split(&m.train.labels, parts, common.seed)?;
             let known = parts_idx.iter().map(|p| p.len() as u64).collect();
-            ((!args.no_eval).then_some(m.test), ExampleWeights::Known(known))
+            (
+                (!args.no_eval).then_some(m.test),
+                ExampleWeights::Known(known),
+            )
         }
         Err(e) if args.no_eval => {
             eprintln!("fl-server: no MNIST ({e}); capping claimed example counts");
-            (None, ExampleWeights::Capped(2 * 60_000u64.div_ceil(parts.max(1) as u64)))
+            (
+                None,
+                ExampleWeights::Capped(2 * 60_000u64.div_ceil(parts.max(1) as u64)),
+            )
         }
         Err(e) => return Err(e.into()),
     };

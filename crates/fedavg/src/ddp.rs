@@ -65,7 +65,10 @@ impl DdpConfig {
     /// Checks the parameters.
     pub fn validate(&self) -> Result<(), FedError> {
         if !(self.clip > 0.0 && self.clip.is_finite()) {
-            return Err(FedError::Config(format!("DP clip must be positive, got {}", self.clip)));
+            return Err(FedError::Config(format!(
+                "DP clip must be positive, got {}",
+                self.clip
+            )));
         }
         if !(self.noise_multiplier > 0.0 && self.noise_multiplier.is_finite()) {
             return Err(FedError::Config(format!(
@@ -74,7 +77,10 @@ impl DdpConfig {
             )));
         }
         if !(self.delta > 0.0 && self.delta < 1.0) {
-            return Err(FedError::Config(format!("DP delta must be in (0, 1), got {}", self.delta)));
+            return Err(FedError::Config(format!(
+                "DP delta must be in (0, 1), got {}",
+                self.delta
+            )));
         }
         if !(4..=24).contains(&self.scale_bits) {
             return Err(FedError::Config(format!(
@@ -112,10 +118,14 @@ pub fn ring_bits_for(task: &DdpTask, n: usize) -> u32 {
 /// and rounding come from the OS CSPRNG.
 pub fn encode_client(delta: &[f32], task: &DdpTask, ring_bits: u32) -> Result<Vec<u64>, FedError> {
     if !(task.scale > 0.0 && task.scale.is_finite() && task.local_sigma >= 0.0) {
-        return Err(FedError::Config(format!("bad distributed-DP task {task:?}")));
+        return Err(FedError::Config(format!(
+            "bad distributed-DP task {task:?}"
+        )));
     }
     if let Some(i) = delta.iter().position(|x| !x.is_finite()) {
-        return Err(FedError::Aggregate(format!("update value {i} is not finite")));
+        return Err(FedError::Aggregate(format!(
+            "update value {i} is not finite"
+        )));
     }
     let mut v = delta.to_vec();
     crate::dp::clip_update(&mut v, task.clip).map_err(|e| FedError::Config(e.to_string()))?;
@@ -140,7 +150,11 @@ pub fn encode_client(delta: &[f32], task: &DdpTask, ring_bits: u32) -> Result<Ve
 /// and scaled back to model units (still noisy: the noise is in it).
 pub fn decode_sum(sum: &[u64], task: &DdpTask, ring_bits: u32) -> Vec<f32> {
     let half = 1u64 << (ring_bits - 1);
-    let modulus = if ring_bits >= 64 { 0 } else { 1u64 << ring_bits };
+    let modulus = if ring_bits >= 64 {
+        0
+    } else {
+        1u64 << ring_bits
+    };
     let per = task.clip / task.scale;
     sum.iter()
         .map(|&s| {
@@ -180,7 +194,11 @@ impl DdgAccountant {
     pub fn new() -> Self {
         let orders = orders();
         let rdp = vec![0.0; orders.len()];
-        Self { orders, rdp, rounds: 0 }
+        Self {
+            orders,
+            rdp,
+            rounds: 0,
+        }
     }
 
     /// RDP at each order of one release: `n` noise shares of std `s` (grid
@@ -279,7 +297,10 @@ mod tests {
         }
         let d = decode_sum(&acc, &task, k);
         for (s, x) in d.iter().zip(x) {
-            assert!((s - 3.0 * x).abs() <= 3.0 * 10.0 / 1024.0 + 1e-6, "{s} vs {x}");
+            assert!(
+                (s - 3.0 * x).abs() <= 3.0 * 10.0 / 1024.0 + 1e-6,
+                "{s} vs {x}"
+            );
         }
     }
 }

@@ -192,7 +192,10 @@ pub fn bytes_to_f32s(bytes: &[u8], out: &mut [f32]) -> Result<(), FedError> {
 /// The error names what is wrong (the caller names the client).
 pub fn check_update(delta: &[f32], len: usize, max_norm: f64) -> Result<(), String> {
     if delta.len() != len {
-        return Err(format!("update of {} values, the model has {len}", delta.len()));
+        return Err(format!(
+            "update of {} values, the model has {len}",
+            delta.len()
+        ));
     }
     if let Some(i) = delta.iter().position(|x| !x.is_finite()) {
         return Err(format!("update value {i} is not finite"));
@@ -499,7 +502,7 @@ pub fn run_server(
             cfg.expected_clients, cfg.setup.partition_clients
         )));
     }
-    if !(cfg.max_update_norm > 0.0) {
+    if cfg.max_update_norm.is_nan() || cfg.max_update_norm <= 0.0 {
         return Err(FedError::Config(format!(
             "max update norm must be positive, got {}",
             cfg.max_update_norm
@@ -558,7 +561,10 @@ impl Roster {
                     ));
                     rejoined.push(j.id as usize);
                 } else {
-                    log(&format!("client {} joined with {} examples", j.id, j.claimed));
+                    log(&format!(
+                        "client {} joined with {} examples",
+                        j.id, j.claimed
+                    ));
                     joined.push(j.id as usize);
                 }
                 // A newer connection for the same id replaces the old one.
@@ -664,7 +670,10 @@ fn serve(
             .into_iter()
             .map(|i| live[i])
             .collect();
-        let before: Vec<ChannelStats> = picked.iter().map(|id| roster.conns[id].ch.stats()).collect();
+        let before: Vec<ChannelStats> = picked
+            .iter()
+            .map(|id| roster.conns[id].ch.stats())
+            .collect();
         f32s_to_bytes(&server.global, &mut wire);
         let weights: Vec<f64> = picked
             .iter()
@@ -674,17 +683,21 @@ fn serve(
         let mut aborted = None;
         let mut train_loss = f64::NAN;
         // Central DP: uniform weights, clipped updates, noise on the sum.
-        let l2_clip = cfg.dp.as_ref().filter(|d| d.mode == DpMode::Central).map(|d| {
-            let margin = match &cfg.secure {
-                // Half a quantisation step per coordinate can add this much norm.
-                Some(sa) => {
-                    let step = 2.0 * f64::from(sa.clip) / ((1u64 << sa.bits) - 1) as f64;
-                    (p as f64).sqrt() * step / 2.0
-                }
-                None => 0.0,
-            };
-            d.cfg.clip - margin
-        });
+        let l2_clip = cfg
+            .dp
+            .as_ref()
+            .filter(|d| d.mode == DpMode::Central)
+            .map(|d| {
+                let margin = match &cfg.secure {
+                    // Half a quantisation step per coordinate can add this much norm.
+                    Some(sa) => {
+                        let step = 2.0 * f64::from(sa.clip) / ((1u64 << sa.bits) - 1) as f64;
+                        (p as f64).sqrt() * step / 2.0
+                    }
+                    None => 0.0,
+                };
+                d.cfg.clip - margin
+            });
         if l2_clip.is_some_and(|c| c <= 0.0) {
             return Err(FedError::Config(
                 "the DP clip is below the quantisation margin".into(),
@@ -750,7 +763,8 @@ fn serve(
                         };
                         let _ = c.ch.send(&train);
                     }
-                    let graph_seed = client_seed(cfg.fed.seed ^ 0x4752_4150_48, round, usize::MAX);
+                    let graph_seed =
+                        client_seed(cfg.fed.seed ^ 0x0047_5241_5048, round, usize::MAX);
                     let mut chs: Vec<&mut Channel> =
                         links.iter_mut().map(|(_, c)| &mut c.ch).collect();
                     let out = server_round(&mut chs, round as u32, &params, graph_seed);
@@ -763,7 +777,8 @@ fn serve(
                     }
                     match (out.sum, out.aborted) {
                         (Some(mut sum), None) => {
-                            contributors = out.survivors.iter().map(|&i| picked[i as usize]).collect();
+                            contributors =
+                                out.survivors.iter().map(|&i| picked[i as usize]).collect();
                             if let Some(t) = &ddp_task {
                                 // The noise is already in the sum.
                                 sum = crate::ddp::decode_sum(&out.raw_sum, t, params.ring_bits);
@@ -818,7 +833,10 @@ fn serve(
                         let train = &train;
                         let id = *id;
                         s.spawn(move || {
-                            (id, plain_exchange(&mut c.ch, round as u32, train, p, max_norm))
+                            (
+                                id,
+                                plain_exchange(&mut c.ch, round as u32, train, p, max_norm),
+                            )
                         })
                     })
                     .collect();
@@ -860,9 +878,12 @@ fn serve(
         }
         // Central DP over secure aggregation: the server's noise is charged
         // when it is added (an aborted round releases nothing).
-        let central_secure = cfg.secure.is_some()
-            && cfg.dp.as_ref().is_some_and(|d| d.mode == DpMode::Central);
-        if central_secure && aborted.is_none() && let Some(dp) = &cfg.dp {
+        let central_secure =
+            cfg.secure.is_some() && cfg.dp.as_ref().is_some_and(|d| d.mode == DpMode::Central);
+        if central_secure
+            && aborted.is_none()
+            && let Some(dp) = &cfg.dp
+        {
             acct.step(q, dp.cfg.noise_multiplier, 1)
                 .map_err(|e| FedError::Aggregate(e.to_string()))?;
         }
@@ -895,7 +916,9 @@ fn serve(
             }
         }
         if let Some(why) = &aborted {
-            log(&format!("round {round}: aborted, the model is unchanged: {why}"));
+            log(&format!(
+                "round {round}: aborted, the model is unchanged: {why}"
+            ));
         }
         let _ = contributors;
         let seconds = t0.elapsed().as_secs_f64();
@@ -1071,9 +1094,7 @@ pub fn run_client(
                 };
                 summary.train_seconds += t.elapsed().as_secs_f64();
                 summary.rounds_trained += 1;
-                let leave = opts
-                    .leave_at
-                    .and_then(|(r, s)| (r == round).then_some(s));
+                let leave = opts.leave_at.and_then(|(r, s)| (r == round).then_some(s));
                 let mut delta = trainer.delta().to_vec();
                 if let Some(i) = delta.iter().position(|x| !x.is_finite()) {
                     ch.send(&ToServer::Failed {

@@ -80,7 +80,11 @@ fn await_step(
 ) -> Result<Result<Vec<u8>, ClientRoundEnd>, FedError> {
     loop {
         match ch.recv::<ToClient>()? {
-            ToClient::Secure { round: r, step: s, msg } if r == round => {
+            ToClient::Secure {
+                round: r,
+                step: s,
+                msg,
+            } if r == round => {
                 if s != step as u8 {
                     return Err(FedError::Protocol(format!(
                         "round {round}: expected the server's message of step {step}, got step {s}"
@@ -227,9 +231,12 @@ pub struct ServerRoundOutcome {
     pub seconds: f64,
 }
 
+/// A message, or why it did not come and whether the connection is unusable.
+type Received = Result<Vec<u8>, (String, bool)>;
+
 /// Reads from `ch` until the message of `step` in `round` arrives; discards
 /// messages of earlier rounds (a client that was too slow then).
-fn recv_step(ch: &mut Channel, round: u32, step: Step) -> Result<Vec<u8>, (String, bool)> {
+fn recv_step(ch: &mut Channel, round: u32, step: Step) -> Received {
     loop {
         match ch.recv::<ToServer>() {
             Ok(ToServer::Secure {
@@ -292,7 +299,7 @@ pub fn server_round(
     let mut result: Result<(), SecAggError> = Ok(());
     for step in Step::ALL {
         // Receive every live client's message of this step, in parallel.
-        let received: Vec<Option<Result<Vec<u8>, (String, bool)>>> = std::thread::scope(|s| {
+        let received: Vec<Option<Received>> = std::thread::scope(|s| {
             let handles: Vec<_> = links
                 .iter_mut()
                 .zip(&live)
@@ -314,19 +321,17 @@ pub fn server_round(
             let from = i as u32;
             let res = r.and_then(|bytes| {
                 let fed = match step {
-                    Step::AdvertiseKeys => {
-                        ppml_net::decode::<AdvertiseKeys>(&bytes)
-                            .map_err(SecAggError::from)
-                            .and_then(|m| {
-                                if m.id != from {
-                                    return Err(SecAggError::WrongId {
-                                        expected: from,
-                                        got: m.id,
-                                    });
-                                }
-                                state.receive_keys(m)
-                            })
-                    }
+                    Step::AdvertiseKeys => ppml_net::decode::<AdvertiseKeys>(&bytes)
+                        .map_err(SecAggError::from)
+                        .and_then(|m| {
+                            if m.id != from {
+                                return Err(SecAggError::WrongId {
+                                    expected: from,
+                                    got: m.id,
+                                });
+                            }
+                            state.receive_keys(m)
+                        }),
                     Step::ShareKeys => ppml_net::decode::<ShareKeys>(&bytes)
                         .map_err(SecAggError::from)
                         .and_then(|m| state.receive_shares(from, m)),
@@ -599,7 +604,12 @@ impl Aggregator for SecureAggregator {
         let clip = self.cfg.clip;
         let mut clipped = 0;
         let mut drops = Vec::new();
-        for (i, ((u, v), &a)) in updates.iter().zip(self.inputs.iter_mut()).zip(&a).enumerate() {
+        for (i, ((u, v), &a)) in updates
+            .iter()
+            .zip(self.inputs.iter_mut())
+            .zip(&a)
+            .enumerate()
+        {
             v.clear();
             v.extend(u.delta.iter().map(|&d| a * d));
             clipped += v.iter().filter(|x| x.abs() > clip).count();
@@ -608,7 +618,11 @@ impl Aggregator for SecureAggregator {
             }
         }
         let res = secure_sum(&self.cfg, self.seed, round, &self.inputs, &drops)?;
-        let wsum: f64 = res.survivors.iter().map(|&i| f64::from(a[i as usize])).sum();
+        let wsum: f64 = res
+            .survivors
+            .iter()
+            .map(|&i| f64::from(a[i as usize]))
+            .sum();
         if wsum <= 0.0 {
             return Err(FedError::NoUpdates(round));
         }

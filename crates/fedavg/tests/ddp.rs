@@ -85,7 +85,10 @@ fn noise_shares_sum_to_the_intended_discrete_gaussian() {
     let mean = sum.iter().sum::<i64>() as f64 / DIM as f64;
     let emp_var = sum.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / DIM as f64;
     assert!(mean.abs() < 5.0 * (var / DIM as f64).sqrt(), "mean {mean}");
-    assert!((emp_var / var - 1.0).abs() < 0.05, "variance {emp_var} vs {var}");
+    assert!(
+        (emp_var / var - 1.0).abs() < 0.05,
+        "variance {emp_var} vs {var}"
+    );
     let (stat, dof) = chi_square(&sum, var);
     assert!(stat < critical(dof), "chi2 {stat} with {dof} dof");
 

@@ -101,7 +101,10 @@ fn the_servers_view_does_not_depend_on_a_single_clients_update() {
     for x0 in [-2.0f32, 2.0, 0.3] {
         let leaky = q.encode(&vec![x0; DIM]).unwrap();
         let chi = chi_square_top_bits(&leaky, k);
-        assert!(chi > CHI2_LIMIT, "the test cannot see a plaintext input ({chi})");
+        assert!(
+            chi > CHI2_LIMIT,
+            "the test cannot see a plaintext input ({chi})"
+        );
     }
     // And the raw bytes of the plaintext input appear in no received frame.
     let plain = ppml_secagg::pack::pack(&q.encode(&vec![2.0f32; DIM]).unwrap(), k);

@@ -203,7 +203,10 @@ fn dropped_and_stalled_clients_cost_only_their_round() {
     let staller = raw_client(&addr, 3, 20, move |round| {
         if round == 1 {
             // Answer only after the round's deadline: too late.
-            let _ = stop_rx.lock().unwrap().recv_timeout(Duration::from_millis(2500));
+            let _ = stop_rx
+                .lock()
+                .unwrap()
+                .recv_timeout(Duration::from_millis(2500));
         }
         Some(update(round, 20, &[0.0; P]))
     });
@@ -219,7 +222,10 @@ fn dropped_and_stalled_clients_cost_only_their_round() {
     let mut dropped = r1.dropped.clone();
     dropped.sort();
     assert_eq!(dropped, vec![2, 3], "events: {events:?}");
-    assert!(r1.drop_reasons.iter().any(|r| r.contains("timed out")), "{r1:?}");
+    assert!(
+        r1.drop_reasons.iter().any(|r| r.contains("timed out")),
+        "{r1:?}"
+    );
     assert!(
         r1.drop_reasons.iter().any(|r| r.contains("disconnected")),
         "{r1:?}"
@@ -232,7 +238,11 @@ fn dropped_and_stalled_clients_cost_only_their_round() {
         assert_eq!(r.sampled, vec![0, 1, 3], "{events:?}");
         assert!(r.dropped.is_empty(), "{r:?}");
     }
-    assert!(summary.final_accuracy() >= 0.9, "{}", summary.final_accuracy());
+    assert!(
+        summary.final_accuracy() >= 0.9,
+        "{}",
+        summary.final_accuracy()
+    );
     for g in good {
         let s = g.join().unwrap().unwrap();
         assert_eq!(s.rounds_trained, 3);
@@ -376,10 +386,7 @@ fn secure_aggregation_over_tcp_sums_the_survivors_under_dropouts_at_each_step() 
     let xs = inputs(n, 50);
     let cfg = ppml_fedavg::secure::default_config(Some(3), false);
     let q = Quantizer::new(cfg.bits, cfg.clip).unwrap();
-    for leave_step in [None]
-        .into_iter()
-        .chain(Step::ALL.into_iter().map(Some))
-    {
+    for leave_step in [None].into_iter().chain(Step::ALL.into_iter().map(Some)) {
         let mut leave = vec![None; n];
         leave[2] = leave_step;
         if leave_step.is_some() {
@@ -397,7 +404,10 @@ fn secure_aggregation_over_tcp_sums_the_survivors_under_dropouts_at_each_step() 
         let bound = q.sum_error_bound(expect_surv.len()) + 1e-5;
         for (j, s) in sum.iter().enumerate() {
             let plain: f32 = expect_surv.iter().map(|&i| xs[i as usize][j]).sum();
-            assert!((s - plain).abs() as f64 <= bound, "{leave_step:?} coord {j}: {s} vs {plain}");
+            assert!(
+                (s - plain).abs() as f64 <= bound,
+                "{leave_step:?} coord {j}: {s} vs {plain}"
+            );
         }
         if let Some(step) = leave_step {
             let mut named: Vec<u32> = out.drops.iter().map(|d| d.index).collect();
@@ -479,20 +489,33 @@ fn secure_fedavg_over_tcp_with_a_leaver_who_rejoins_and_an_aborted_round() {
     assert!(r1.drop_reasons[0].contains("ShareKeys"), "{r1:?}");
     assert!(r1.aborted.is_none(), "{r1:?}");
     assert!(r1.train_loss.is_nan(), "the server learns no client's loss");
-    let rejoined: Vec<usize> = summary.rounds.iter().flat_map(|r| r.rejoined.clone()).collect();
+    let rejoined: Vec<usize> = summary
+        .rounds
+        .iter()
+        .flat_map(|r| r.rejoined.clone())
+        .collect();
     assert!(rejoined.contains(&3) && rejoined.contains(&4), "{events:?}");
-    assert!(events.iter().any(|e| e.contains("client 3 rejoined")), "{events:?}");
+    assert!(
+        events.iter().any(|e| e.contains("client 3 rejoined")),
+        "{events:?}"
+    );
     let r2 = &summary.rounds[1];
     assert!(r2.dropped.contains(&4), "{r2:?}");
     assert!(
-        r2.drop_reasons.iter().any(|r| r.contains("MaskedInputCollection")),
+        r2.drop_reasons
+            .iter()
+            .any(|r| r.contains("MaskedInputCollection")),
         "{r2:?}"
     );
     // Every later round runs with everyone back.
     let last = summary.rounds.last().unwrap();
     assert_eq!(last.sampled, vec![0, 1, 2, 3, 4], "{events:?}");
     assert!(last.dropped.is_empty(), "{last:?}");
-    assert!(summary.final_accuracy() >= 0.9, "{}", summary.final_accuracy());
+    assert!(
+        summary.final_accuracy() >= 0.9,
+        "{}",
+        summary.final_accuracy()
+    );
     for c in clients {
         let s = c.join().unwrap().unwrap();
         assert!(s.rounds_completed >= 2, "{s:?}");
@@ -526,7 +549,9 @@ fn a_join_out_of_the_population_is_turned_away_and_the_server_keeps_accepting() 
     assert!(second.join().unwrap().is_ok());
     assert!(out_of_range.join().unwrap().is_err());
     assert!(
-        events.iter().any(|e| e.contains("failed to join") && e.contains("out of range")),
+        events
+            .iter()
+            .any(|e| e.contains("failed to join") && e.contains("out of range")),
         "{events:?}"
     );
 }

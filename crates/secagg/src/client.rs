@@ -119,7 +119,12 @@ impl ClientState {
         Self::build(id, input, params, rng)
     }
 
-    fn build(id: u32, input: Vec<u64>, params: &RoundParams, mut rng: Prg) -> Result<Self, SecAggError> {
+    fn build(
+        id: u32,
+        input: Vec<u64>,
+        params: &RoundParams,
+        mut rng: Prg,
+    ) -> Result<Self, SecAggError> {
         let c_sk = secret_from_fp(&Fp::random(&mut rng));
         let s_fp = Fp::random(&mut rng);
         let s_sk = secret_from_fp(&s_fp);
