@@ -35,6 +35,7 @@ fn fl_server_with_secure_aggregation_and_distributed_dp_over_tcp() {
             "0.5",
             "--dp-mode",
             "distributed",
+            "--no-eval",
             "--json",
         ])
         .stdout(Stdio::piped())
