@@ -12,12 +12,13 @@ mkdir -p "$OUT"; rm -f "$OUT"/*
 PARTS=${PARTS:-$N}
 $P fl-server --listen 127.0.0.1:$PORT --wait-clients "$N" --partition-clients "$PARTS" --fraction 1 \
   --model 2nn --local-epochs 1 --batch 10 --lr 0.1 --rounds "$ROUNDS" --partition iid \
-  --normalize unit --secure-aggregation --round-timeout 60 --join-timeout 120 "$@" --json \
+  --normalize unit --secure-aggregation --round-timeout 60 --join-timeout 900 "$@" --json \
   > "$OUT/server.json" 2> "$OUT/server.err" &
 SPID=$!
 start() { $P fl-client --server 127.0.0.1:$PORT --id "$1" --json > "$OUT/c$1.$2.json" 2> "$OUT/c$1.$2.err" & echo $! > "$OUT/c$1.pid"; }
-for i in $(seq 0 $((N - 1))); do start "$i" 0; done
-wait_round() { until grep -q "round $1:" "$OUT/server.err" 2>/dev/null; do sleep 0.2; done; }
+# Staggered starts: every client decompresses MNIST once at start.
+for i in $(seq 0 $((N - 1))); do start "$i" 0; sleep "${STAGGER:-0}"; done
+wait_round() { until grep -q "round $1:" "$OUT/server.err" 2>/dev/null; do kill -0 $SPID 2>/dev/null || exit 1; sleep 0.2; done; }
 if [ "$KILL_AT" -gt 0 ]; then
 wait_round "$KILL_AT"
 # RSS of every client process while it runs (kB)

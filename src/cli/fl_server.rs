@@ -216,9 +216,8 @@ pub fn run(args: FlServerArgs, common: &CommonArgs) -> anyhow::Result<Report> {
     };
     let aggregator: Box<dyn Aggregator> = match (&cfg.dp, args.secure_aggregation) {
         (Some(d), false) => {
-            let q = ppml_fedavg::clients_per_round(args.wait_clients, args.fraction) as f64
-                / parts.max(1) as f64;
-            Box::new(DpAggregator::new(d.cfg, q, parts, common.seed)?)
+            // The server samples DP rounds by Poisson sampling at rate --fraction.
+            Box::new(DpAggregator::new(d.cfg, args.fraction, parts, common.seed)?)
         }
         _ => Box::new(WeightedAverage),
     };

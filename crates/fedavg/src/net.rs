@@ -334,7 +334,9 @@ fn handshake(
     mut acc: Accepted,
     setup: &Setup,
     claimed: &Mutex<BTreeSet<u32>>,
+    join_wait: Duration,
 ) -> Result<Joined, FedError> {
+    let deadline = Instant::now() + join_wait;
     let ch = &mut acc.channel;
     let hello: ToServer = ch.recv()?;
     let ToServer::Hello { requested_id } = hello else {
@@ -376,7 +378,16 @@ fn handshake(
         id,
         setup: setup.clone(),
     })?;
-    match ch.recv::<ToServer>()? {
+    // Loading a client's data can take longer than one receive timeout on a
+    // loaded machine: keep waiting (the channel stays usable after a
+    // timeout) until the join deadline.
+    let ready = loop {
+        match ch.recv::<ToServer>() {
+            Err(NetError::Timeout { .. }) if Instant::now() < deadline => continue,
+            other => break other?,
+        }
+    };
+    match ready {
         ToServer::Ready { examples } if examples > 0 => Ok(Joined {
             id,
             ch: acc.channel,
@@ -395,6 +406,7 @@ fn handshake(
 fn spawn_acceptor(
     mut listener: Box<dyn Listener>,
     setup: Setup,
+    join_wait: Duration,
     stop: Arc<AtomicBool>,
     tx: Sender<JoinEvent>,
 ) -> std::thread::JoinHandle<()> {
@@ -405,7 +417,7 @@ fn spawn_acceptor(
                 Ok(Some(acc)) => {
                     let (setup, claimed, tx) = (setup.clone(), claimed.clone(), tx.clone());
                     std::thread::spawn(move || {
-                        let ev = match handshake(acc, &setup, &claimed) {
+                        let ev = match handshake(acc, &setup, &claimed, join_wait) {
                             Ok(j) => JoinEvent::Joined(j),
                             Err(e) => JoinEvent::Failed(e.to_string()),
                         };
@@ -529,7 +541,7 @@ pub fn run_server(
     }
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel();
-    let acceptor = spawn_acceptor(listener, cfg.setup.clone(), stop.clone(), tx);
+    let acceptor = spawn_acceptor(listener, cfg.setup.clone(), cfg.join_timeout, stop.clone(), tx);
     let result = serve(&rx, model, cfg, test, aggregator, on_round, log);
     stop.store(true, Ordering::Relaxed);
     let _ = acceptor.join();
@@ -666,10 +678,26 @@ fn serve(
         let t0 = Instant::now();
         let c0 = crate::server::process_cpu_seconds();
         let live: Vec<u32> = roster.conns.keys().copied().collect();
-        let picked: Vec<u32> = sample_clients(live.len(), cfg.fed.fraction, cfg.fed.seed, round)
-            .into_iter()
-            .map(|i| live[i])
-            .collect();
+        let picked: Vec<u32> = if cfg.dp.is_some() {
+            // DP runs: Poisson sampling, every connected client independently
+            // with probability q = fraction, from the OS CSPRNG (the
+            // accountant's amplification assumes nobody can predict it).
+            let mut rng = ppml_random::os_rng();
+            let mut v = Vec::new();
+            for &id in &live {
+                if ppml_random::bernoulli_f64(&mut rng, cfg.fed.fraction)
+                    .map_err(|e| FedError::Config(e.to_string()))?
+                {
+                    v.push(id);
+                }
+            }
+            v
+        } else {
+            sample_clients(live.len(), cfg.fed.fraction, cfg.fed.seed, round)
+                .into_iter()
+                .map(|i| live[i])
+                .collect()
+        };
         let before: Vec<ChannelStats> = picked
             .iter()
             .map(|id| roster.conns[id].ch.stats())
@@ -703,8 +731,9 @@ fn serve(
                 "the DP clip is below the quantisation margin".into(),
             ));
         }
-        let q = picked.len() as f64 / population.max(1) as f64;
-        let expected = q * population as f64;
+        // DP: the sampling rate and the fixed denominator q N of DP-FedAvg.
+        let q = cfg.fed.fraction;
+        let expected = (q * population as f64).max(f64::MIN_POSITIVE);
         let mut avg: Option<Vec<f32>> = None;
         let mut apply_info = None;
         let mut contributors: Vec<u32> = Vec::new();
