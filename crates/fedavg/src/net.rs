@@ -541,7 +541,13 @@ pub fn run_server(
     }
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel();
-    let acceptor = spawn_acceptor(listener, cfg.setup.clone(), cfg.join_timeout, stop.clone(), tx);
+    let acceptor = spawn_acceptor(
+        listener,
+        cfg.setup.clone(),
+        cfg.join_timeout,
+        stop.clone(),
+        tx,
+    );
     let result = serve(&rx, model, cfg, test, aggregator, on_round, log);
     stop.store(true, Ordering::Relaxed);
     let _ = acceptor.join();

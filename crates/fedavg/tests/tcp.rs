@@ -574,3 +574,56 @@ fn too_few_clients_is_a_clear_error_not_a_hang() {
     assert!(r.is_err());
     assert!(t0.elapsed() < Duration::from_secs(3));
 }
+
+#[test]
+fn a_new_client_joins_between_rounds_up_to_the_population() {
+    let (listener, addr) = listen();
+    let mut cfg = config(3, 6, Duration::from_secs(10));
+    cfg.expected_clients = 2; // start with two; the population is three
+    let first: Vec<_> = (0..2)
+        .map(|id| good_client(&addr, id, ClientOptions::default()))
+        .collect();
+    let late = {
+        let addr = addr.clone();
+        std::thread::spawn(move || {
+            // Join once the run is under way.
+            std::thread::sleep(Duration::from_millis(300));
+            run_client(
+                connect(&addr),
+                Some(2),
+                &mut |_, _| Ok((toy_model(), toy_data(20, 2))),
+                &ClientOptions::default(),
+                &mut |_, _| {},
+            )
+        })
+    };
+    let mut rounds = Vec::new();
+    let net = NetConfig::default().with_timeout(cfg.round_timeout);
+    let summary = run_server(
+        Box::new(TcpClients::new(&listener, net).unwrap()),
+        toy_model(),
+        &cfg,
+        None,
+        Box::new(WeightedAverage),
+        &mut |r| {
+            rounds.push(r.clone());
+            // Slow rounds down a little so the late client arrives mid-run.
+            std::thread::sleep(Duration::from_millis(100));
+        },
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(summary.rounds[0].sampled, vec![0, 1]);
+    let at = summary
+        .rounds
+        .iter()
+        .position(|r| r.joined == vec![2])
+        .expect("client 2 never joined");
+    assert!(at > 0, "client 2 should join after round 1");
+    assert_eq!(summary.rounds[at].sampled, vec![0, 1, 2]);
+    assert_eq!(summary.rounds.last().unwrap().sampled, vec![0, 1, 2]);
+    for h in first {
+        assert_eq!(h.join().unwrap().unwrap().rounds_trained, 6);
+    }
+    assert!(late.join().unwrap().unwrap().rounds_trained >= 1);
+}
