@@ -116,7 +116,23 @@ impl Server {
         round: usize,
         updates: &[ClientUpdate<'_>],
     ) -> Result<AggregateInfo, FedError> {
-        let info = self.aggregator.aggregate(round, updates, &mut self.avg)?;
+        // A non-finite update (a client whose training diverged) costs only
+        // that client: it is treated as dropped, and the round goes on.
+        let bad = updates
+            .iter()
+            .any(|u| !u.dropped && u.delta.iter().any(|x| !x.is_finite()));
+        let info = if bad {
+            let cleaned: Vec<ClientUpdate<'_>> = updates
+                .iter()
+                .map(|u| ClientUpdate {
+                    dropped: u.dropped || u.delta.iter().any(|x| !x.is_finite()),
+                    ..*u
+                })
+                .collect();
+            self.aggregator.aggregate(round, &cleaned, &mut self.avg)?
+        } else {
+            self.aggregator.aggregate(round, updates, &mut self.avg)?
+        };
         self.step(round)?;
         Ok(info)
     }
