@@ -60,12 +60,18 @@ pub struct PartyArgs {
     /// Seconds before a silent peer is declared dead.
     #[arg(long, default_value_t = 60)]
     pub timeout: u64,
-    /// Fixed-point fractional bits (all roles must agree).
+    /// Fixed-point fractional bits, 1..=24 (all roles must agree).
     #[arg(long, default_value_t = 16)]
     pub frac_bits: u32,
-    /// Bits compared by ReLU/max: |x| < 2^(cmp_bits - frac_bits) (all roles must agree).
-    #[arg(long, default_value_t = 28)]
+    /// Widest comparison allowed, in bits (all roles must agree). Each comparison
+    /// uses the width the model owner's bounds prove exact for every input in the
+    /// declared range; a model that needs more than this is refused, naming the range.
+    #[arg(long, default_value_t = 63)]
     pub cmp_bits: u32,
+    /// Truncation after products: exact (never fails) or local (no traffic,
+    /// fails with the probability reported per image). All roles must agree.
+    #[arg(long, default_value = "exact")]
+    pub truncation: String,
     /// Derive the randomness seeds from --seed (reproducible runs) instead of the OS.
     #[arg(long)]
     pub deterministic: bool,
@@ -119,6 +125,7 @@ pub fn run(args: PartyArgs, common: &CommonArgs) -> anyhow::Result<Report> {
     let protocol = ProtocolConfig {
         frac_bits: args.frac_bits,
         cmp_bits: args.cmp_bits,
+        truncation: args.truncation.parse()?,
     };
     protocol.validate()?;
     ppml_smpc::tune_allocator();
@@ -196,6 +203,7 @@ pub fn run(args: PartyArgs, common: &CommonArgs) -> anyhow::Result<Report> {
         "parties": traffic,
         "frac_bits": protocol.frac_bits,
         "cmp_bits": protocol.cmp_bits,
+        "truncation": protocol.truncation.to_string(),
     });
     let mut human = format!(
         "{} done in {seconds:.2} s; sent {bytes_sent} bytes, {rounds} rounds",

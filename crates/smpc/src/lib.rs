@@ -12,7 +12,10 @@
 //!   triples, matrices masked once and reused ([`beaver::FixedRhs`]), local
 //!   truncation.
 //! * [`compare`]: DReLU / ReLU / selection with one PrivateCompare over Z_67
-//!   per element, max, argmax and max-pooling tournaments.
+//!   per element (exact on the whole ring by default), exact truncation
+//!   fused into a comparison, max, argmax and max-pooling tournaments.
+//! * [`range`]: the model owner's range analysis: proven comparison widths
+//!   for the plan, and errors naming the range instead of wrong answers.
 //! * [`kernel`]: the register-blocked ring matmul (AVX-512 at run time).
 //! * [`inference`]: private inference of `ppml-nn` models (Linear, ReLU,
 //!   Conv2d, MaxPool2d, Flatten) with a model owner and a data owner.
@@ -55,6 +58,7 @@ pub mod inference;
 /// The ring matmul kernel lives in ppml-sharing; re-exported for the protocols.
 pub use ppml_sharing::kernel;
 pub mod party;
+pub mod range;
 pub mod sim;
 mod simd;
 

@@ -19,7 +19,7 @@ fn listeners() -> (Vec<TcpListener>, Vec<SocketAddr>) {
 
 fn images(count: usize) -> Vec<f32> {
     (0..count * 784)
-        .map(|i| ((i * 31) % 97) as f32 / 40.0 - 1.0)
+        .map(|i| ((i * 31) % 97) as f32 / 40.0 - 0.4)
         .collect()
 }
 
