@@ -319,6 +319,65 @@ impl Listener for TcpClients {
     }
 }
 
+/// The session-layer protocol name of federated averaging.
+pub const SESSION_PROTOCOL: &str = "ppml-fl/1";
+
+/// The party name of client `id` in a parties file: `client-<id>`.
+pub fn client_name(id: u32) -> String {
+    format!("client-{id}")
+}
+
+/// The client id a party name stands for (`client-<id>`), if any.
+pub fn client_id(name: &str) -> Option<u32> {
+    let digits = name.strip_prefix("client-")?;
+    // Canonical decimal only: "client-007" or "client-+7" is not client 7.
+    if digits.is_empty() || (digits.len() > 1 && digits.starts_with('0')) {
+        return None;
+    }
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Clients from a source of named, authenticated channels (the session
+/// layer's acceptor: `|wait| acceptor.next(wait)`): a party named
+/// `client-N` is client N and may only ask for id N; any other party is
+/// refused.
+pub struct NamedClients<F> {
+    next: F,
+}
+
+impl<F> NamedClients<F>
+where
+    F: FnMut(Duration) -> Result<Option<(String, Channel)>, NetError> + Send,
+{
+    /// Wraps `next`.
+    pub fn new(next: F) -> Self {
+        Self { next }
+    }
+}
+
+impl<F> Listener for NamedClients<F>
+where
+    F: FnMut(Duration) -> Result<Option<(String, Channel)>, NetError> + Send,
+{
+    fn accept(&mut self, wait: Duration) -> Result<Option<Accepted>, NetError> {
+        match (self.next)(wait)? {
+            None => Ok(None),
+            Some((name, channel)) => match client_id(&name) {
+                Some(id) => Ok(Some(Accepted {
+                    channel,
+                    identity: Some(id),
+                })),
+                None => Err(NetError::Handshake(format!(
+                    "party `{name}` is not a client (clients are named client-N)"
+                ))),
+            },
+        }
+    }
+}
+
 struct Joined {
     id: u32,
     ch: Channel,

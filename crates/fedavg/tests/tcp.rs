@@ -627,3 +627,73 @@ fn a_new_client_joins_between_rounds_up_to_the_population() {
     }
     assert!(late.join().unwrap().unwrap().rounds_trained >= 1);
 }
+
+#[test]
+fn an_authenticated_name_fixes_the_client_id() {
+    use ppml_fedavg::net::{NamedClients, client_id, client_name};
+    assert_eq!(client_id(&client_name(7)), Some(7));
+    for bad in [
+        "client-",
+        "client-07",
+        "client-+7",
+        "server",
+        "client-7x",
+        "Client-7",
+    ] {
+        assert_eq!(client_id(bad), None, "{bad}");
+    }
+    // Named channels from an (in-memory) authenticated source: client-1 may
+    // only be client 1; a party that is not a client is refused.
+    let cfg = config(2, 1, Duration::from_secs(10));
+    let net = NetConfig::default().with_timeout(Duration::from_secs(10));
+    let (tx, rx) = mpsc::channel::<(String, Channel)>();
+    let mut clients = Vec::new();
+    for (name, ask) in [
+        ("client-1", Some(0)),
+        ("server", None),
+        ("client-0", None),
+        ("client-1", None),
+    ] {
+        let (s, c) = ppml_net::in_memory_pair(&net);
+        tx.send((name.to_string(), s)).unwrap();
+        clients.push(std::thread::spawn(move || {
+            run_client(
+                c,
+                ask,
+                &mut |_, id| Ok((toy_model(), toy_data(20, id as usize))),
+                &ClientOptions::default(),
+                &mut |_, _| {},
+            )
+        }));
+    }
+    let rx = std::sync::Mutex::new(rx);
+    let source = NamedClients::new(move |wait| Ok(rx.lock().unwrap().recv_timeout(wait).ok()));
+    let mut events = Vec::new();
+    let summary = run_server(
+        Box::new(source),
+        toy_model(),
+        &cfg,
+        None,
+        Box::new(WeightedAverage),
+        &mut |_| {},
+        &mut |e| events.push(e.to_string()),
+    )
+    .unwrap();
+    assert_eq!(summary.rounds[0].sampled, vec![0, 1], "{events:?}");
+    let results: Vec<_> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    // client-1 asking for id 0 is refused; "server" is refused; the others run.
+    assert!(results[0].is_err());
+    assert!(results[1].is_err());
+    assert_eq!(results[2].as_ref().unwrap().id, 0);
+    assert_eq!(results[3].as_ref().unwrap().id, 1);
+    assert!(
+        events
+            .iter()
+            .any(|e| e.contains("authenticated as client 1, asked for id 0")),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(|e| e.contains("not a client")),
+        "{events:?}"
+    );
+}
