@@ -1,10 +1,13 @@
-//! `ppml fl-server` / `ppml fl-client` as separate processes on loopback:
-//! secure aggregation with distributed DP (small slices: 3 clients holding
-//! 1/100 of the training set each, 2 rounds), and the JSON contract.
+//! `ppml fl-server` / `ppml fl-client` as separate processes on loopback over
+//! the TLS session layer (parties `server`, `client-N`): secure aggregation
+//! with distributed DP (small slices: 3 clients holding 1/100 of the training
+//! set each, 2 rounds), the JSON contract, and a client presenting another
+//! client's key refused.
 
 mod common;
 
 use common::{assert_keys, last_json};
+use ppml_net::local::LocalDeployment;
 use std::process::{Command, Stdio};
 
 fn bin() -> Command {
@@ -14,14 +17,17 @@ fn bin() -> Command {
 }
 
 #[test]
-fn fl_server_with_secure_aggregation_and_distributed_dp_over_tcp() {
-    let port = 17000 + (std::process::id() % 2000) as u16;
-    let addr = format!("127.0.0.1:{port}");
+fn fl_server_with_secure_aggregation_and_distributed_dp_over_tls() {
+    let d = LocalDeployment::new(&["server", "client-0", "client-1", "client-2"]).unwrap();
+    let parties = d.parties_path().display().to_string();
+    let keys = d.keys_dir().display().to_string();
     let server = bin()
         .args([
             "fl-server",
-            "--listen",
-            &addr,
+            "--parties",
+            &parties,
+            "--keys",
+            &keys,
             "--wait-clients",
             "3",
             "--partition-clients",
@@ -47,8 +53,10 @@ fn fl_server_with_secure_aggregation_and_distributed_dp_over_tcp() {
             bin()
                 .args([
                     "fl-client",
-                    "--server",
-                    &addr,
+                    "--parties",
+                    &parties,
+                    "--keys",
+                    &keys,
                     "--id",
                     &i.to_string(),
                     "--json",
@@ -73,6 +81,7 @@ fn fl_server_with_secure_aggregation_and_distributed_dp_over_tcp() {
         ],
     );
     assert_eq!(v["secure_aggregation"], true);
+    assert_eq!(v["transport"], "tls");
     assert_eq!(v["dp_mode"], "distributed");
     let eps: Vec<f64> = v["epsilon_per_round"]
         .as_array()
@@ -111,5 +120,79 @@ fn fl_server_refuses_distributed_dp_without_secure_aggregation() {
         String::from_utf8_lossy(&out.stderr).contains("--secure-aggregation"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn fl_server_needs_tls_or_an_explicit_insecure() {
+    let out = bin()
+        .args(["fl-server", "--wait-clients", "1", "--no-eval"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--insecure"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_client_with_another_clients_key_is_refused() {
+    // client-1's key cannot pass as client-0: certificates are pinned.
+    let d = LocalDeployment::new(&["server", "client-0", "client-1"]).unwrap();
+    let parties = d.parties_path().display().to_string();
+    let keys = d.keys_dir().display().to_string();
+    let fake = d.dir.join("fake-keys");
+    std::fs::create_dir_all(&fake).unwrap();
+    for ext in ["key", "crt"] {
+        std::fs::copy(
+            d.keys_dir().join(format!("client-1.{ext}")),
+            fake.join(format!("client-0.{ext}")),
+        )
+        .unwrap();
+    }
+    let server = bin()
+        .args([
+            "fl-server",
+            "--parties",
+            &parties,
+            "--keys",
+            &keys,
+            "--wait-clients",
+            "1",
+            "--partition-clients",
+            "100",
+            "--join-timeout",
+            "8",
+            "--no-eval",
+            "--json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("fl-server starts");
+    let out = bin()
+        .args([
+            "fl-client",
+            "--parties",
+            &parties,
+            "--keys",
+            &fake.display().to_string(),
+            "--id",
+            "0",
+            "--connect-timeout",
+            "5",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "an impostor joined");
+    // Nobody legitimate came: the server gives up with a clear error.
+    let s = server.wait_with_output().unwrap();
+    assert!(!s.status.success());
+    assert!(
+        String::from_utf8_lossy(&s.stderr).contains("no client joined"),
+        "{}",
+        String::from_utf8_lossy(&s.stderr)
     );
 }

@@ -10,7 +10,8 @@ use super::fedavg::{progress_bar, round_tick, summary_json, write_outputs};
 use super::{CommonArgs, Report};
 use clap::Args;
 use ppml_fedavg::net::{
-    DpMode, ExampleWeights, NetDp, NetServerConfig, Setup, TcpClients, run_server,
+    DpMode, ExampleWeights, Listener, NamedClients, NetDp, NetServerConfig, SESSION_PROTOCOL,
+    Setup, TcpClients, run_server,
 };
 use ppml_fedavg::{
     Aggregator, DpAggregator, FedConfig, LocalConfig, Mode, Partition, ServerConfig,
@@ -25,9 +26,20 @@ use std::time::Duration;
 
 #[derive(Debug, Args)]
 pub struct FlServerArgs {
-    /// Address to listen on.
+    /// With --insecure and no parties file: the address to listen on
+    /// (with --parties the server listens at its own entry, party `server`).
     #[arg(long, default_value = "127.0.0.1:7878")]
     pub listen: String,
+    /// Parties file: the server is party `server`, client N is `client-N`;
+    /// links are TLS with pinned certificates (docs/DEPLOY.md).
+    #[arg(long)]
+    pub parties: Option<PathBuf>,
+    /// Directory with this host's private key (server.key).
+    #[arg(long, requires = "parties")]
+    pub keys: Option<PathBuf>,
+    /// Plaintext, unauthenticated links: any process can claim any client id.
+    #[arg(long)]
+    pub insecure: bool,
     /// Number of client processes to wait for before round 1.
     #[arg(long, default_value_t = 10)]
     pub wait_clients: usize,
@@ -217,25 +229,51 @@ pub fn run(args: FlServerArgs, common: &CommonArgs) -> anyhow::Result<Report> {
     let aggregator: Box<dyn Aggregator> = match (&cfg.dp, args.secure_aggregation) {
         (Some(d), false) => {
             // The server samples DP rounds by Poisson sampling at rate --fraction.
-            Box::new(DpAggregator::new(d.cfg, args.fraction, parts, common.seed)?)
+            Box::new(DpAggregator::new(d.cfg, args.fraction, parts)?)
         }
         _ => Box::new(WeightedAverage),
     };
-    let listener = TcpListener::bind(&args.listen)
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+    let net = NetConfig::default().with_timeout(cfg.round_timeout);
+    let (clients, at): (Box<dyn Listener>, String) = match (&args.parties, args.insecure) {
+        (Some(file), _) => {
+            let session = ppml_net::session::open(
+                "server",
+                Some(file.as_path()),
+                args.keys.as_deref(),
+                args.insecure,
+                None,
+                SESSION_PROTOCOL,
+                net,
+            )?;
+            let mut acceptor = session.listen()?;
+            let at = acceptor.local_addr().to_string();
+            (
+                Box::new(NamedClients::new(move |wait| acceptor.next(wait))),
+                at,
+            )
+        }
+        (None, true) => {
+            eprintln!(
+                "WARNING: --insecure: links are plaintext and unauthenticated; anyone on the \
+                 network can read everything sent, or claim any client id"
+            );
+            let listener = TcpListener::bind(&args.listen)
+                .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+            let at = listener.local_addr()?.to_string();
+            (Box::new(TcpClients::new(&listener, net)?), at)
+        }
+        (None, false) => {
+            anyhow::bail!("give --parties FILE --keys DIR (TLS), or --insecure for plaintext links")
+        }
+    };
     eprintln!(
-        "fl-server: listening on {}, waiting for {} clients ({} {} parts, {})",
-        listener.local_addr()?,
-        args.wait_clients,
-        parts,
-        partition,
-        args.model
+        "fl-server: listening on {at}, waiting for {} clients ({} {} parts, {})",
+        args.wait_clients, parts, partition, args.model
     );
     let pb = progress_bar(args.rounds, common.json);
     let mut events: Vec<String> = Vec::new();
-    let net = NetConfig::default().with_timeout(cfg.round_timeout);
     let summary = run_server(
-        Box::new(TcpClients::new(&listener, net)?),
+        clients,
         model,
         &cfg,
         test.as_ref(),
@@ -303,7 +341,8 @@ pub fn run(args: FlServerArgs, common: &CommonArgs) -> anyhow::Result<Report> {
         "noise_multiplier": args.dp_clip.map(|_| args.dp_noise),
         "epsilon_per_round": summary.rounds.iter().map(|r| r.epsilon).collect::<Vec<_>>(),
         "model": args.model,
-        "transport": "tcp",
+        "transport": if args.parties.is_some() && !args.insecure { "tls" } else { "tcp" },
+        "insecure": args.insecure,
         "clients_joined": summary.rounds.first().map(|r| r.sampled.len()),
         "partition": partition.to_string(),
         "partition_clients": parts,

@@ -3,8 +3,12 @@
 //! Conventions shared by every subcommand (see [`CommonArgs`]):
 //! - `--json` prints exactly one JSON object as the last line of stdout;
 //!   progress bars and logs go to stderr.
-//! - `--threads N` sizes the rayon pool (default: all cores).
-//! - `--seed S` seeds every PRG the run uses (same seed, same result).
+//! - `--threads N` sizes the rayon pool (default: all cores; 0 is an error).
+//! - `--seed S` makes the run's PUBLIC choices reproducible (weight
+//!   initialisation, data order, partitions, client sampling in runs without
+//!   DP, simulated dropouts); it never reaches a secret: shares, masks, keys,
+//!   dealer material, DP noise and DP client sampling come from the OS
+//!   (`ppml-random`).
 //! - `--data DIR` points at the MNIST IDX files (default `data/mnist`, or `$PPML_DATA`).
 
 use clap::{Args, Parser, Subcommand};
@@ -15,6 +19,7 @@ pub mod fedavg;
 pub mod fl_client;
 pub mod fl_server;
 pub mod infer;
+pub mod keygen;
 pub mod party;
 pub mod secagg_bench;
 pub mod splitnn;
@@ -26,10 +31,13 @@ pub struct CommonArgs {
     /// Print exactly one JSON object as the last line of stdout.
     #[arg(long, global = true)]
     pub json: bool,
-    /// Worker threads for rayon (default: number of cores).
+    /// Worker threads for rayon (default: number of cores; at least 1).
     #[arg(long, global = true)]
     pub threads: Option<usize>,
-    /// Seed for every PRG of the run.
+    /// Seed of the run's public, reproducible choices only: weight initialisation, data
+    /// order, partitions, and client sampling in runs without DP (and simulated dropouts).
+    /// Never used for secrets: shares, masks, keys, dealer material, DP noise and DP
+    /// sampling always come from the operating system's CSPRNG.
     #[arg(long, global = true, default_value_t = 42)]
     pub seed: u64,
     /// Directory holding the four MNIST IDX .gz files (default: $PPML_DATA or data/mnist).
@@ -88,6 +96,8 @@ pub enum Command {
     Splitnn(splitnn::SplitnnArgs),
     /// Run one SMPC party (p0, p1 or p2) as its own process over TCP.
     Party(party::PartyArgs),
+    /// Make a party's private key and self-signed certificate (for --parties/--keys).
+    Keygen(keygen::KeygenArgs),
 }
 
 /// What a subcommand returns: the JSON summary printed with `--json`, and a
@@ -98,6 +108,12 @@ pub struct Report {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<Report> {
+    if cli.common.threads == Some(0) {
+        anyhow::bail!("--threads must be at least 1");
+    }
+    // A PPML_BACKEND this CPU cannot run (or that names no backend) is a
+    // clear error up front, not a silent fallback.
+    ppml_simd::selected()?;
     if let Some(n) = cli.common.threads {
         // Ignore the error if a pool already exists (only possible in tests).
         let _ = rayon::ThreadPoolBuilder::new()
@@ -115,5 +131,6 @@ pub fn run(cli: Cli) -> anyhow::Result<Report> {
         Command::SecaggBench(a) => secagg_bench::run(a, common),
         Command::Splitnn(a) => splitnn::run(a, common),
         Command::Party(a) => party::run(a, common),
+        Command::Keygen(a) => keygen::run(a, common),
     }
 }

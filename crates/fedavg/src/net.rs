@@ -719,7 +719,15 @@ fn serve(
     if let Some(d) = &ddp_cfg {
         d.validate()?;
     }
-    let mut noise_rng = ppml_sharing::prg::from_entropy();
+    // Central DP over secure aggregation: the quantiser's range is the DP
+    // clip rounded up to f32, so that the DP grid's base covers it.
+    let secure_cfg: Option<SecAggConfig> = cfg.secure.clone().map(|mut c| {
+        if let Some(d) = cfg.dp.as_ref().filter(|d| d.mode == DpMode::Central) {
+            c.clip = crate::aggregate::f32_at_least(d.cfg.clip);
+        }
+        c
+    });
+    let mut noise_rng = ppml_random::try_os_rng().map_err(|e| FedError::Config(e.to_string()))?;
     let population = cfg.setup.partition_clients as usize;
     let mut wire = Vec::new();
     for round in 1..=cfg.fed.rounds {
@@ -781,7 +789,7 @@ fn serve(
             .as_ref()
             .filter(|d| d.mode == DpMode::Central)
             .map(|d| {
-                let margin = match &cfg.secure {
+                let margin = match &secure_cfg {
                     // Half a quantisation step per coordinate can add this much norm.
                     Some(sa) => {
                         let step = 2.0 * f64::from(sa.clip) / ((1u64 << sa.bits) - 1) as f64;
@@ -802,14 +810,14 @@ fn serve(
         let mut avg: Option<Vec<f32>> = None;
         let mut apply_info = None;
         let mut contributors: Vec<u32> = Vec::new();
-        if let Some(sa) = &cfg.secure {
+        if let Some(sa) = &secure_cfg {
             let a = if cfg.dp.is_some() {
                 vec![1.0f32; picked.len()]
             } else {
                 relative_weights(&weights)
             };
             let mut session = [0u8; 16];
-            rand::Rng::fill_bytes(&mut ppml_sharing::prg::from_entropy(), &mut session);
+            rand::Rng::fill_bytes(&mut noise_rng, &mut session);
             let ddp_task = ddp_cfg.map(|d| d.task(picked.len()));
             let mut sa = sa.clone();
             if let Some(t) = &ddp_task {
@@ -881,13 +889,27 @@ fn serve(
                                 }
                                 ddg.step(t, out.survivors.len(), p);
                             } else if let Some(dp) = &cfg.dp {
-                                crate::dp::noise_and_average(
-                                    &mut sum,
+                                // Central DP: the unmasked sum onto the DP grid, plus
+                                // exact discrete Gaussian noise from the OS CSPRNG.
+                                let dp_err =
+                                    |e: crate::dp::DpError| FedError::Aggregate(e.to_string());
+                                let release = crate::dp::DiscreteGaussianSum::with_grid_base(
                                     &dp.cfg,
-                                    expected,
-                                    &mut noise_rng,
+                                    p,
+                                    f64::from(sa.clip),
                                 )
-                                .map_err(|e| FedError::Aggregate(e.to_string()))?;
+                                .map_err(dp_err)?;
+                                let mut acc = vec![0i64; p];
+                                crate::aggregate::secagg_units(
+                                    &out.raw_sum,
+                                    out.survivors.len(),
+                                    params.bits,
+                                    release.grid_bits(),
+                                    &mut acc,
+                                )?;
+                                release
+                                    .release(&acc, expected, &mut noise_rng, &mut sum)
+                                    .map_err(dp_err)?;
                             } else {
                                 let wsum: f64 = out
                                     .survivors

@@ -118,7 +118,7 @@ pub fn client_round(
         slot.index,
         input,
         &params,
-        ppml_sharing::prg::from_entropy(),
+        ppml_random::try_os_rng().map_err(|e| FedError::Config(e.to_string()))?,
     )
     .map_err(sa_err)?;
     run_client_state(ch, round, st, leave_at)
@@ -139,7 +139,7 @@ pub fn client_round_ring(
         slot.index,
         input,
         &params,
-        ppml_sharing::prg::from_entropy(),
+        ppml_random::try_os_rng().map_err(|e| FedError::Config(e.to_string()))?,
     )
     .map_err(sa_err)?;
     run_client_state(ch, round, st, leave_at)
@@ -644,6 +644,8 @@ impl Aggregator for SecureAggregator {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct SecureSum {
     pub sum: Vec<f32>,
+    /// The same sum in `Z_2^k`, as the server unmasked it.
+    pub sum_quantised: Vec<u64>,
     pub survivors: Vec<u32>,
     pub error_bound: f64,
     /// Bytes through the server's channels.
@@ -678,6 +680,7 @@ pub(crate) fn secure_sum(
     match (o.sum, o.aborted) {
         (Some(sum), None) => Ok(SecureSum {
             sum,
+            sum_quantised: o.raw_sum,
             survivors: o.survivors,
             error_bound: o.error_bound,
             bytes: r.server_bytes,

@@ -7,6 +7,7 @@ use crate::{
     ClientState, DropoutPlan, RoundParams, SecAggConfig, SecAggError, ServerOutput, ServerState,
 };
 use ppml_net::{Channel, ChannelStats, NetConfig, in_memory_pair};
+use ppml_random::{PublicSeed, SecretSource};
 use rayon::prelude::*;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -213,8 +214,65 @@ pub struct ServerRun {
 /// Runs the server over one channel per client, in any order: each client's
 /// [`AdvertiseKeys`] names it. A client whose channel fails, or whose message is rejected
 /// by the state machine, is treated as dropped from that step on.
-pub fn run_server(
-    mut channels: Vec<Channel>,
+pub fn run_server(channels: Vec<Channel>, state: ServerState) -> Result<ServerRun, SecAggError> {
+    run_server_with_ids(channels.into_iter().map(|c| (None, c)).collect(), state)
+}
+
+/// Protocol name of secure aggregation links in the session handshake (ppml-net).
+pub const SESSION_PROTOCOL: &str = "secagg";
+
+/// Party name of client `id` in the parties file (`client-0`, `client-1`, ...).
+pub fn client_name(id: u32) -> String {
+    format!("client-{id}")
+}
+
+/// Party name of the server in the parties file.
+pub const SERVER_NAME: &str = "server";
+
+/// A client's channel to the server over its session (TLS: only the server's pinned
+/// certificate is accepted).
+pub fn connect_server(session: &ppml_net::Session) -> Result<Channel, SecAggError> {
+    Ok(session.connect(SERVER_NAME)?)
+}
+
+/// The server's side over a session: accepts the clients `client-0 .. client-(n-1)`
+/// (concurrently, each authenticated by its certificate; strays and impostors are refused
+/// and logged), waiting at most `timeout` for all of them (clients that never come are
+/// dropouts), then runs [`run_server`] with every channel bound to its authenticated
+/// id: a client claiming another client's id in its keys is rejected.
+pub fn run_server_over(
+    acceptor: &mut ppml_net::Acceptor,
+    state: ServerState,
+    timeout: std::time::Duration,
+) -> Result<ServerRun, SecAggError> {
+    let n = state.params().n;
+    let deadline = Instant::now() + timeout;
+    let mut chans: Vec<(Option<u32>, Channel)> = Vec::new();
+    while chans.len() < n {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let Some((name, ch)) = acceptor.next(left)? else {
+            break;
+        };
+        let id = name
+            .strip_prefix("client-")
+            .and_then(|k| k.parse::<u32>().ok())
+            .filter(|&k| (k as usize) < n);
+        match id {
+            Some(k) if !chans.iter().any(|(i, _)| *i == Some(k)) => chans.push((Some(k), ch)),
+            _ => eprintln!(
+                "secagg server: ignored a connection from {name} (not a client of this round, or a second connection)"
+            ),
+        }
+    }
+    run_server_with_ids(chans, state)
+}
+
+/// [`run_server`] where a channel may be bound to the client id it authenticated as.
+fn run_server_with_ids(
+    mut channels: Vec<(Option<u32>, Channel)>,
     mut state: ServerState,
 ) -> Result<ServerRun, SecAggError> {
     let n = state.params().n;
@@ -223,7 +281,7 @@ pub fn run_server(
     // Step 0: learn who is on which channel.
     let mut by_id: Vec<Option<Channel>> = (0..n).map(|_| None).collect();
     let mut unassigned = Vec::new();
-    for mut ch in channels.drain(..) {
+    for (bound, mut ch) in channels.drain(..) {
         let Ok(bytes) = ch.recv_bytes() else {
             unassigned.push(ch);
             continue;
@@ -233,6 +291,14 @@ pub fn run_server(
             .map_err(SecAggError::from)
             .and_then(|m| {
                 let id = m.id;
+                if let Some(b) = bound
+                    && b != id
+                {
+                    return Err(SecAggError::Internal(format!(
+                        "{} claims to be client {id}",
+                        client_name(b)
+                    )));
+                }
                 if by_id.get(id as usize).is_some_and(|c| c.is_some()) {
                     return Err(SecAggError::Duplicate(id));
                 }
@@ -360,21 +426,14 @@ pub struct AggregateOutcome {
     pub round_seconds: f64,
 }
 
-fn derive(seed: u64, what: &str, id: u64) -> [u8; 32] {
-    let mut h = blake3::Hasher::new_derive_key("ppml-secagg v1 simulation seeds");
-    h.update(&seed.to_le_bytes());
-    h.update(what.as_bytes());
-    h.update(&id.to_le_bytes());
-    *h.finalize().as_bytes()
-}
-
 /// One full round in this process: client `i` holds `inputs[i]`, the server and the
 /// clients are separate roles talking over in-memory `ppml_net` channels, clients run on
 /// rayon (all clients' step `s`, then step `s + 1`), the server on its own thread.
-/// `dropouts` says who drops at which step (an empty plan: nobody). Every random choice
-/// (keys, shares, graph, session id) derives from `seed`: a reproducible simulation; a
-/// deployment builds [`ClientState`]s from OS entropy and uses [`run_client`] /
-/// [`run_server`].
+/// `dropouts` says who drops at which step (an empty plan: nobody). The public choices
+/// (the SecAgg+ graph, the session id) derive from `seed` through
+/// [`ppml_random::PublicSeed`]; the clients' secrets (keys, self-mask seeds, Shamir
+/// coefficients) come from `secrets`: [`SecretSource::Os`] in every real run,
+/// [`SecretSource::InsecureDeterministic`] only for reproducible tests.
 ///
 /// Errors: invalid inputs or configuration, and the server's abort
 /// ([`SecAggError::BelowThreshold`], [`SecAggError::NotEnoughShares`]).
@@ -383,6 +442,7 @@ pub fn aggregate_in_process(
     cfg: &SecAggConfig,
     dropouts: &DropoutPlan,
     seed: u64,
+    secrets: SecretSource,
 ) -> Result<AggregateOutcome, SecAggError> {
     let n = inputs.len();
     let dim = inputs.first().map_or(0, |v| v.len());
@@ -398,8 +458,9 @@ pub fn aggregate_in_process(
             dropouts.drops.len()
         )));
     }
+    let public = PublicSeed::new(seed);
     let mut session = [0u8; 16];
-    session.copy_from_slice(&derive(seed, "session", 0)[..16]);
+    session.copy_from_slice(&public.key("secagg/session")[..16]);
     let params = RoundParams::new(n, dim, cfg, session)?;
     let quant = params.quantizer()?;
     let net = NetConfig::default().with_timeout(cfg.timeout);
@@ -411,39 +472,26 @@ pub fn aggregate_in_process(
         server_chs.push(s);
         runners.push(ClientRunner::unstarted(c, dropouts.drop_at(i as u32)));
     }
-    let graph_seed = u64::from_le_bytes(
-        derive(seed, "graph", 0)[..8]
-            .try_into()
-            .map_err(|_| SecAggError::Internal("seed derivation".into()))?,
-    );
+    let graph_seed = public.derive_u64("secagg/graph");
     let server_state = ServerState::new(&params, graph_seed);
     let server = std::thread::Builder::new()
         .name("secagg-server".into())
         .spawn(move || run_server(server_chs, server_state))
         .map_err(|e| SecAggError::Internal(format!("cannot spawn the server thread: {e}")))?;
     // Clients build their state (keys, quantised input) in parallel, as part of step 0.
+    // Their secret randomness (key pairs, self-mask seeds, Shamir coefficients)
+    // comes from `secrets`: the OS unless a test asks for the insecure seed.
     runners
         .par_iter_mut()
         .zip(inputs.par_iter())
         .enumerate()
         .for_each(|(i, (r, x))| {
             if r.drop_at != Some(Step::AdvertiseKeys) {
-                let key = derive(seed, "client", i as u64);
                 r.start(|| {
-                    ClientState::new(i as u32, x, &params, ppml_sharing::prg::from_key(key))
-                });
-            }
-        });
-    // Clients build their state (keys, quantised input) in parallel, as part of step 0.
-    runners
-        .par_iter_mut()
-        .zip(inputs.par_iter())
-        .enumerate()
-        .for_each(|(i, (r, x))| {
-            if r.drop_at != Some(Step::AdvertiseKeys) {
-                let key = derive(seed, "client", i as u64);
-                r.start(|| {
-                    ClientState::new(i as u32, x, &params, ppml_sharing::prg::from_key(key))
+                    let rng = secrets
+                        .try_rng(&format!("secagg/client/{i}"))
+                        .map_err(|e| SecAggError::Internal(e.to_string()))?;
+                    ClientState::new(i as u32, x, &params, rng)
                 });
             }
         });

@@ -2,50 +2,13 @@
 //! shares with other parties (from which correlated randomness is derived).
 
 use crate::SmpcError;
-use aes::cipher::{KeyIvInit, StreamCipher};
 use ppml_net::Network;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-type Aes128Ctr = ctr::Ctr128LE<aes::Aes128>;
-
-/// A seed-expansion stream: AES-128-CTR keyed by a 32-byte seed (key, IV).
-/// Two parties holding the same seed draw identical values.
-pub struct Prg {
-    cipher: Aes128Ctr,
-}
-
-impl Prg {
-    /// The stream of a 32-byte seed.
-    pub fn from_seed(seed: [u8; 32]) -> Prg {
-        let (key, iv) = seed.split_at(16);
-        Prg {
-            cipher: Aes128Ctr::new(key.into(), iv.into()),
-        }
-    }
-
-    /// Fills `out` with the next keystream bytes.
-    pub fn fill_bytes(&mut self, out: &mut [u8]) {
-        out.fill(0);
-        self.cipher.apply_keystream(out);
-    }
-
-    /// Fills `out` with uniform ring elements (little-endian keystream words).
-    pub fn fill_u64(&mut self, out: &mut [u64]) {
-        out.fill(0);
-        // SAFETY: u64 has no invalid bit patterns and u8 has alignment 1, so a
-        // byte view of exactly 8 * len bytes of the same memory is valid, and
-        // the borrow of `out` is held for the view's whole lifetime.
-        let bytes =
-            unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<u8>(), out.len() * 8) };
-        self.cipher.apply_keystream(bytes);
-        if cfg!(target_endian = "big") {
-            for v in out.iter_mut() {
-                *v = u64::from_le(*v);
-            }
-        }
-    }
-}
+/// The seed-expansion stream (AES-128-CTR keyed by a 32-byte seed) of
+/// `ppml-random`: two parties holding the same seed draw identical values.
+pub use ppml_random::SeedStream as Prg;
 
 /// Computing party 0 (holds one additive share).
 pub const P0: usize = 0;
@@ -335,6 +298,7 @@ impl Party {
         let me = net.me();
         let n = net.parties();
         let mut streams: [Option<Prg>; 7] = Default::default();
+        let mut seen = Vec::new(); // for crate::deploy::insecure_dump_seeds only
         // Pass 1: generate and send every seed this party originates.
         for s in ALL_STREAMS {
             let holders = s.holders();
@@ -352,6 +316,7 @@ impl Party {
             if leak == TestOnlyLeak::SeedToWrongParty && s == Stream::D12 {
                 net.send(P0, &seed)?;
             }
+            seen.push(seed);
             streams[s.index()] = Some(Prg::from_seed(seed));
         }
         // Pass 2: receive the others (in the fixed stream order, per sender).
@@ -361,11 +326,13 @@ impl Party {
                 continue;
             }
             let seed: [u8; 32] = net.recv(holders[0])?;
+            seen.push(seed);
             streams[s.index()] = Some(Prg::from_seed(seed));
         }
         if leak == TestOnlyLeak::SeedToWrongParty && me == P0 && n > DATA_OWNER {
             let _leaked: [u8; 32] = net.recv(DATA_OWNER)?;
         }
+        crate::deploy::insecure_dump_seeds(&seen);
         Ok(Party {
             id: me,
             net,
@@ -454,7 +421,15 @@ pub fn fill_below(rng: &mut Prg, out: &mut [u8], bound: u8) {
     fill_mod(rng, out, bound.max(1) as u16, 0);
 }
 
-crate::simd::dispatch!(fn fill_mod(rng: &mut Prg, out: &mut [u8], modulus: u16, add: u8) => fill_mod_impl);
+fn fill_mod(rng: &mut Prg, out: &mut [u8], modulus: u16, add: u8) {
+    fill_mod_on(ppml_simd::backend(), rng, out, modulus, add);
+}
+
+ppml_simd::dispatch!(
+    /// Uniform values `add + (0..modulus)` from the stream (see
+    /// `fill_mod_impl`), on an explicit backend; every backend draws the same
+    /// values from the same stream.
+    pub fn fill_mod_on(rng: &mut Prg, out: &mut [u8], modulus: u16, add: u8) => fill_mod_impl);
 
 /// `out[i] = add + (uniform in 0..modulus)`, exactly uniform, by Lemire's
 /// multiply-shift with rejection on 16-bit words: `t = w * modulus`, output

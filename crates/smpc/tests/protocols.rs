@@ -1,9 +1,16 @@
 //! Every protocol against plaintext, on random and edge inputs.
 
 use ppml_fixedpoint::FixedPoint;
-use ppml_sharing::prg;
 use ppml_smpc::party::{P0, P1, ProtocolConfig};
-use ppml_smpc::{beaver, compare, sim};
+use ppml_smpc::{SecretSource, beaver, compare, sim};
+
+/// Reproducible test randomness: insecure by design (tests only).
+mod prg {
+    pub use ppml_random::random_u64s;
+    pub fn seeded(seed: u64) -> ppml_random::SecretRng {
+        ppml_random::insecure_deterministic_rng(seed, "test/smpc")
+    }
+}
 use proptest::prelude::*;
 
 const F: u32 = 16;
@@ -72,9 +79,12 @@ fn check_mul(x: &[f64], y: &[f64], seed: u64) -> Result<(), TestCaseError> {
     let (xe, ye) = (enc(x), enc(y));
     let (xs, ys) = (share(&xe, seed), share(&ye, seed + 1));
     let n = x.len();
-    let runs = sim::run_in_memory(3, ProtocolConfig::default(), Some(seed), |p| {
-        beaver::mul_fixed(p, n, &pick(p.id, &xs), &pick(p.id, &ys))
-    })
+    let runs = sim::run_in_memory(
+        3,
+        ProtocolConfig::default(),
+        SecretSource::InsecureDeterministic(seed),
+        |p| beaver::mul_fixed(p, n, &pick(p.id, &xs), &pick(p.id, &ys)),
+    )
     .unwrap();
     let z = reconstruct(&runs);
     for i in 0..n {
@@ -110,7 +120,7 @@ proptest! {
         let (x, y) = (draw(m * k), draw(k * n));
         let (xe, ye) = (enc(&x), enc(&y));
         let (xs, ys) = (share(&xe, seed), share(&ye, seed ^ 5));
-        let runs = sim::run_in_memory(3, ProtocolConfig::default(), Some(seed), |p| {
+        let runs = sim::run_in_memory(3, ProtocolConfig::default(), SecretSource::InsecureDeterministic(seed), |p| {
             beaver::matmul_fixed(p, m, k, n, &pick(p.id, &xs), &pick(p.id, &ys))
         }).unwrap();
         let z = reconstruct(&runs);
@@ -128,7 +138,7 @@ proptest! {
         let xe = enc(&x);
         let xs = share(&xe, seed);
         let n = x.len();
-        let runs = sim::run_in_memory(3, ProtocolConfig::default(), Some(seed), |p| {
+        let runs = sim::run_in_memory(3, ProtocolConfig::default(), SecretSource::InsecureDeterministic(seed), |p| {
             let o = compare::select(p, n, &pick(p.id, &xs), &[])?;
             Ok([o.drelu, o.relu].concat())
         }).unwrap();
@@ -176,7 +186,7 @@ fn relu_edge_values_at_the_compare_limit() {
     let n = xe.len();
     for seed in 0..8u64 {
         let xs = share(&xe, seed);
-        let runs = sim::run_in_memory(3, cfg, Some(seed), |p| {
+        let runs = sim::run_in_memory(3, cfg, SecretSource::InsecureDeterministic(seed), |p| {
             compare::relu(p, n, &pick(p.id, &xs))
         })
         .unwrap();
@@ -200,10 +210,15 @@ fn select_products_and_argmax_match_plaintext() {
     // A row with ties: first index wins.
     xe[..cols].fill(5);
     let xs = share(&xe, 3);
-    let runs = sim::run_in_memory(3, ProtocolConfig::default(), Some(9), |p| {
-        let (mx, idx) = compare::max_groups(p, rows, cols, &pick(p.id, &xs), true)?;
-        Ok([mx, idx].concat())
-    })
+    let runs = sim::run_in_memory(
+        3,
+        ProtocolConfig::default(),
+        SecretSource::InsecureDeterministic(9),
+        |p| {
+            let (mx, idx) = compare::max_groups(p, rows, cols, &pick(p.id, &xs), true)?;
+            Ok([mx, idx].concat())
+        },
+    )
     .unwrap();
     let z = reconstruct(&runs);
     for r in 0..rows {
@@ -244,7 +259,7 @@ fn full_width_default_is_right_for_every_ring_value() {
     let n = xe.len();
     for seed in 0..4u64 {
         let xs = share(&xe, seed);
-        let runs = sim::run_in_memory(3, cfg, Some(seed), |p| {
+        let runs = sim::run_in_memory(3, cfg, SecretSource::InsecureDeterministic(seed), |p| {
             let o = compare::select(p, n, &pick(p.id, &xs), &[])?;
             Ok([o.drelu, o.relu].concat())
         })
@@ -264,7 +279,7 @@ fn full_width_default_is_right_for_every_ring_value() {
     // argmax([5000, 0, 1]) and rows whose differences overflow 28 bits.
     let rows = enc(&[5000.0, 0.0, 1.0, -9000.0, 9000.0, 0.0, 1e6, -1e6, 3.0]);
     let xs = share(&rows, 1);
-    let runs = sim::run_in_memory(3, cfg, Some(2), |p| {
+    let runs = sim::run_in_memory(3, cfg, SecretSource::InsecureDeterministic(2), |p| {
         compare::argmax(p, 3, 3, &pick(p.id, &xs))
     })
     .unwrap();
@@ -301,7 +316,7 @@ proptest! {
         let xe = in_range(m, &prg::random_u64s(&mut prg::seeded(seed), 64));
         let n = xe.len();
         let xs = share(&xe, seed);
-        let runs = sim::run_in_memory(3, ProtocolConfig::default(), Some(seed), |p| {
+        let runs = sim::run_in_memory(3, ProtocolConfig::default(), SecretSource::InsecureDeterministic(seed), |p| {
             compare::drelu_at(p, m, n, &pick(p.id, &xs))
         }).unwrap();
         let z = reconstruct(&runs);
@@ -323,7 +338,7 @@ proptest! {
             .collect();
         let n = xe.len();
         let xs = share(&xe, seed);
-        let runs = sim::run_in_memory(3, ProtocolConfig::default(), Some(seed), |p| {
+        let runs = sim::run_in_memory(3, ProtocolConfig::default(), SecretSource::InsecureDeterministic(seed), |p| {
             let o = compare::select_trunc(p, m, n, &pick(p.id, &xs), &[])?;
             Ok([o.trunc, o.relu_trunc, o.drelu].concat())
         }).unwrap();
@@ -341,9 +356,12 @@ proptest! {
 
 #[test]
 fn select_trunc_rejects_a_width_below_the_shift() {
-    let r = sim::run_in_memory(3, ProtocolConfig::default(), Some(1), |p| {
-        compare::select_trunc(p, 16, 1, &[0], &[])
-    });
+    let r = sim::run_in_memory(
+        3,
+        ProtocolConfig::default(),
+        SecretSource::InsecureDeterministic(1),
+        |p| compare::select_trunc(p, 16, 1, &[0], &[]),
+    );
     assert!(matches!(r, Err(ppml_smpc::SmpcError::Config(_))), "{r:?}");
 }
 
@@ -365,10 +383,15 @@ fn select_trunc_is_exact_for_every_fraction_width() {
             xe.extend([0, u64::MAX, (lim - 1) as i64 as u64, (-lim) as i64 as u64]);
             let n = xe.len();
             let xs = share(&xe, u64::from(m));
-            let runs = sim::run_in_memory(3, cfg, Some(u64::from(f)), |p| {
-                let o = compare::select_trunc(p, m, n, &pick(p.id, &xs), &[])?;
-                Ok([o.trunc, o.relu_trunc].concat())
-            })
+            let runs = sim::run_in_memory(
+                3,
+                cfg,
+                SecretSource::InsecureDeterministic(u64::from(f)),
+                |p| {
+                    let o = compare::select_trunc(p, m, n, &pick(p.id, &xs), &[])?;
+                    Ok([o.trunc, o.relu_trunc].concat())
+                },
+            )
             .unwrap();
             let z = reconstruct(&runs);
             for i in 0..n {
@@ -377,6 +400,24 @@ fn select_trunc_is_exact_for_every_fraction_width() {
                 assert!(t == floor || t == floor + 1, "f {f} m {m} x {x}: {t}");
                 assert_eq!(z[n + i] as i64, t.max(0), "f {f} m {m} x {x}");
             }
+        }
+    }
+}
+
+proptest! {
+    /// Z_67 messages travel 7 bits per value: packing round-trips for every
+    /// length, and a value outside Z_67 or a wrong length is an error.
+    #[test]
+    fn z67_packing_round_trips(v in proptest::collection::vec(0u8..67, 0..200), bad in 67u8..128) {
+        let packed = compare::pack_z67(&v);
+        prop_assert_eq!(packed.len(), compare::packed_len(v.len()));
+        prop_assert_eq!(compare::unpack_z67(&packed, v.len(), "t").unwrap(), v.clone());
+        if !v.is_empty() {
+            let mut w = v.clone();
+            let i = w.len() / 2;
+            w[i] = bad;
+            prop_assert!(compare::unpack_z67(&compare::pack_z67(&w), w.len(), "t").is_err());
+            prop_assert!(compare::unpack_z67(&packed[1..], v.len(), "t").is_err());
         }
     }
 }

@@ -99,7 +99,7 @@ fn split_training_equals_unsplit_training() {
     };
     let mut opt = Sgd::new(0.05, 0.0);
     let mut ws = Workspace::new();
-    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let mut rng = ppml_splitnn::order_rng(ppml_splitnn::holder_shuffle_seed(9, 0));
     let mut losses = Vec::new();
     for e in 0..2 {
         let st = train_epoch(
@@ -247,7 +247,10 @@ fn spawn_label_holder(
 
 fn accept(ch: &mut Channel) {
     let b = ch.recv_bytes().unwrap();
-    assert_eq!(wire::decode_control(&b).unwrap(), Control::Accept);
+    assert!(matches!(
+        wire::decode_control(&b).unwrap(),
+        Control::Accept { .. }
+    ));
 }
 
 #[test]
@@ -358,7 +361,7 @@ fn data_holder_rejects_a_wrong_gradient_shape() {
     };
     let h = std::thread::spawn(move || dh.run(&mut them, &cfg, &mut |_| {}));
     let _hello = me.recv_bytes().unwrap();
-    me.send_bytes(wire::encode_control(&Control::Accept).unwrap())
+    me.send_bytes(wire::encode_control(&Control::Accept { shuffle_share: 0 }).unwrap())
         .unwrap();
     let mut buf = Vec::new();
     let b = me.recv_bytes().unwrap();
@@ -415,7 +418,7 @@ fn disconnecting_label_holder_is_a_clear_error_in_memory() {
     };
     let h = std::thread::spawn(move || {
         let _ = me.recv_bytes();
-        me.send_bytes(wire::encode_control(&Control::Accept).unwrap())
+        me.send_bytes(wire::encode_control(&Control::Accept { shuffle_share: 0 }).unwrap())
             .unwrap();
         let _ = me.recv_bytes();
         drop(me);
@@ -450,7 +453,7 @@ fn disconnecting_peer_is_a_clear_error_over_tcp() {
     let h = std::thread::spawn(move || {
         let mut ch = tcp::accept(&listener, &net()).unwrap();
         let _ = ch.recv_bytes();
-        ch.send_bytes(wire::encode_control(&Control::Accept).unwrap())
+        ch.send_bytes(wire::encode_control(&Control::Accept { shuffle_share: 0 }).unwrap())
             .unwrap();
         let _ = ch.recv_bytes();
     });
@@ -595,7 +598,9 @@ fn round_robin_shared_bottom_equals_sequential_training() {
     };
     let mut opt = Sgd::new(0.05, 0.0);
     let mut ws = Workspace::new();
-    let mut rngs: Vec<ChaCha8Rng> = (0..3).map(|k| ChaCha8Rng::seed_from_u64(5 + k)).collect();
+    let mut rngs: Vec<_> = (0..3)
+        .map(|k| ppml_splitnn::order_rng(ppml_splitnn::holder_shuffle_seed(5, k)))
+        .collect();
     for e in 0..2 {
         for (k, rng) in rngs.iter_mut().enumerate() {
             let shard = data.slice(k * 30..(k + 1) * 30);
@@ -701,4 +706,24 @@ fn roles_load_only_their_half_of_mnist() {
         (10_000, 784, 10_000)
     );
     assert!(images.values.iter().all(|v| (0.0..=1.0).contains(v)));
+}
+
+/// A NaN or negative learning rate is reported as such before any message, not as the
+/// peer's bad gradients.
+#[test]
+fn bad_learning_rates_are_rejected_up_front() {
+    let data = synthetic(20, 1);
+    let test = synthetic(10, 2);
+    for lr in [f32::NAN, -0.1, 0.0, f32::INFINITY] {
+        for variant in [Variant::Vanilla, Variant::UShaped] {
+            let cfg = SplitConfig {
+                variant,
+                lr,
+                ..SplitConfig::default()
+            };
+            let err = train_in_process(&data, &test, &cfg, 1, &mut |_| {}).unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.contains("learning rate"), "{variant:?} lr {lr}: {msg}");
+        }
+    }
 }
