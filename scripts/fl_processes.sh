@@ -3,6 +3,8 @@
 # kills two clients after round KILL_AT and restarts one after round BACK_AT.
 # Usage: scripts/fl_processes.sh N ROUNDS KILL_AT BACK_AT OUTDIR [extra fl-server flags]
 # KILL_AT=0: nobody is killed. PARTS (env): parts of the training set (default N).
+# TLS=1 (env): keys and a parties file in OUTDIR (party server, client-N) and
+# the TLS session layer; otherwise plaintext TCP with --insecure.
 set -euo pipefail
 N=${1:-20}; ROUNDS=${2:-30}; KILL_AT=${3:-10}; BACK_AT=${4:-18}; OUT=${5:-/tmp/fl_procs}
 shift 5 || true
@@ -10,12 +12,24 @@ P=${P:-target/release/ppml}
 PORT=${PORT:-7911}
 mkdir -p "$OUT"; rm -f "$OUT"/*
 PARTS=${PARTS:-$N}
-$P fl-server --listen 127.0.0.1:$PORT --wait-clients "$N" --partition-clients "$PARTS" --fraction 1 \
+if [ "${TLS:-0}" = 1 ]; then
+  : > "$OUT/parties.toml"
+  for name in server $(seq -f "client-%g" 0 $((N - 1))); do
+    $P keygen --name "$name" --out "$OUT/keys" > /dev/null
+
+    printf '[[party]]\nname = "%s"\naddress = "127.0.0.1:%s"\ncertificate = "keys/%s.crt"\n\n' \
+      "$name" "$([ "$name" = server ] && echo $PORT || echo 1)" "$name" >> "$OUT/parties.toml"
+  done
+  LINK=(--parties "$OUT/parties.toml" --keys "$OUT/keys")
+else
+  LINK=(--insecure)
+fi
+$P fl-server "${LINK[@]}" --listen 127.0.0.1:$PORT --wait-clients "$N" --partition-clients "$PARTS" --fraction 1 \
   --model 2nn --local-epochs 1 --batch 10 --lr 0.1 --rounds "$ROUNDS" --partition iid \
   --normalize unit --secure-aggregation --round-timeout 60 --join-timeout 900 "$@" --json \
   > "$OUT/server.json" 2> "$OUT/server.err" &
 SPID=$!
-start() { $P fl-client --server 127.0.0.1:$PORT --id "$1" --json > "$OUT/c$1.$2.json" 2> "$OUT/c$1.$2.err" & echo $! > "$OUT/c$1.pid"; }
+start() { $P fl-client "${LINK[@]}" --server 127.0.0.1:$PORT --id "$1" --json > "$OUT/c$1.$2.json" 2> "$OUT/c$1.$2.err" & echo $! > "$OUT/c$1.pid"; }
 # Staggered starts: every client decompresses MNIST once at start.
 for i in $(seq 0 $((N - 1))); do start "$i" 0; sleep "${STAGGER:-0}"; done
 wait_round() { until grep -q "round $1:" "$OUT/server.err" 2>/dev/null; do kill -0 $SPID 2>/dev/null || exit 1; sleep 0.2; done; }
