@@ -102,3 +102,62 @@ fn noise_shares_sum_to_the_intended_discrete_gaussian() {
     let (stat, dof) = chi_square(&wrong, var);
     assert!(stat > critical(dof), "mis-scaled noise passed: chi2 {stat}");
 }
+
+/// Distributed-DP integers through the real secure round (in-memory
+/// channels): the server's unmasked sum, read as signed integers, is the
+/// exact sum of the survivors' noisy integer vectors, also when a client
+/// leaves before sending its masked input.
+#[test]
+fn noisy_integers_sum_exactly_through_secure_aggregation() {
+    use ppml_fedavg::secure::{SecureSlot, client_round_ring, default_config, server_round};
+    use ppml_net::{Channel, NetConfig, in_memory_pair};
+    use ppml_secagg::{RoundParams, Step};
+    let n = 4;
+    let dim = 64;
+    let task = DdpTask {
+        clip: 1.0,
+        scale: 65536.0,
+        local_sigma: 20_000.0,
+    };
+    let need = ring_bits_for(&task, n);
+    let mut cfg = default_config(Some(3), false);
+    cfg.bits = need - ppml_secagg::ring_bits(0, n);
+    let params = RoundParams::new(n, dim, &cfg, [3; 16]).unwrap();
+    assert!(params.ring_bits >= need);
+    let k = params.ring_bits;
+    let inputs: Vec<Vec<u64>> = (0..n)
+        .map(|i| {
+            let x: Vec<f32> = (0..dim).map(|j| ((i + j) % 7) as f32 * 0.01 - 0.03).collect();
+            encode_client(&x, &task, k).unwrap()
+        })
+        .collect();
+    let net = NetConfig::default().with_timeout(std::time::Duration::from_secs(30));
+    let (mut server_chs, client_chs): (Vec<Channel>, Vec<Channel>) =
+        (0..n).map(|_| in_memory_pair(&net)).unzip();
+    let out = std::thread::scope(|s| {
+        for (i, mut ch) in client_chs.into_iter().enumerate() {
+            let slot = SecureSlot {
+                index: i as u32,
+                params: params.clone(),
+            };
+            let x = inputs[i].clone();
+            // Client 2 leaves before its masked input.
+            let leave = (i == 2).then_some(Step::MaskedInputCollection);
+            s.spawn(move || client_round_ring(&mut ch, 1, &slot, x, leave).unwrap());
+        }
+        let mut links: Vec<&mut Channel> = server_chs.iter_mut().collect();
+        server_round(&mut links, 1, &params, 9)
+    });
+    assert!(out.aborted.is_none(), "{out:?}");
+    assert_eq!(out.survivors, vec![0, 1, 3]);
+    let mask = ppml_secagg::ring_mask(k);
+    let expect: Vec<u64> = (0..dim)
+        .map(|j| [0, 1, 3].iter().fold(0u64, |a, &i| a.wrapping_add(inputs[i][j])) & mask)
+        .collect();
+    assert_eq!(out.raw_sum, expect);
+    let decoded = decode_sum(&out.raw_sum, &task, k);
+    // Three clients' clipped values plus noise of std ~ sqrt(3) * 20000 grid units.
+    for v in decoded {
+        assert!(v.abs() < 3.0 * 0.05 + 12.0 * 1.8 * 20_000.0 / 65536.0, "{v}");
+    }
+}
