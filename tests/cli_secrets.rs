@@ -97,6 +97,7 @@ fn party_has_only_an_insecure_deterministic_flag() {
         "party",
         "--role",
         "p2",
+        "--insecure",
         "--peers",
         "127.0.0.1:1,127.0.0.1:2,127.0.0.1:3",
         "--deterministic",
@@ -192,6 +193,7 @@ fn a_process_with_several_roles_reports_the_root_cause() {
             "party",
             "--role",
             "p1,data-owner",
+            "--insecure",
             "--peers",
             &ports.join(","),
             "--count",
@@ -208,6 +210,7 @@ fn a_process_with_several_roles_reports_the_root_cause() {
             "party",
             "--role",
             "p1,data-owner",
+            "--insecure",
             "--peers",
             &ports.join(","),
             "--count",
@@ -232,6 +235,7 @@ fn party_all_roles(extra: &[&str]) -> std::process::Output {
         "party",
         "--role",
         "p0,p1,p2,model-owner,data-owner",
+        "--insecure",
         "--peers",
         &peers,
         "--arch",
@@ -254,6 +258,7 @@ fn insecure_deterministic_party_warns_and_says_so_in_json() {
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     let v = last_json(&out);
     assert_eq!(v["insecure"], serde_json::Value::Bool(true));
+    assert_eq!(v["insecure_deterministic"], serde_json::Value::Bool(true));
     assert!(
         stderr.contains("WARNING: --insecure-deterministic"),
         "{stderr}"
@@ -261,6 +266,12 @@ fn insecure_deterministic_party_warns_and_says_so_in_json() {
     let out = party_all_roles(&[]);
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     let v = last_json(&out);
-    assert_eq!(v["insecure"], serde_json::Value::Bool(false));
-    assert!(!stderr.contains("WARNING"), "{stderr}");
+    // These runs use plaintext loopback links (--insecure), so "insecure" is
+    // true for the transport; the randomness is the OS's.
+    assert_eq!(v["insecure_deterministic"], serde_json::Value::Bool(false));
+    assert_eq!(v["insecure_transport"], serde_json::Value::Bool(true));
+    assert!(
+        !stderr.contains("WARNING: --insecure-deterministic"),
+        "{stderr}"
+    );
 }

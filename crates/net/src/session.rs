@@ -214,7 +214,11 @@ impl Session {
             let (stream, _) = connect_stream_until(addr, deadline, cfg.connect_timeout)?;
             let hs_deadline = (Instant::now() + cfg.handshake_timeout)
                 .min(deadline.max(Instant::now() + Duration::from_millis(100)));
-            match self.client_handshake(stream, peer, addr, hs_deadline) {
+            let attempt = watchdog(&stream, hs_deadline).and_then(|_guard| {
+                self.client_handshake(stream, peer, addr, hs_deadline)
+                    .map_err(|e| past_deadline(e, hs_deadline, &format!("{peer} ({addr})"), cfg))
+            });
+            match attempt {
                 Ok(t) => return Ok(Channel::new(Box::new(t), cfg)),
                 Err(e @ NetError::Refused { .. }) => return Err(e),
                 Err(e) => {
@@ -356,7 +360,19 @@ impl Session {
                     let spawned = std::thread::Builder::new()
                         .name(format!("ppml-net-handshake {addr}"))
                         .spawn(move || {
-                            let r = session.server_handshake(stream, addr);
+                            let deadline = Instant::now() + session.inner.config.handshake_timeout;
+                            let r = watchdog(&stream, deadline).and_then(|_guard| {
+                                session
+                                    .server_handshake(stream, addr, deadline)
+                                    .map_err(|e| {
+                                        past_deadline(
+                                            e,
+                                            deadline,
+                                            &format!("tcp:{addr}"),
+                                            &session.inner.config,
+                                        )
+                                    })
+                            });
                             counter.fetch_sub(1, Ordering::AcqRel);
                             match r {
                                 Ok((name, ch)) => {
@@ -392,11 +408,12 @@ impl Session {
         &self,
         mut stream: TcpStream,
         addr: SocketAddr,
+        deadline: Instant,
     ) -> Result<(String, Channel), NetError> {
         let cfg = &self.inner.config;
         stream.set_nonblocking(false)?;
         stream.set_nodelay(true)?;
-        set_deadline(&stream, Instant::now() + cfg.handshake_timeout)?;
+        set_deadline(&stream, deadline)?;
         let label = format!("tcp:{addr}");
         let (mut read, mut write, cert) = match &self.inner.server_config {
             Some(server_cfg) => {
@@ -552,6 +569,37 @@ pub fn open(
         (None, _) => Err(NetError::Config(
             "give --parties FILE --keys DIR (TLS), or --insecure for plaintext links".into(),
         )),
+    }
+}
+
+/// Shuts `stream` down at `deadline` unless the returned guard is dropped
+/// first. Socket timeouts alone bound each read, not the whole handshake: a
+/// peer trickling one byte at a time could otherwise hold a handshake slot
+/// forever.
+fn watchdog(stream: &TcpStream, deadline: Instant) -> Result<Sender<()>, NetError> {
+    let s = stream.try_clone()?;
+    let (tx, rx) = mpsc::channel::<()>();
+    std::thread::Builder::new()
+        .name("ppml-net-handshake-deadline".into())
+        .spawn(move || {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(left) {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+        })?;
+    Ok(tx)
+}
+
+/// After a failed handshake step: a timeout if the deadline has passed (the
+/// watchdog closed the socket), the error itself otherwise.
+fn past_deadline(e: NetError, deadline: Instant, label: &str, cfg: &NetConfig) -> NetError {
+    if Instant::now() >= deadline {
+        NetError::Timeout {
+            peer: format!("{label} (handshake)"),
+            after: cfg.handshake_timeout,
+        }
+    } else {
+        e
     }
 }
 

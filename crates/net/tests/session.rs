@@ -268,3 +268,31 @@ fn flooding_peer_is_pushed_back() {
         "{sent} bytes got through before back-pressure"
     );
 }
+
+/// A peer that trickles one byte every 200 ms never completes a handshake; it
+/// is cut off at the handshake deadline (1 s here) although every single read
+/// finishes within the socket timeout.
+#[test]
+fn trickling_peer_is_cut_off_at_the_handshake_deadline() {
+    let d = LocalDeployment::new(&["a", "b"]).unwrap();
+    let a = session(
+        &d,
+        "a",
+        cfg().with_handshake_timeout(Duration::from_secs(1)),
+    );
+    let _acc = a.listen().unwrap();
+    let mut s = TcpStream::connect(&d.addresses[0]).unwrap();
+    let start = Instant::now();
+    let mut cut = None;
+    // A TLS record header announcing a long record, then one byte at a time.
+    let _ = s.write_all(&[0x16, 0x03, 0x01, 0x40, 0x00]);
+    while start.elapsed() < Duration::from_secs(8) {
+        std::thread::sleep(Duration::from_millis(200));
+        if s.write_all(&[0u8]).is_err() {
+            cut = Some(start.elapsed());
+            break;
+        }
+    }
+    let cut = cut.expect("the trickling peer was never cut off");
+    assert!(cut < Duration::from_secs(4), "cut off after {cut:?}");
+}

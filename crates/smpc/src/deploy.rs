@@ -14,7 +14,7 @@
 //! let link = Link::Tls { parties, keys: PathBuf::from("keys") };
 //! let roles = parse_roles("p2")?;
 //! let (_preds, stats) = run_role_over(&link, roles[0], None, &RoleInput::Computing,
-//!     ProtocolConfig::default(), &NetConfig::default(), None)?;
+//!     ProtocolConfig::default(), &NetConfig::default(), ppml_smpc::SecretSource::Os)?;
 //! println!("sent {} bytes", stats.total.bytes_sent);
 //! # Ok(()) }
 //! ```
@@ -131,6 +131,8 @@ pub fn run_role_over(
     config: &NetConfig,
     secrets: crate::SecretSource,
 ) -> Result<(Vec<u8>, NetworkStats), SmpcError> {
+    // Bad local input is this role's own error, reported before any peer is contacted.
+    input.validate()?;
     let session = role_session(link, id, config)?;
     let net = Network::mesh_with(&session, &ROLE_NAMES, acceptor)?;
     let mut rng = sim::party_rng(secrets, id);

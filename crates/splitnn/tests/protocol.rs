@@ -99,7 +99,12 @@ fn split_training_equals_unsplit_training() {
     };
     let mut opt = Sgd::new(0.05, 0.0);
     let mut ws = Workspace::new();
-    let mut rng = ppml_splitnn::order_rng(ppml_splitnn::holder_shuffle_seed(9, 0));
+    // The order both parties agree on: the data holder's share mixed with the label
+    // holder's (in process, both shares come from the same --seed).
+    let mut rng = ppml_splitnn::order_rng(ppml_splitnn::wire::joint_shuffle_seed(
+        ppml_splitnn::holder_shuffle_seed(9, 0),
+        9,
+    ));
     let mut losses = Vec::new();
     for e in 0..2 {
         let st = train_epoch(
@@ -525,7 +530,11 @@ fn tcp_session_equals_in_memory_session() {
         parts[1].clone(),
         data.labels.clone(),
         test.labels.clone(),
-        RemoteConfig::default(),
+        // The label holder's share of the shuffle seed, as train_in_process gives it.
+        RemoteConfig {
+            shuffle_share: cfg.shuffle_seed,
+            ..RemoteConfig::default()
+        },
     )
     .unwrap();
     let h = std::thread::spawn(move || {
@@ -599,7 +608,12 @@ fn round_robin_shared_bottom_equals_sequential_training() {
     let mut opt = Sgd::new(0.05, 0.0);
     let mut ws = Workspace::new();
     let mut rngs: Vec<_> = (0..3)
-        .map(|k| ppml_splitnn::order_rng(ppml_splitnn::holder_shuffle_seed(5, k)))
+        .map(|k| {
+            ppml_splitnn::order_rng(ppml_splitnn::wire::joint_shuffle_seed(
+                ppml_splitnn::holder_shuffle_seed(5, k),
+                5 + k as u64,
+            ))
+        })
         .collect();
     for e in 0..2 {
         for (k, rng) in rngs.iter_mut().enumerate() {
