@@ -192,6 +192,7 @@ fn a_process_with_several_roles_reports_the_root_cause() {
             "party",
             "--role",
             "p1,data-owner",
+            "--insecure",
             "--peers",
             &ports.join(","),
             "--count",
@@ -208,6 +209,7 @@ fn a_process_with_several_roles_reports_the_root_cause() {
             "party",
             "--role",
             "p1,data-owner",
+            "--insecure",
             "--peers",
             &ports.join(","),
             "--count",
@@ -219,21 +221,23 @@ fn a_process_with_several_roles_reports_the_root_cause() {
     );
 }
 
-/// Five roles in one process on loopback, with and without the insecure flag.
+/// Five roles in one process on loopback over TLS links (so the only insecure
+/// thing is what `extra` asks for), with and without the insecure flag.
 fn party_all_roles(extra: &[&str]) -> std::process::Output {
-    let ports: Vec<String> = (0..5)
-        .map(|_| {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
-            l.local_addr().expect("addr").to_string()
-        })
-        .collect();
-    let peers = ports.join(",");
+    let d = ppml_net::local::LocalDeployment::new(&["p0", "p1", "p2", "model-owner", "data-owner"])
+        .expect("keys and parties file");
+    let (parties, keys) = (
+        d.parties_path().display().to_string(),
+        d.keys_dir().display().to_string(),
+    );
     let mut args = vec![
         "party",
         "--role",
         "p0,p1,p2,model-owner,data-owner",
-        "--peers",
-        &peers,
+        "--parties",
+        &parties,
+        "--keys",
+        &keys,
         "--arch",
         "net-a",
         "--count",

@@ -131,6 +131,8 @@ pub fn run_role_over(
     config: &NetConfig,
     secrets: crate::SecretSource,
 ) -> Result<(Vec<u8>, NetworkStats), SmpcError> {
+    // Bad parameters (batch 0, no images) fail before any connection is made.
+    input.validate()?;
     let session = role_session(link, id, config)?;
     let net = Network::mesh_with(&session, &ROLE_NAMES, acceptor)?;
     let mut rng = sim::party_rng(secrets, id);
