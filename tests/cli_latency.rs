@@ -60,18 +60,24 @@ fn batch_one_reports_latency_and_every_run_reports_modelled_time() {
     let (p50, p99) = (f(&one, "latency_ms_p50"), f(&one, "latency_ms_p99"));
     assert!(p50 > 0.0 && p99 >= p50, "{one}");
     assert!(p50 <= 1e3 * f(&one, "seconds"), "{one}");
-    // The model: compute + round trips x RTT + busiest uplink / bandwidth,
-    // round trips = critical-path hops / 2.
-    let (secs, rounds, up) = (
-        f(&one, "seconds"),
-        f(&one, "critical_path_hops") / 2.0,
-        f(&one, "bytes_busiest_uplink"),
-    );
-    assert!(rounds >= 6.0 * 2.0, "{one}"); // at least 2 comparison levels per query
-    let wan = secs + rounds * 0.040 + up * 8.0 / 1e8;
-    let lan = secs + rounds * 0.0002 + up * 8.0 / 1e9;
-    assert!((f(&one, "modelled_seconds_wan") - wan).abs() < 1e-9 * wan.max(1.0));
-    assert!((f(&one, "modelled_seconds_lan") - lan).abs() < 1e-9 * lan.max(1.0));
+    // The model: compute + the network time of the critical path, which is
+    // at least its hops x RTT / 2 plus the bytes of one uplink.
+    let secs = match one["cpu_seconds"].as_f64() {
+        Some(c) => c.min(f(&one, "seconds")),
+        None => f(&one, "seconds"),
+    };
+    let hops = f(&one, "critical_path_hops");
+    assert!(hops >= 6.0 * 2.0, "{one}"); // at least 2 comparison levels per query
+    for (link, half_rtt) in [("lan", 0.0001), ("wan", 0.020)] {
+        let net = f(&one, &format!("network_seconds_{link}"));
+        let modelled = f(&one, &format!("modelled_seconds_{link}"));
+        assert!(
+            (modelled - (secs + net)).abs() < 1e-9 * modelled.max(1.0),
+            "{one}"
+        );
+        assert!(net >= hops * half_rtt * (1.0 - 1e-9), "{link}: {one}");
+        assert!(net < hops * half_rtt * 2.0 + 1.0, "{link}: {one}");
+    }
     assert!(f(&one, "modelled_latency_ms_wan") > f(&one, "modelled_latency_ms_lan"));
 
     // A larger batch: modelled times, no per-query latency.

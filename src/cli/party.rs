@@ -160,6 +160,15 @@ pub fn run(args: PartyArgs, common: &CommonArgs) -> anyhow::Result<Report> {
     } else {
         None
     };
+    // Rejected before any connection: a bad batch or an empty test set.
+    if let Some(t) = &test {
+        RoleInput::Data {
+            images: &t.images,
+            batch: args.batch,
+        }
+        .validate()
+        .context("role data-owner")?;
+    }
     let secrets = if args.insecure_deterministic {
         eprintln!(
             "WARNING: --insecure-deterministic: every share, mask and dealer seed is derived from \
@@ -248,6 +257,8 @@ pub fn run(args: PartyArgs, common: &CommonArgs) -> anyhow::Result<Report> {
         "cmp_bits": protocol.cmp_bits,
         "truncation": protocol.truncation.to_string(),
         "insecure": args.insecure || secrets.is_insecure(),
+        "insecure_transport": args.insecure,
+        "insecure_deterministic": secrets.is_insecure(),
     });
     let mut human = format!(
         "{} done in {seconds:.2} s; sent {bytes_sent} bytes, {rounds} rounds",

@@ -10,10 +10,11 @@
 //! the arrival time. Byte counts include the 4-byte frame header, as
 //! [`crate::ChannelStats`] does. Downlinks are not limited.
 //!
-//! [`HopTransport`] measures the other half of the model: the number of
-//! one-way message hops on the run's critical path (a Lamport clock carried
-//! in every frame), so that the latency term is `hops x RTT / 2`, i.e.
-//! `round trips x RTT` with `round trips = hops / 2`.
+//! [`HopTransport`] measures the other half of the model on free (not
+//! emulated) channels: clocks carried in every frame give the run's critical
+//! path, its one-way message hops and the network time it would add on the
+//! LAN and the WAN: `round trips x RTT + bytes / bandwidth` for the round
+//! trips and bytes that must follow one another.
 //!
 //! Both ends of a channel must be wrapped (the sender stamps each frame with
 //! its arrival time, the receiver strips the stamp), and both must live in one
@@ -38,7 +39,6 @@
 
 use crate::channel::Transport;
 use crate::{FRAME_HEADER_BYTES, MemTransport, NetConfig, NetError, Network};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -174,15 +174,37 @@ impl<T: Transport> Transport for EmulatedTransport<T> {
     }
 }
 
-/// One party's hop clock: the largest critical-path depth, in one-way
-/// message hops, of anything it has received (its own sends are one more).
-pub type HopClock = Arc<AtomicU64>;
+/// The settings [`CriticalPath`] models, in this order.
+pub const MODELLED: [LinkProfile; 2] = [LinkProfile::LAN, LinkProfile::WAN];
 
-/// A transport that carries a Lamport clock of message hops: a frame sent
-/// by a party whose clock reads `d` is stamped `d + 1`, and receiving it
-/// moves the receiver's clock to at least `d + 1`. At the end of a run the
-/// largest clock is the length of the longest chain of messages, each sent
-/// after the previous one arrived: the hops a network's latency is paid for.
+/// One party's critical-path clocks (see [`HopTransport`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct CriticalPath {
+    /// Longest chain of one-way message hops ending at this party.
+    pub hops: u64,
+    /// For each of [`MODELLED`]: the network time, in seconds, at which this
+    /// party last received something (its compute counted as zero).
+    pub seconds: [f64; 2],
+    /// For each of [`MODELLED`]: when this party's uplink is next free.
+    uplink_free: [f64; 2],
+}
+
+/// A party's [`CriticalPath`], shared by all its transports.
+pub type HopClock = Arc<Mutex<CriticalPath>>;
+
+/// Stamp of a [`HopTransport`] frame: hops, then the arrival time on each
+/// modelled link (f64 seconds).
+const HOP_STAMP: usize = 8 + 8 * MODELLED.len();
+
+/// A transport that carries Lamport-style clocks of the network alone: the
+/// number of one-way hops, and for the LAN and the WAN of [`MODELLED`] the
+/// time a frame would arrive if computing took no time (it leaves when the
+/// sender's uplink is free, after everything the sender received, takes
+/// `bytes / bandwidth` on the uplink and `RTT / 2` in flight). At the end of
+/// a run the largest clocks are the critical path: the hops (a chain of
+/// messages each sent after the previous arrived) and the network time
+/// (round trips x RTT plus the bytes that had to cross uplinks one after
+/// the other / bandwidth) that a real network adds to the compute time.
 /// Share one [`HopClock`] among all transports of a party; wrap both ends.
 pub struct HopTransport<T> {
     inner: T,
@@ -196,33 +218,78 @@ impl<T: Transport> HopTransport<T> {
     }
 }
 
+fn lock(clock: &HopClock) -> std::sync::MutexGuard<'_, CriticalPath> {
+    // A poisoned lock only means another thread of this party panicked; the
+    // clock values are still consistent numbers.
+    clock
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 impl<T: Transport> Transport for HopTransport<T> {
     fn send_frame(&mut self, mut frame: Vec<u8>) -> Result<(), NetError> {
-        let d = self.clock.load(Ordering::Acquire).saturating_add(1);
-        frame.extend_from_slice(&d.to_le_bytes());
+        let wire = (frame.len() + FRAME_HEADER_BYTES) as u64;
+        let mut stamp = [0u8; HOP_STAMP];
+        {
+            let mut c = lock(&self.clock);
+            stamp[..8].copy_from_slice(&c.hops.saturating_add(1).to_le_bytes());
+            for (i, link) in MODELLED.iter().enumerate() {
+                let left = c.uplink_free[i].max(c.seconds[i]) + link.transfer_seconds(wire);
+                c.uplink_free[i] = left;
+                let arrive = left + link.rtt.as_secs_f64() / 2.0;
+                stamp[8 + 8 * i..16 + 8 * i].copy_from_slice(&arrive.to_le_bytes());
+            }
+        }
+        frame.extend_from_slice(&stamp);
         self.inner.send_frame(frame)
     }
 
     fn recv_frame(&mut self) -> Result<Vec<u8>, NetError> {
         let mut frame = self.inner.recv_frame()?;
-        let Some(at) = frame.len().checked_sub(STAMP) else {
+        let Some(at) = frame.len().checked_sub(HOP_STAMP) else {
             return Err(NetError::Decode(format!(
                 "frame of {} bytes from {} has no hop stamp",
                 frame.len(),
                 self.inner.peer()
             )));
         };
-        let mut stamp = [0u8; STAMP];
-        stamp.copy_from_slice(&frame[at..]);
+        let word = |i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&frame[at + 8 * i..at + 8 * i + 8]);
+            w
+        };
+        let hops = u64::from_le_bytes(word(0));
+        let arrive: Vec<f64> = (0..MODELLED.len())
+            .map(|i| f64::from_le_bytes(word(i + 1)))
+            .collect();
+        {
+            let mut c = lock(&self.clock);
+            c.hops = c.hops.max(hops);
+            for (t, a) in c.seconds.iter_mut().zip(&arrive) {
+                // NaN (a hostile stamp) never wins a max.
+                *t = t.max(*a);
+            }
+        }
         frame.truncate(at);
-        self.clock
-            .fetch_max(u64::from_le_bytes(stamp), Ordering::AcqRel);
         Ok(frame)
     }
 
     fn peer(&self) -> &str {
         self.inner.peer()
     }
+}
+
+/// The critical path of a whole run: the largest clocks over all parties.
+pub fn critical_path(clocks: &[HopClock]) -> CriticalPath {
+    let mut out = CriticalPath::default();
+    for c in clocks {
+        let c = lock(c);
+        out.hops = out.hops.max(c.hops);
+        for i in 0..MODELLED.len() {
+            out.seconds[i] = out.seconds[i].max(c.seconds[i]);
+        }
+    }
+    out
 }
 
 /// `n` in-process parties over in-memory channels that count critical-path
@@ -319,14 +386,26 @@ mod tests {
         c.send(0, &4u8).expect("send");
         let got: u8 = a.recv(2).expect("recv");
         assert_eq!(got, 4);
-        let d: Vec<u64> = clocks.iter().map(|c| c.load(Ordering::Acquire)).collect();
+        let d: Vec<u64> = clocks.iter().map(|c| lock(c).hops).collect();
         assert_eq!(d, vec![3, 1, 2]);
+        // Network time on the WAN: three hops of 20 ms plus each frame's
+        // 5 bytes (1-byte postcard payload + header) on an uplink; a's two
+        // frames share its uplink, so c's first frame leaves 0.4 us late.
+        let wan = LinkProfile::WAN;
+        let f = wan.transfer_seconds(5);
+        let want = 3.0 * 0.020 + 3.0 * f;
+        assert!((lock(&clocks[0]).seconds[1] - want).abs() < 1e-9);
+        assert!((lock(&clocks[2]).seconds[1] - (2.0 * 0.020 + 2.0 * f)).abs() < 1e-9);
         // Two messages back to back are one hop, not two.
         b.send(0, &5u8).expect("send");
         b.send(0, &6u8).expect("send");
         let _: u8 = a.recv(1).expect("recv");
         let _: u8 = a.recv(1).expect("recv");
-        assert_eq!(clocks[0].load(Ordering::Acquire), 3);
+        assert_eq!(lock(&clocks[0]).hops, 3);
+        let cp = critical_path(&clocks);
+        assert_eq!(cp.hops, 3);
+        assert!((cp.seconds[1] - want).abs() < 1e-9);
+        assert!(cp.seconds[0] < cp.seconds[1]);
     }
 
     #[test]

@@ -20,7 +20,8 @@
 //!   four products. Measured against the alternatives on an AMD EPYC (Zen 4)
 //!   core (docs/BENCHMARKS.md): three `vpmuludq` per product (the textbook
 //!   split) ran at 55% of this speed; pre-swapping B or A in memory instead
-//!   of one `vpshufd` per B vector, or 3-row sub-tiles, ran at 70-80%. An
+//!   of one `vpshufd` per B vector, or 3-row or 6-row x 4-column sub-tiles,
+//!   ran at 70-95%. An
 //!   exact split into f64 GEMMs needs 6 to 10 f64 products per ring product
 //!   (53-bit mantissas, 64-bit results) and was not pursued.
 //! * portable: plain wrapping Rust, for every other CPU.
@@ -298,9 +299,11 @@ unsafe fn micro_avx512(kc: usize, a: &[u64], b: &[u64], acc: &mut [[u64; NR]; MR
     }
 }
 
-/// AVX2 micro-kernel: the 6 x 16 tile as four 3-row x 8-column sub-tiles
-/// (two 4-lane vectors per row, 12 accumulators in 16 registers), each with a `lo*lo` accumulator (64-bit adds) and a cross-term
-/// accumulator (32-bit adds); see the module docs for the arithmetic.
+/// AVX2 micro-kernel: the 6 x 16 tile as six 2-row x 8-column sub-tiles
+/// (two 4-lane vectors per row: 8 accumulators, 2 B vectors, their 2
+/// swapped copies and a broadcast in 16 registers, no spills), each vector
+/// with a `lo*lo` accumulator (64-bit adds) and a cross-term accumulator
+/// (32-bit adds); see the module docs for the arithmetic.
 ///
 /// # Safety
 /// The CPU must support AVX2; `a` must hold at least `kc * MR` and `b` at
@@ -308,7 +311,7 @@ unsafe fn micro_avx512(kc: usize, a: &[u64], b: &[u64], acc: &mut [[u64; NR]; MR
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn micro_avx2(kc: usize, a: &[u64], b: &[u64], acc: &mut [[u64; NR]; MR]) {
-    // SAFETY: forwarded preconditions; each call covers rows r0..r0+R < MR
+    // SAFETY: forwarded preconditions; each call covers rows r0..r0+2 <= MR
     // and columns c0..c0+8 <= NR.
     unsafe {
         for c0 in [0, 8] {

@@ -131,7 +131,7 @@ pub fn run_role_over(
     config: &NetConfig,
     secrets: crate::SecretSource,
 ) -> Result<(Vec<u8>, NetworkStats), SmpcError> {
-    // Bad parameters (batch 0, no images) fail before any connection is made.
+    // Bad local input is this role's own error, reported before any peer is contacted.
     input.validate()?;
     let session = role_session(link, id, config)?;
     let net = Network::mesh_with(&session, &ROLE_NAMES, acceptor)?;

@@ -20,7 +20,7 @@ pub use crate::range::{DEFAULT_INPUT_RANGE, RangePlan};
 use crate::sim::{self, PartyRun};
 use crate::{SmpcError, compare, error::expect_len, latency};
 use ppml_fixedpoint::FixedPoint;
-use ppml_net::emulator::{LinkProfile, in_memory_with_hops};
+use ppml_net::emulator::{LinkProfile, MODELLED, critical_path, in_memory_with_hops};
 use ppml_net::{NetConfig, NetworkStats};
 use ppml_nn::{Layer, Model};
 use ppml_random::SecretSource;
@@ -834,20 +834,26 @@ pub struct InferenceReport {
     pub rounds_per_image: f64,
     /// One-way message hops on the run's critical path (the longest chain of
     /// messages each sent after the previous arrived; see
-    /// `ppml_net::emulator::HopTransport`). A network's latency is paid
-    /// `critical_path_hops x RTT / 2`.
+    /// `ppml_net::emulator::HopTransport`).
     pub critical_path_hops: u64,
-    /// Bytes sent by the busiest role (its uplink is the bottleneck of the
-    /// network model).
+    /// Bytes sent by the busiest role.
     pub bytes_busiest_uplink: u64,
-    /// Modelled wall time of this run on a LAN (1 Gbit/s uplinks, 0.2 ms
-    /// RTT): `seconds + round trips x RTT + bytes_busiest_uplink / bandwidth`
-    /// with `round trips = critical_path_hops / 2` (see
-    /// `ppml_net::emulator::LinkProfile::modelled_seconds`). `None` for
-    /// a run that was itself emulated (its `seconds` already include a
-    /// network).
-    pub modelled_seconds_lan: Option<f64>,
+    /// The time a LAN (1 Gbit/s uplinks, 0.2 ms RTT) adds to this run's
+    /// critical path, computing aside: round trips x RTT plus the bytes that
+    /// cross uplinks one after another / bandwidth, from clocks carried in
+    /// every message (`ppml_net::emulator::HopTransport`). `None` for an
+    /// emulated run.
+    pub network_seconds_lan: Option<f64>,
     /// The same on a WAN (100 Mbit/s uplinks, 40 ms RTT).
+    pub network_seconds_wan: Option<f64>,
+    /// Modelled wall time of this run on the LAN: compute (the smaller of this
+    /// run's `seconds` and `cpu_seconds`, on free in-memory channels) +
+    /// `network_seconds_lan`, i.e.
+    /// compute + rounds x RTT + bytes / bandwidth along the critical path.
+    /// `None` for a run that was itself emulated (its `seconds` already
+    /// include a network).
+    pub modelled_seconds_lan: Option<f64>,
+    /// The same on the WAN.
     pub modelled_seconds_wan: Option<f64>,
     /// The emulated link of this run (`lan`, `wan` or `custom`), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -860,8 +866,7 @@ pub struct InferenceReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_ms_p99: Option<f64>,
     /// Batch 1 only: modelled latency of one query on the LAN, milliseconds:
-    /// `latency_ms_p50 + hops per query / 2 x RTT + busiest uplink bytes per
-    /// query (model owner excluded) / bandwidth`.
+    /// `latency_ms_p50` + the run's `network_seconds_lan` per query.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub modelled_latency_ms_lan: Option<f64>,
     /// Batch 1 only: the same on the WAN.
@@ -947,40 +952,32 @@ pub fn run_in_process(
         .collect();
     let bytes_total: u64 = parties.iter().map(|p| p.bytes_sent).sum();
     let rounds = parties[..3].iter().map(|p| p.rounds).max().unwrap_or(0);
-    let hops = hop_clocks
-        .iter()
-        .map(|c| c.load(std::sync::atomic::Ordering::Acquire))
-        .max()
-        .unwrap_or(0);
-    let round_trips = hops as f64 / 2.0;
-    let busiest = parties.iter().map(|p| p.bytes_sent).max().unwrap_or(0);
-    // The model owner only talks during setup: per query, the busiest uplink
-    // is that of a computing party or the data owner.
-    let busiest_query = parties
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != MODEL_OWNER)
-        .map(|(_, p)| p.bytes_sent)
-        .max()
-        .unwrap_or(0);
-    let per_image = |v: u64| v as f64 / count.max(1) as f64;
-    let model_net = |link: LinkProfile| {
-        cfg.emulate
-            .is_none()
-            .then(|| link.modelled_seconds(seconds, round_trips, busiest))
+    let cp = critical_path(&hop_clocks);
+    let hops = cp.hops;
+    let network = |link: LinkProfile| {
+        MODELLED
+            .iter()
+            .position(|l| *l == link)
+            .map(|i| cp.seconds[i])
+            .unwrap_or(0.0)
     };
+    let busiest = parties.iter().map(|p| p.bytes_sent).max().unwrap_or(0);
+    let per_image = |v: f64| v / count.max(1) as f64;
+    let unemulated = cfg.emulate.is_none();
+    // Compute: the smaller of wall and CPU time. Pinned to one core, CPU time
+    // is what the run takes with the core to itself (a shared, busy machine
+    // inflates wall time); on several cores, wall time is the smaller.
+    let compute = cpu_seconds.map_or(seconds, |c| c.min(seconds));
+    let model_net = |link: LinkProfile| unemulated.then(|| compute + network(link));
     let (p50, p99) = match percentiles_ms(&latencies) {
         Some((a, b)) => (Some(a), Some(b)),
         None => (None, None),
     };
     // One query on a network: its compute latency plus its share of the
-    // run's rounds and busiest-uplink bytes.
+    // run's critical-path network time.
     let model_query = |link: LinkProfile| {
-        p50.filter(|_| cfg.emulate.is_none()).map(|p50| {
-            p50 + 1e3
-                * (per_image(hops) / 2.0 * link.rtt.as_secs_f64()
-                    + link.transfer_seconds(1) * per_image(busiest_query))
-        })
+        p50.filter(|_| unemulated)
+            .map(|p50| p50 + 1e3 * per_image(network(link)))
     };
     Ok(InferenceReport {
         arch: model.arch.clone(),
@@ -995,9 +992,11 @@ pub fn run_in_process(
         bytes_total,
         bytes_per_image: bytes_total as f64 / count.max(1) as f64,
         rounds,
-        rounds_per_image: per_image(rounds),
+        rounds_per_image: per_image(rounds as f64),
         critical_path_hops: hops,
         bytes_busiest_uplink: busiest,
+        network_seconds_lan: unemulated.then(|| network(LinkProfile::LAN)),
+        network_seconds_wan: unemulated.then(|| network(LinkProfile::WAN)),
         modelled_seconds_lan: model_net(LinkProfile::LAN),
         modelled_seconds_wan: model_net(LinkProfile::WAN),
         emulated_link: cfg.emulate.map(|l| link_name(&l).to_string()),
