@@ -15,6 +15,7 @@ use crate::beaver::{self, FixedRhs, Masked};
 use crate::party::{
     DATA_OWNER, MODEL_OWNER, P0, P1, P2, Party, ProtocolConfig, Stream, party_name,
 };
+pub use crate::scoring::{Reveal, RoleOutput};
 use crate::sim::{self, PartyRun};
 use crate::{SmpcError, compare, error::expect_len};
 use ppml_fixedpoint::FixedPoint;
@@ -46,6 +47,14 @@ pub enum LayerPlan {
     MaxPool {
         kernel: usize,
         stride: usize,
+        channels: usize,
+        input_hw: (usize, usize),
+    },
+    /// Average pooling (no padding; global pooling is one whole-image
+    /// window): local sums, a public multiplier, one truncation.
+    AvgPool {
+        kernel: (usize, usize),
+        stride: (usize, usize),
         channels: usize,
         input_hw: (usize, usize),
     },
@@ -99,6 +108,18 @@ impl LayerPlan {
                 let (h, w) = Self::conv_out_hw(kernel, stride, 0, input_hw);
                 channels * h * w
             }
+            LayerPlan::AvgPool {
+                kernel,
+                stride,
+                channels,
+                input_hw,
+            } => crate::avgpool::AvgGeometry {
+                kernel,
+                stride,
+                channels,
+                input_hw,
+            }
+            .out_size(),
         }
     }
 }
@@ -139,6 +160,12 @@ impl ModelPlan {
                     channels: m.channels,
                     input_hw: m.input_hw,
                 },
+                Layer::AvgPool2d(a) => LayerPlan::AvgPool {
+                    kernel: a.kernel,
+                    stride: a.stride,
+                    channels: a.channels,
+                    input_hw: a.input_hw,
+                },
                 Layer::Flatten => continue,
             };
             if matches!(p, LayerPlan::MaxPool { .. }) && layers.last() == Some(&LayerPlan::Relu) {
@@ -170,6 +197,21 @@ impl ModelPlan {
                 return Err(SmpcError::Model(format!(
                     "layer {l:?} receives {size} inputs"
                 )));
+            }
+            if let LayerPlan::AvgPool {
+                kernel: (kh, kw),
+                stride: (sh, sw),
+                channels,
+                input_hw: (h, w),
+            } = *l
+            {
+                let fits = kh >= 1 && kw >= 1 && kh <= h && kw <= w && sh >= 1 && sw >= 1;
+                let need = channels.checked_mul(h).and_then(|v| v.checked_mul(w));
+                if !fits || need != Some(size) {
+                    return Err(SmpcError::Model(format!(
+                        "layer {l:?} does not fit its {size} inputs"
+                    )));
+                }
             }
             size = l.out_size(size);
         }
@@ -254,6 +296,12 @@ fn weighted_dims(plan: &ModelPlan) -> Vec<(usize, usize)> {
 
 /// The model owner's role: announces the plan and shares the weights.
 pub fn model_owner(party: &mut Party, model: &Model) -> Result<(), SmpcError> {
+    model_owner_full(party, model).map(|_| ())
+}
+
+/// [`model_owner`], returning the number of correct predictions when the
+/// data owner asked for private scoring ([`Reveal::CorrectCount`]).
+pub fn model_owner_full(party: &mut Party, model: &Model) -> Result<Option<u64>, SmpcError> {
     let plan = ModelPlan::from_model(model)?;
     let fp = FixedPoint::new(party.cfg.frac_bits)?;
     let layers = ring_layers(model, fp)?;
@@ -271,7 +319,12 @@ pub fn model_owner(party: &mut Party, model: &Model) -> Result<(), SmpcError> {
             .collect();
         party.net.send_u64s(P1, &b1)?;
     }
-    Ok(())
+    let reveal: Reveal = party.net.recv(DATA_OWNER)?;
+    if reveal == Reveal::CorrectCount {
+        let count: usize = party.net.recv(DATA_OWNER)?;
+        return crate::scoring::receive_count(party, count).map(Some);
+    }
+    Ok(None)
 }
 
 fn prepare(party: &mut Party, plan: &ModelPlan) -> Result<Vec<PreparedLayer>, SmpcError> {
@@ -360,13 +413,13 @@ fn pool_groups(
 }
 
 /// Runs one batch through the plan; returns this party's shares of the
-/// predicted class of each image (P2: empty).
+/// predicted class of each image and of the logits (P2: empty).
 fn infer_batch(
     party: &mut Party,
     plan: &ModelPlan,
     layers: &[PreparedLayer],
     batch: usize,
-) -> Result<Vec<u64>, SmpcError> {
+) -> Result<(Vec<u64>, Vec<u64>), SmpcError> {
     let helper = party.id == P2;
     let mut x: Vec<u64> = Vec::new();
     let mut size = plan.input_size;
@@ -444,14 +497,33 @@ fn infer_batch(
                 };
                 x = compare::max_groups(party, count, kernel * kernel, &groups, false)?.0;
             }
+            LayerPlan::AvgPool {
+                kernel,
+                stride,
+                channels,
+                input_hw,
+            } => {
+                let g = crate::avgpool::AvgGeometry {
+                    kernel,
+                    stride,
+                    channels,
+                    input_hw,
+                };
+                if !helper {
+                    expect_len("average pool input", x.len(), batch * size)?;
+                }
+                x = crate::avgpool::avg_pool(party, batch, &g, &x);
+            }
         }
         size = out_size;
     }
-    if plan.output_size == 1 {
+    let classes = if plan.output_size == 1 {
         // Binary model: the class is DReLU of the single logit ([z >= 0]).
-        return compare::drelu(party, batch, &x);
-    }
-    compare::argmax(party, batch, plan.output_size, &x)
+        compare::drelu(party, batch, &x)?
+    } else {
+        compare::argmax(party, batch, plan.output_size, &x)?
+    };
+    Ok((classes, x))
 }
 
 /// A computing party's role (P0, P1 or P2): receives the plan and the
@@ -461,11 +533,29 @@ pub fn computing_party(party: &mut Party) -> Result<(), SmpcError> {
     plan.check()?;
     let layers = prepare(party, &plan)?;
     let batches: Vec<usize> = party.net.recv(DATA_OWNER)?;
-    for b in batches {
-        let idx = infer_batch(party, &plan, &layers, b)?;
-        if party.id != P2 {
-            party.net.send_u64s(DATA_OWNER, &idx)?;
+    let reveal: Reveal = party.net.recv(DATA_OWNER)?;
+    let mut kept = Vec::new();
+    for &b in &batches {
+        let (idx, logits) = infer_batch(party, &plan, &layers, b)?;
+        if party.id == P2 {
+            continue;
         }
+        match reveal {
+            Reveal::Classes => party.net.send_u64s(DATA_OWNER, &idx)?,
+            Reveal::ClassesAndLogits => {
+                party.net.send_u64s(DATA_OWNER, &idx)?;
+                party.net.send_u64s(DATA_OWNER, &logits)?;
+            }
+            // The predictions stay shared; only the count is opened below.
+            Reveal::CorrectCount => kept.extend_from_slice(&idx),
+        }
+    }
+    if reveal == Reveal::CorrectCount {
+        let total = batches
+            .iter()
+            .try_fold(0usize, |a, &b| a.checked_add(b))
+            .ok_or_else(|| SmpcError::Shape("batch sizes overflow".into()))?;
+        crate::scoring::count_correct(party, total, &kept)?;
     }
     Ok(())
 }
@@ -473,27 +563,51 @@ pub fn computing_party(party: &mut Party) -> Result<(), SmpcError> {
 /// The data owner's role: sends its images (`images.len() / input_size`
 /// of them) masked, in batches of `batch`, and reconstructs the predictions.
 pub fn data_owner(party: &mut Party, images: &[f32], batch: usize) -> Result<Vec<u8>, SmpcError> {
+    Ok(data_owner_full(party, images, None, batch, Reveal::Classes)?.predictions)
+}
+
+/// The data owner's role with a choice of what it learns: classes, classes
+/// and logits, or (with `labels`, secret-shared too) only the number of
+/// correct predictions.
+pub fn data_owner_full(
+    party: &mut Party,
+    images: &[f32],
+    labels: Option<&[u8]>,
+    batch: usize,
+    reveal: Reveal,
+) -> Result<RoleOutput, SmpcError> {
     if batch == 0 {
         return Err(SmpcError::Config("batch size must be at least 1".into()));
     }
     let plan: ModelPlan = party.net.recv(MODEL_OWNER)?;
     let per = plan.input_size;
-    if !images.len().is_multiple_of(per) {
+    if per == 0 || !images.len().is_multiple_of(per) {
         return Err(SmpcError::Shape(format!(
             "{} pixel values are not a whole number of {per}-value images",
             images.len()
         )));
     }
     let count = images.len() / per;
+    let labels = match (reveal, labels) {
+        (Reveal::CorrectCount, Some(l)) => {
+            expect_len("labels", l.len(), count)?;
+            Some(l)
+        }
+        (Reveal::CorrectCount, None) => {
+            return Err(SmpcError::Config("private scoring needs the labels".into()));
+        }
+        _ => None,
+    };
     let batches: Vec<usize> = (0..count)
         .step_by(batch)
         .map(|s| batch.min(count - s))
         .collect();
     for peer in [P0, P1, P2] {
         party.net.send(peer, &batches)?;
+        party.net.send(peer, &reveal)?;
     }
+    party.net.send(MODEL_OWNER, &reveal)?;
     let fp = FixedPoint::new(party.cfg.frac_bits)?;
-    let mut preds = Vec::with_capacity(count);
     let mut start = 0;
     let mut enc = Vec::new();
     for &b in &batches {
@@ -502,18 +616,39 @@ pub fn data_owner(party: &mut Party, images: &[f32], batch: usize) -> Result<Vec
         beaver::send_input_as_owner(party, &enc)?;
         start += b;
     }
+    let mut out = RoleOutput::default();
+    if let Some(labels) = labels {
+        party.net.send(MODEL_OWNER, &count)?;
+        out.correct = Some(crate::scoring::share_labels_and_receive_count(
+            party, labels,
+        )?);
+        return Ok(out);
+    }
     // Collect the outputs after sending everything: the parties pipeline.
+    let out_size = plan.output_size;
     for &b in &batches {
         let s0 = party.recv_len(P0, b, "prediction share")?;
         let s1 = party.recv_len(P1, b, "prediction share")?;
         for (a, c) in s0.iter().zip(&s1) {
             let v = a.wrapping_add(*c);
-            preds.push(u8::try_from(v).map_err(|_| {
+            out.predictions.push(u8::try_from(v).map_err(|_| {
                 SmpcError::Shape(format!("reconstructed class {v} is not a class index"))
             })?);
         }
+        if reveal == Reveal::ClassesAndLogits {
+            let n = b
+                .checked_mul(out_size)
+                .ok_or_else(|| SmpcError::Shape("logit count overflows".into()))?;
+            let l0 = party.recv_len(P0, n, "logit share")?;
+            let l1 = party.recv_len(P1, n, "logit share")?;
+            out.logits.extend(
+                l0.iter()
+                    .zip(&l1)
+                    .map(|(a, c)| fp.decode(a.wrapping_add(*c)) as f32),
+            );
+        }
     }
-    Ok(preds)
+    Ok(out)
 }
 
 /// What a role brings to a run.
@@ -524,15 +659,48 @@ pub enum RoleInput<'a> {
     Model(&'a Model),
     /// The data owner's images (row-major, normalised) and batch size.
     Data { images: &'a [f32], batch: usize },
+    /// The data owner with a choice of what it learns ([`Reveal`]); `labels`
+    /// are needed (and secret-shared) for [`Reveal::CorrectCount`].
+    DataReveal {
+        images: &'a [f32],
+        labels: Option<&'a [u8]>,
+        batch: usize,
+        reveal: Reveal,
+    },
 }
 
 /// Runs the role of `party.id` to completion; the data owner returns the
 /// predictions, the others an empty vector.
 pub fn run_role(party: &mut Party, input: &RoleInput<'_>) -> Result<Vec<u8>, SmpcError> {
+    Ok(run_role_full(party, input)?.predictions)
+}
+
+/// Runs the role of `party.id` to completion; returns what the role learns
+/// (the data owner: predictions, logits or the count; the model owner: the
+/// count under private scoring; the computing parties: nothing).
+pub fn run_role_full(party: &mut Party, input: &RoleInput<'_>) -> Result<RoleOutput, SmpcError> {
     match (party.id, input) {
-        (P0 | P1 | P2, RoleInput::Computing) => computing_party(party).map(|_| Vec::new()),
-        (MODEL_OWNER, RoleInput::Model(m)) => model_owner(party, m).map(|_| Vec::new()),
-        (DATA_OWNER, RoleInput::Data { images, batch }) => data_owner(party, images, *batch),
+        (P0 | P1 | P2, RoleInput::Computing) => {
+            computing_party(party).map(|_| RoleOutput::default())
+        }
+        (MODEL_OWNER, RoleInput::Model(m)) => {
+            model_owner_full(party, m).map(|correct| RoleOutput {
+                correct,
+                ..Default::default()
+            })
+        }
+        (DATA_OWNER, RoleInput::Data { images, batch }) => {
+            data_owner_full(party, images, None, *batch, Reveal::Classes)
+        }
+        (
+            DATA_OWNER,
+            RoleInput::DataReveal {
+                images,
+                labels,
+                batch,
+                reveal,
+            },
+        ) => data_owner_full(party, images, *labels, *batch, *reveal),
         (id, _) => Err(SmpcError::Role(format!(
             "{} was given the wrong kind of input",
             party_name(id)

@@ -15,7 +15,11 @@
 //!   per element, max, argmax and max-pooling tournaments.
 //! * [`kernel`]: the register-blocked ring matmul (AVX-512 at run time).
 //! * [`inference`]: private inference of `ppml-nn` models (Linear, ReLU,
-//!   Conv2d, MaxPool2d, Flatten) with a model owner and a data owner.
+//!   Conv2d, MaxPool2d, AvgPool2d, Flatten) with a model owner and a data owner.
+//! * [`avgpool`]: average pooling on shares (linear: one truncation).
+//! * [`scoring`]: what the data owner learns (classes, logits, or only the
+//!   number of correct predictions, `--private-eval`) and the in-process run
+//!   with those options.
 //!
 //! docs/PROTOCOLS.md says which variant each protocol is and why it is secure.
 //!
@@ -48,6 +52,7 @@
 //! ```
 
 mod alloc;
+pub mod avgpool;
 pub mod beaver;
 pub mod compare;
 mod error;
@@ -55,6 +60,7 @@ pub mod inference;
 /// The ring matmul kernel lives in ppml-sharing; re-exported for the protocols.
 pub use ppml_sharing::kernel;
 pub mod party;
+pub mod scoring;
 pub mod sim;
 mod simd;
 
