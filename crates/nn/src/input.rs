@@ -67,6 +67,29 @@ impl Images {
         matches!(self.pixels, Pixels::U8(_))
     }
 
+    /// The images with the given indices, in that order (panics on an
+    /// out-of-range index, like slice indexing).
+    pub fn select(&self, idx: &[usize]) -> Images {
+        let p = self.sample_size();
+        let pixels = match &self.pixels {
+            Pixels::U8(v) => Pixels::U8(
+                idx.iter()
+                    .flat_map(|&i| v[i * p..(i + 1) * p].iter().copied())
+                    .collect(),
+            ),
+            Pixels::F32(v) => Pixels::F32(
+                idx.iter()
+                    .flat_map(|&i| v[i * p..(i + 1) * p].iter().copied())
+                    .collect(),
+            ),
+        };
+        Images {
+            pixels,
+            count: idx.len(),
+            sample_shape: self.sample_shape.clone(),
+        }
+    }
+
     /// Keeps the first `n` images.
     pub fn truncate(&mut self, n: usize) {
         if n >= self.count {

@@ -191,6 +191,14 @@ fn find_file(dir: &Path, stem: &str) -> Result<PathBuf, NnError> {
     )))
 }
 
+/// The test images and labels files of `dir` (gzipped or raw).
+pub fn test_files(dir: &Path) -> Result<(PathBuf, PathBuf), NnError> {
+    Ok((
+        find_file(dir, "t10k-images-idx3-ubyte")?,
+        find_file(dir, "t10k-labels-idx1-ubyte")?,
+    ))
+}
+
 /// Loads the four MNIST files of `dir`, normalised with `norm`.
 pub fn load(dir: &Path, norm: Normalization) -> Result<Mnist, NnError> {
     let train = load_pair(

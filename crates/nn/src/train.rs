@@ -260,3 +260,41 @@ pub fn train_epoch<R: rand::Rng + ?Sized>(
         seconds: t0.elapsed().as_secs_f64(),
     })
 }
+
+/// Trains `model` on `data` for `cfg.epochs` epochs with `cfg`'s recipe
+/// (shuffling seeded from `cfg.seed`); `on_epoch` sees each epoch's stats.
+/// For a binary (one-output) model, only the images labelled 0 or 1 are used.
+pub fn fit(
+    model: &mut Model,
+    data: &Dataset,
+    cfg: &TrainConfig,
+    on_epoch: &mut dyn FnMut(&EpochStats),
+) -> Result<Vec<EpochStats>, NnError> {
+    use rand::SeedableRng;
+    let filtered;
+    let data = if model.output_size() == 1 {
+        filtered = data.filter_labels(&[0, 1]);
+        &filtered
+    } else {
+        data
+    };
+    let mut opt = cfg.optimizer();
+    let mut ws = Workspace::new();
+    let mut rng = rand_chacha::ChaCha12Rng::seed_from_u64(cfg.seed ^ 0x5eed_5eed);
+    let mut stats = Vec::new();
+    for epoch in 0..cfg.epochs {
+        let st = train_epoch(
+            model,
+            data,
+            cfg,
+            epoch,
+            &mut opt,
+            &mut ws,
+            &mut rng,
+            &mut |_, _, _| {},
+        )?;
+        on_epoch(&st);
+        stats.push(st);
+    }
+    Ok(stats)
+}

@@ -57,6 +57,7 @@ pub mod beaver;
 pub mod compare;
 mod error;
 pub mod inference;
+pub mod job;
 /// The ring matmul kernel lives in ppml-sharing; re-exported for the protocols.
 pub use ppml_sharing::kernel;
 pub mod party;
