@@ -12,7 +12,7 @@ use anyhow::Context;
 use clap::Args;
 use ppml_fixedpoint::FixedPoint;
 use ppml_net::{NetConfig, Network};
-use ppml_sharing::{RingTensor, additive, prg};
+use ppml_sharing::{RingTensor, additive};
 use rand::RngExt;
 use serde_json::json;
 
@@ -51,7 +51,8 @@ fn compute_party(
 
 pub fn run(args: DemoArgs, common: &CommonArgs) -> anyhow::Result<Report> {
     let fp = FixedPoint::default();
-    let mut rng = prg::seeded(common.seed);
+    // The demo's input values are a public, reproducible choice; the shares are secret.
+    let mut rng = ppml_random::PublicSeed::new(common.seed).rng("demo/input");
     let xs: Vec<f32> = (0..args.len)
         .map(|_| rng.random_range(-10.0f32..10.0))
         .collect();
@@ -70,7 +71,7 @@ pub fn run(args: DemoArgs, common: &CommonArgs) -> anyhow::Result<Report> {
             s.spawn(move || compute_party(&mut p1, fp, enc_a, enc_b, true).map(|_| p1.stats()));
         let h2 =
             s.spawn(move || compute_party(&mut p2, fp, enc_a, enc_b, false).map(|_| p2.stats()));
-        let shares = additive::share_tensor(&x, 2, &mut prg::from_entropy());
+        let shares = additive::share_tensor(&x, 2, &mut ppml_random::os_rng());
         owner.send(1, &shares[0])?;
         owner.send(2, &shares[1])?;
         let y1: RingTensor = owner.recv(1)?;

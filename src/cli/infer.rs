@@ -52,10 +52,12 @@ pub struct InferArgs {
     /// With --encrypted: images per batch.
     #[arg(long, default_value_t = 1000)]
     pub batch: usize,
-    /// With --encrypted: bits compared by DReLU/argmax. Every pre-activation
-    /// and logit difference must satisfy |x| < 2^(cmp_bits - 16) (default 28:
-    /// |x| < 4096); fewer bits send less (one byte per bit and element).
-    #[arg(long, default_value_t = 28)]
+    /// With --encrypted: widest comparison allowed, in bits (default 63: the whole
+    /// ring). Each comparison uses the narrowest width the model owner's bounds
+    /// prove exact for every input in the declared range (one byte per bit and
+    /// element); a model that needs more than this is refused with an error
+    /// naming the range.
+    #[arg(long, default_value_t = 63)]
     pub cmp_bits: u32,
     /// Write the data owner's predictions: .npy (int64 classes) or .csv (index,class).
     #[arg(long)]
@@ -71,7 +73,17 @@ pub struct InferArgs {
     /// With --encrypted: seconds before a silent party is declared dead.
     #[arg(long, default_value_t = 60)]
     pub timeout: u64,
-    /// Epochs of the plaintext training that runs when no --model is given.
+    /// With --encrypted: fixed-point fractional bits (1..=24: products carry twice
+    /// as many and must fit the 64-bit ring).
+    #[arg(long, default_value_t = 16)]
+    pub frac_bits: u32,
+    /// With --encrypted: truncation after products: exact (never fails; the
+    /// following comparison truncates) or local (no traffic; fails with the
+    /// probability reported as truncation_failure_per_image).
+    #[arg(long, default_value = "exact")]
+    pub truncation: String,
+    /// With --encrypted: epochs of the plaintext training that runs when no
+    /// --model is given.
     #[arg(long, default_value_t = 5)]
     pub train_epochs: usize,
 }
@@ -111,7 +123,28 @@ fn load_model(args: &InferArgs, common: &CommonArgs) -> anyhow::Result<LoadedMod
     })
 }
 
+/// The `--encrypted` protocol parameters, validated (before any training).
+fn protocol_config(args: &InferArgs) -> anyhow::Result<ppml_smpc::party::ProtocolConfig> {
+    let protocol = ppml_smpc::party::ProtocolConfig {
+        cmp_bits: args.cmp_bits,
+        frac_bits: args.frac_bits,
+        truncation: args.truncation.parse()?,
+    };
+    protocol.validate()?;
+    Ok(protocol)
+}
+
 pub fn run(args: InferArgs, common: &CommonArgs) -> anyhow::Result<Report> {
+    // Before any training or loading: parameters that leave nothing to do.
+    let protocol = if args.encrypted {
+        protocol_config(&args)?
+    } else {
+        Default::default()
+    };
+    anyhow::ensure!(
+        args.count != Some(0) && args.limit != Some(0),
+        "--count/--limit 0: no images to classify"
+    );
     anyhow::ensure!(args.batch > 0, "--batch must be positive");
     anyhow::ensure!(
         !args.private_eval || args.encrypted,
@@ -137,13 +170,10 @@ pub fn run(args: InferArgs, common: &CommonArgs) -> anyhow::Result<Report> {
         repeat: args.repeat,
         cfg: ppml_smpc::InferConfig {
             batch: args.batch,
-            protocol: ppml_smpc::party::ProtocolConfig {
-                cmp_bits: args.cmp_bits,
-                ..Default::default()
-            },
+            protocol,
             // Share and mask randomness always comes from the OS: --seed only
             // fixes the training and data order, never the secrets' masks.
-            seed: None,
+            secrets: ppml_smpc::SecretSource::Os,
             timeout: std::time::Duration::from_secs(args.timeout.max(1)),
         },
     };

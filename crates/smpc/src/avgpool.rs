@@ -1,7 +1,8 @@
 //! Average pooling on shares. It is linear: each party sums its shares of a
 //! window locally and multiplies by the public constant `1/(kh*kw)` encoded
-//! in fixed point, then the product (with `2f` fractional bits) is truncated
-//! once, locally, as after a matmul. No comparison and no communication.
+//! in fixed point; the product (with `2f` fractional bits) is truncated
+//! once, as after a matmul: locally, or exactly by the next comparison when
+//! the protocol runs exact truncation. No comparison of its own.
 //!
 //! Error: the constant is `round(2^f / (kh*kw))`, exact when `kh*kw` is a
 //! power of two (2x2 pooling); otherwise its relative error is at most
@@ -43,9 +44,17 @@ pub fn inverse_count(frac_bits: u32, g: &AvgGeometry) -> u64 {
     ((1u64 << frac_bits) + n / 2) / n
 }
 
-/// This party's shares of the average pool of `x` (`batch` images); P2
+/// This party's shares of the average pool of `x` (`batch` images, `f`
+/// fractional bits). With `truncate`, the result is truncated locally to `f`
+/// bits; without, it carries `2f` bits for an exact truncation later. P2
 /// holds no shares and gets an empty vector.
-pub fn avg_pool(party: &Party, batch: usize, g: &AvgGeometry, x: &[u64]) -> Vec<u64> {
+pub fn avg_pool(
+    party: &Party,
+    batch: usize,
+    g: &AvgGeometry,
+    x: &[u64],
+    truncate: bool,
+) -> Vec<u64> {
     if party.id == P2 {
         return Vec::new();
     }
@@ -68,6 +77,34 @@ pub fn avg_pool(party: &Party, batch: usize, g: &AvgGeometry, x: &[u64]) -> Vec<
             }
         }
     }
-    beaver::truncate(party, &mut y);
+    if truncate {
+        beaver::truncate(party, &mut y);
+    }
     y
+}
+
+/// Interval bounds of the average pool of one sample whose values lie in
+/// `x` (`channels x input_hw` intervals), with the quantised multiplier `c`
+/// (as a real): the range analysis of [`crate::range`].
+pub fn pooled_intervals(g: &AvgGeometry, x: &[(f64, f64)], c: f64) -> Vec<(f64, f64)> {
+    let (h, w) = g.input_hw;
+    let (ho, wo) = g.output_hw();
+    let (kh, kw) = g.kernel;
+    let mut out = Vec::with_capacity(g.out_size());
+    for plane in x.chunks_exact(h * w).take(g.channels) {
+        for oy in 0..ho {
+            for ox in 0..wo {
+                let (y0, x0) = (oy * g.stride.0, ox * g.stride.1);
+                let (mut lo, mut hi) = (0f64, 0f64);
+                for i in 0..kh {
+                    for v in &plane[(y0 + i) * w + x0..(y0 + i) * w + x0 + kw] {
+                        lo += v.0;
+                        hi += v.1;
+                    }
+                }
+                out.push((lo * c, hi * c));
+            }
+        }
+    }
+    out
 }

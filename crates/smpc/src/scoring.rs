@@ -35,7 +35,9 @@ use crate::SmpcError;
 use crate::beaver;
 use crate::compare;
 use crate::error::expect_len;
-use crate::inference::{InferConfig, PartyTraffic, RoleInput, run_role_full};
+use crate::inference::{
+    DEFAULT_INPUT_RANGE, InferConfig, ModelPlan, PartyTraffic, RoleInput, run_role_full,
+};
 use crate::party::{DATA_OWNER, MODEL_OWNER, P0, P1, P2, Party};
 use crate::sim::{self, PartyRun};
 use ppml_net::{NetConfig, Network};
@@ -147,6 +149,14 @@ pub struct PrivateReport {
     pub rounds: u64,
     pub frac_bits: u32,
     pub cmp_bits: u32,
+    /// Width of each comparison stage, proven by the model owner's range analysis.
+    pub cmp_widths: Vec<u32>,
+    /// `exact` or `local`.
+    pub truncation: String,
+    /// Bound on the probability that a local truncation fails (0 when exact).
+    pub truncation_failure_per_image: f64,
+    /// The inputs' declared range.
+    pub input_range: (f64, f64),
     /// Per role: p0, p1, p2, model-owner, data-owner.
     pub parties: Vec<PartyTraffic>,
 }
@@ -170,10 +180,20 @@ pub fn run_private(
         )));
     }
     let count = images.len() / per;
+    // The model owner's analysis (repeated here for the report; a model whose
+    // values cannot be computed exactly fails before any party starts).
+    let ranges = ModelPlan::for_protocol(model, &cfg.protocol, DEFAULT_INPUT_RANGE)?.ranges;
+    RoleInput::DataReveal {
+        images,
+        labels,
+        batch: cfg.batch,
+        reveal,
+    }
+    .validate()?;
     let nets = Network::in_memory(5, &NetConfig::default().with_timeout(cfg.timeout));
     let start = Instant::now();
     let runs: Vec<PartyRun<RoleOutput>> =
-        sim::run_networks(nets, cfg.protocol, cfg.seed, |party| {
+        sim::run_networks(nets, cfg.protocol, cfg.secrets, |party| {
             let input = match party.id {
                 MODEL_OWNER => RoleInput::Model(model),
                 DATA_OWNER => RoleInput::DataReveal {
@@ -215,6 +235,10 @@ pub fn run_private(
         rounds: parties[..3].iter().map(|p| p.rounds).max().unwrap_or(0),
         frac_bits: cfg.protocol.frac_bits,
         cmp_bits: cfg.protocol.cmp_bits,
+        cmp_widths: ranges.widths,
+        truncation: cfg.protocol.truncation.to_string(),
+        truncation_failure_per_image: ranges.truncation_failure_per_image,
+        input_range: ranges.input_range,
         parties,
     })
 }
