@@ -129,19 +129,24 @@ fn owner_views(n: usize, reveal: Reveal) -> Vec<Vec<usize>> {
             Box::new(t)
         }
     });
-    sim::run_networks(nets, ProtocolConfig::default(), None, |party| {
-        let input = match party.id {
-            MODEL_OWNER => RoleInput::Model(&m),
-            DATA_OWNER => RoleInput::DataReveal {
-                images: &x,
-                labels: Some(&labels),
-                batch: 4,
-                reveal,
-            },
-            _ => RoleInput::Computing,
-        };
-        run_role_full(party, &input)
-    })
+    sim::run_networks(
+        nets,
+        ProtocolConfig::default(),
+        ppml_smpc::SecretSource::Os,
+        |party| {
+            let input = match party.id {
+                MODEL_OWNER => RoleInput::Model(&m),
+                DATA_OWNER => RoleInput::DataReveal {
+                    images: &x,
+                    labels: Some(&labels),
+                    batch: 4,
+                    reveal,
+                },
+                _ => RoleInput::Computing,
+            };
+            run_role_full(party, &input)
+        },
+    )
     .unwrap();
     [DATA_OWNER, MODEL_OWNER]
         .iter()
