@@ -67,7 +67,7 @@ fn checked_count(dims: &[usize], what: &str) -> Result<usize, NnError> {
 }
 
 fn le_words<const N: usize>(raw: &[u8], n: usize, name: &str) -> Result<Vec<[u8; N]>, NnError> {
-    if raw.len() != n.checked_mul(N).unwrap_or(usize::MAX) {
+    if raw.len() != n.saturating_mul(N) {
         return Err(err(format!(
             "tensor `{name}`: {} raw bytes for {n} values of {N} bytes",
             raw.len()
@@ -268,13 +268,14 @@ fn pads_zero(n: &NodeProto, label: &str) -> Result<(), NnError> {
 }
 
 fn check_auto_pad(n: &NodeProto, label: &str) -> Result<(), NnError> {
-    if let Some(a) = attr(n, "auto_pad").and_then(|a| a.s.as_deref()) {
-        if a != b"NOTSET" && a != b"VALID" {
-            return Err(err(format!(
-                "{label}: auto_pad {} is not supported (give explicit pads)",
-                String::from_utf8_lossy(a)
-            )));
-        }
+    if let Some(a) = attr(n, "auto_pad").and_then(|a| a.s.as_deref())
+        && a != b"NOTSET"
+        && a != b"VALID"
+    {
+        return Err(err(format!(
+            "{label}: auto_pad {} is not supported (give explicit pads)",
+            String::from_utf8_lossy(a)
+        )));
     }
     Ok(())
 }
@@ -557,7 +558,7 @@ fn apply_node(
             }
             let known = checked_count(&out, label)?;
             if let Some(j) = infer {
-                if known == 0 || size % known != 0 {
+                if known == 0 || !size.is_multiple_of(known) {
                     return Err(err(format!(
                         "{label}: cannot reshape {:?} to {target:?}",
                         b.shape
@@ -903,7 +904,7 @@ fn fold_batchnorm(
     }
     for o in 0..ch {
         let d = var[o] + eps;
-        if !(d > 0.0) || !d.is_finite() {
+        if d.is_nan() || d <= 0.0 || !d.is_finite() {
             return Err(err(format!(
                 "{label}: variance {} of channel {o} is not positive",
                 var[o]
