@@ -73,6 +73,10 @@ pub struct InferArgs {
     /// With --encrypted: seconds before a silent party is declared dead.
     #[arg(long, default_value_t = 60)]
     pub timeout: u64,
+    /// With --encrypted: run the parties' channels through ppml-net's link
+    /// emulator: `lan` (1 Gbit/s, 0.2 ms RTT) or `wan` (100 Mbit/s, 40 ms RTT).
+    #[arg(long)]
+    pub emulate_link: Option<String>,
     /// With --encrypted: fixed-point fractional bits (1..=24: products carry twice
     /// as many and must fit the 64-bit ring).
     #[arg(long, default_value_t = 16)]
@@ -175,6 +179,12 @@ pub fn run(args: InferArgs, common: &CommonArgs) -> anyhow::Result<Report> {
             // fixes the training and data order, never the secrets' masks.
             secrets: ppml_smpc::SecretSource::Os,
             timeout: std::time::Duration::from_secs(args.timeout.max(1)),
+            emulate: match args.emulate_link.as_deref() {
+                None => None,
+                Some("lan") => Some(ppml_net::emulator::LinkProfile::LAN),
+                Some("wan") => Some(ppml_net::emulator::LinkProfile::WAN),
+                Some(other) => anyhow::bail!("--emulate-link {other:?}: expected lan or wan"),
+            },
         },
     };
     let r = run_infer_job(&job)?;

@@ -6,7 +6,7 @@
 //! [`JobReport`]; the Python package can call [`run_infer_job`] too.
 
 use crate::SmpcError;
-use crate::inference::InferConfig;
+use crate::inference::{InferConfig, InferenceReport, run_in_process};
 use crate::scoring::{PrivateReport, Reveal, run_private};
 use ppml_nn::input::{self, Images};
 use ppml_nn::io::LoadedModel;
@@ -80,6 +80,10 @@ pub struct JobReport {
     pub plain: Option<PlainStats>,
     #[serde(flatten)]
     pub private: Option<PrivateReport>,
+    /// The default run (classes only, labels known): the full in-process
+    /// report with latencies and modelled network times.
+    #[serde(flatten)]
+    pub inference: Option<InferenceReport>,
     #[serde(skip)]
     pub predictions: Vec<u8>,
 }
@@ -102,6 +106,41 @@ impl JobReport {
                 p.images_per_second,
                 p.repeat
             ),
+            (_, _) if self.inference.is_some() => {
+                let r = self.inference.as_ref().expect("checked above");
+                let mut h = format!(
+                    "{} (encrypted, 3 parties): accuracy {:.2}% (plaintext {:.2}%), agreement {:.4} on {} images\n\
+                     {:.2} s ({:.0} images/s), {:.1} KB/image sent in total, {} rounds\n\
+                     comparison widths {:?} (proven exact for inputs in [{}, {}]), {} truncation \
+                     (failure probability per image at most {:.1e})",
+                    r.arch,
+                    r.accuracy * 100.0,
+                    r.plaintext_accuracy * 100.0,
+                    r.plaintext_agreement,
+                    r.images,
+                    r.seconds,
+                    r.images_per_second,
+                    r.bytes_per_image / 1e3,
+                    r.rounds,
+                    r.cmp_widths,
+                    r.input_range.0,
+                    r.input_range.1,
+                    r.truncation,
+                    r.truncation_failure_per_image
+                );
+                if let (Some(p50), Some(p99)) = (r.latency_ms_p50, r.latency_ms_p99) {
+                    h.push_str(&format!(
+                        "\nlatency per query: p50 {p50:.2} ms, p99 {p99:.2} ms, {:.1} rounds per query",
+                        r.rounds_per_image
+                    ));
+                }
+                if let (Some(lan), Some(wan)) = (r.modelled_seconds_lan, r.modelled_seconds_wan) {
+                    h.push_str(&format!(
+                        "\nmodelled: {lan:.2} s on a LAN (1 Gbit/s, 0.2 ms RTT), {wan:.2} s on a WAN (100 Mbit/s, 40 ms RTT)"
+                    ));
+                }
+                h
+            }
             (_, Some(r)) if r.reveal == Reveal::CorrectCount => format!(
                 "{} (encrypted, private scoring): {} of {} correct ({}), revealed to the model owner and the data owner only; no prediction was revealed\n\
                  {:.2} s ({:.0} images/s), {:.1} KB/image sent in total, {} rounds",
@@ -233,6 +272,7 @@ pub fn run_infer_job(job: &InferJob) -> Result<JobReport, SmpcError> {
         warnings,
         plain: None,
         private: None,
+        inference: None,
         predictions: Vec::new(),
     };
     let (preds, logits) = if !job.encrypted {
@@ -261,6 +301,14 @@ pub fn run_infer_job(job: &InferJob) -> Result<JobReport, SmpcError> {
                 "--private-eval needs labels (--labels FILE, or the default MNIST test set)".into(),
             ));
         }
+        if let (Reveal::Classes, Some(l)) = (job.reveal, labels.as_deref()) {
+            let r = run_in_process(model, &x, l, &job.cfg)?;
+            report.accuracy = Some(r.accuracy);
+            report.plaintext_agreement = Some(r.plaintext_agreement);
+            let preds = r.predictions.clone();
+            report.inference = Some(r);
+            return finish(job, report, preds, Vec::new(), out);
+        }
         let r = run_private(model, &x, labels.as_deref(), job.reveal, &job.cfg)?;
         if let Some(c) = r.correct {
             report.accuracy = Some(frac(c as usize, n));
@@ -279,6 +327,17 @@ pub fn run_infer_job(job: &InferJob) -> Result<JobReport, SmpcError> {
         report.private = Some(r);
         out
     };
+    finish(job, report, preds, logits, out)
+}
+
+/// Writes the data owner's outputs.
+fn finish(
+    job: &InferJob,
+    mut report: JobReport,
+    preds: Vec<u8>,
+    logits: Vec<f32>,
+    out: usize,
+) -> Result<JobReport, SmpcError> {
     if let Some(path) = &job.output {
         if job.encrypted && job.reveal == Reveal::CorrectCount {
             return Err(SmpcError::Config(

@@ -67,6 +67,8 @@ pub struct RoleOutput {
     /// Data owner and model owner under [`Reveal::CorrectCount`]: the
     /// number of correct predictions.
     pub correct: Option<u64>,
+    /// Data owner with batches of one: each query's latency.
+    pub latencies: Vec<std::time::Duration>,
 }
 
 /// P0, P1, P2: given this party's shares of the `n` predicted classes
