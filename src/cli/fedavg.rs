@@ -93,7 +93,7 @@ pub struct FedavgArgs {
     /// Draw the accuracy curve to this PNG file.
     #[arg(long)]
     pub plot: Option<PathBuf>,
-    /// Save the final global model (.ppml).
+    /// Save the final global model (.ppml, recording --normalize).
     #[arg(long)]
     pub save: Option<PathBuf>,
 }
@@ -304,8 +304,8 @@ pub fn run(args: FedavgArgs, common: &CommonArgs) -> anyhow::Result<Report> {
     let summary = sim.run(&mut |st| round_tick(&pb, st))?;
     pb.finish_and_clear();
     if let Some(path) = &args.save {
-        sim.model()?
-            .save(path)
+        // The file records the normalisation, so `ppml infer` uses the same.
+        ppml_nn::io::save_model(path, &sim.model()?, norm)
             .with_context(|| format!("saving {}", path.display()))?;
     }
     let title = format!(

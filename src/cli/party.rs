@@ -54,7 +54,7 @@ pub struct PartyArgs {
     /// p0,p1,p2,model-owner,data-owner.
     #[arg(long, requires = "insecure")]
     pub peers: Option<String>,
-    /// Model file of the model owner: .ppml, or .safetensors with --arch.
+    /// Model file of the model owner: .ppml, .onnx, or .safetensors with --arch.
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Architecture of a .safetensors model; without --model, a randomly initialised
@@ -67,9 +67,11 @@ pub struct PartyArgs {
     /// Images per batch.
     #[arg(long, default_value_t = 1000)]
     pub batch: usize,
-    /// Input normalisation the model was trained with: standard or unit.
-    #[arg(long, default_value = "standard")]
-    pub normalize: String,
+    /// Input normalisation of the data owner's images: standard or unit.
+    /// Default: what the model file records when the model owner runs in this
+    /// process, else standard (the model owner prints the one to use).
+    #[arg(long)]
+    pub normalize: Option<String>,
     /// Seconds before a silent peer is declared dead.
     #[arg(long, default_value_t = 60)]
     pub timeout: u64,
@@ -141,10 +143,23 @@ pub fn run(args: PartyArgs, common: &CommonArgs) -> anyhow::Result<Report> {
     };
     protocol.validate()?;
     ppml_smpc::tune_allocator();
+    let flag: Option<Normalization> = args.normalize.as_deref().map(str::parse).transpose()?;
+    let mut norm = flag.unwrap_or(Normalization::Standard);
     let model = if roles.contains(&MODEL_OWNER) {
         Some(match (&args.model, &args.arch) {
-            (Some(p), arch) => Model::load_any(p, arch.as_deref())
-                .with_context(|| format!("loading model {}", p.display()))?,
+            (Some(p), arch) => {
+                let loaded = ppml_nn::io::load_model(p, arch.as_deref())
+                    .with_context(|| format!("loading model {}", p.display()))?;
+                let (n, warnings) = loaded.resolve_normalization(flag);
+                for w in warnings {
+                    eprintln!("warning: {w}");
+                }
+                eprintln!(
+                    "model owner: the data owner must normalise its images with --normalize {n}"
+                );
+                norm = n;
+                loaded.model
+            }
             (None, Some(arch)) => Model::from_arch(arch, common.seed)?,
             (None, None) => bail!("the model owner needs --model (or --arch for a random model)"),
         })
@@ -152,7 +167,12 @@ pub fn run(args: PartyArgs, common: &CommonArgs) -> anyhow::Result<Report> {
         None
     };
     let test = if roles.contains(&DATA_OWNER) {
-        let norm: Normalization = args.normalize.parse()?;
+        if flag.is_none() && model.is_none() {
+            eprintln!(
+                "warning: data owner without --normalize: using `standard`; pass the model's \
+                 normalisation (the model owner prints it)"
+            );
+        }
         let dir = common.data_dir();
         let data = mnist::load(&dir, norm)
             .with_context(|| format!("loading MNIST from {}", dir.display()))?;

@@ -155,11 +155,8 @@ pub fn run(args: TrainArgs, common: &CommonArgs) -> anyhow::Result<Report> {
     }
     let total = t_all.elapsed().as_secs_f64();
     if let Some(p) = &args.save {
-        if p.extension().is_some_and(|e| e == "safetensors") {
-            model.save_safetensors(p)?;
-        } else {
-            model.save(p)?;
-        }
+        // .ppml or .safetensors, recording the normalisation for `ppml infer`.
+        ppml_nn::io::save_model(p, &model, norm)?;
         human.push_str(&format!("saved to {}\n", p.display()));
     }
     let final_acc = accs

@@ -1,4 +1,5 @@
-//! Layers: [`Linear`], ReLU, [`Conv2d`], [`MaxPool2d`], Flatten, gathered in the [`Layer`] enum.
+//! Layers: [`Linear`], ReLU, [`Conv2d`], [`MaxPool2d`], [`AvgPool2d`], Flatten,
+//! gathered in the [`Layer`] enum.
 //!
 //! Data layout (the contract other crates rely on):
 //! - a batch of activations is one row-major `batch x features` slice; for
@@ -202,6 +203,57 @@ impl MaxPool2d {
     }
 }
 
+/// Average pooling over `channels x input_hw` images (no padding): the mean
+/// of each `kernel.0 x kernel.1` window, windows `stride` apart. Global
+/// average pooling is the one window covering the whole image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AvgPool2d {
+    /// Window height and width.
+    pub kernel: (usize, usize),
+    /// Vertical and horizontal step between windows.
+    pub stride: (usize, usize),
+    pub channels: usize,
+    pub input_hw: (usize, usize),
+}
+
+impl AvgPool2d {
+    /// Global average pooling of `channels x input_hw` images.
+    pub fn global(channels: usize, input_hw: (usize, usize)) -> Self {
+        AvgPool2d {
+            kernel: input_hw,
+            stride: input_hw,
+            channels,
+            input_hw,
+        }
+    }
+
+    /// Output height and width.
+    pub fn output_hw(&self) -> (usize, usize) {
+        let (h, w) = self.input_hw;
+        (
+            h.saturating_sub(self.kernel.0) / self.stride.0.max(1) + 1,
+            w.saturating_sub(self.kernel.1) / self.stride.1.max(1) + 1,
+        )
+    }
+
+    /// Visits every window: `f(output index, input indices of the window)`.
+    fn for_each_window(&self, mut f: impl FnMut(usize, &mut dyn Iterator<Item = usize>)) {
+        let (h, w) = self.input_hw;
+        let (ho, wo) = self.output_hw();
+        let (kh, kw) = self.kernel;
+        for c in 0..self.channels {
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    let (y0, x0) = (oy * self.stride.0, ox * self.stride.1);
+                    let mut it = (0..kh)
+                        .flat_map(move |i| (0..kw).map(move |j| c * h * w + (y0 + i) * w + x0 + j));
+                    f((c * ho + oy) * wo + ox, &mut it);
+                }
+            }
+        }
+    }
+}
+
 /// One layer of a [`crate::Model`]. Log-softmax + NLL is the loss, not a layer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Layer {
@@ -209,6 +261,7 @@ pub enum Layer {
     Relu,
     Conv2d(Conv2d),
     MaxPool2d(MaxPool2d),
+    AvgPool2d(AvgPool2d),
     /// Reshapes `C x H x W` to a vector; a no-op on the row-major data.
     Flatten,
 }
@@ -227,6 +280,10 @@ impl Layer {
                 let (ho, wo) = p.output_hw();
                 p.channels * ho * wo
             }
+            Layer::AvgPool2d(p) => {
+                let (ho, wo) = p.output_hw();
+                p.channels * ho * wo
+            }
         }
     }
 
@@ -236,6 +293,7 @@ impl Layer {
             Layer::Linear(l) => Some(l.in_features),
             Layer::Conv2d(c) => Some(c.in_channels * c.input_hw.0 * c.input_hw.1),
             Layer::MaxPool2d(p) => Some(p.channels * p.input_hw.0 * p.input_hw.1),
+            Layer::AvgPool2d(p) => Some(p.channels * p.input_hw.0 * p.input_hw.1),
             Layer::Relu | Layer::Flatten => None,
         }
     }
@@ -259,6 +317,10 @@ impl Layer {
                 c.in_channels, c.out_channels, c.kernel, c.stride, c.padding
             ),
             Layer::MaxPool2d(p) => format!("MaxPool2d(k{}, s{})", p.kernel, p.stride),
+            Layer::AvgPool2d(p) => format!(
+                "AvgPool2d(k{}x{}, s{}x{})",
+                p.kernel.0, p.kernel.1, p.stride.0, p.stride.1
+            ),
             Layer::Flatten => "Flatten".into(),
         }
     }
@@ -301,6 +363,18 @@ impl Layer {
                     .zip(argmax.par_chunks_mut(out_sz))
                     .zip(x.par_chunks(in_sz))
                     .for_each(|((yb, ab), xb)| maxpool_one(p, xb, yb, ab));
+            }
+            Layer::AvgPool2d(p) => {
+                let in_sz = p.channels * p.input_hw.0 * p.input_hw.1;
+                let out_sz = y.len() / batch.max(1);
+                let inv = 1.0 / (p.kernel.0 * p.kernel.1) as f32;
+                y.par_chunks_mut(out_sz)
+                    .zip(x.par_chunks(in_sz))
+                    .for_each(|(yb, xb)| {
+                        p.for_each_window(|o, win| {
+                            yb[o] = win.map(|i| xb[i]).sum::<f32>() * inv;
+                        })
+                    });
             }
         }
     }
@@ -369,6 +443,23 @@ impl Layer {
                             for (&g, &a) in gyb.iter().zip(ab) {
                                 gxb[a as usize] += g;
                             }
+                        });
+                }
+            }
+            Layer::AvgPool2d(p) => {
+                if let Some(gx) = gx {
+                    let in_sz = p.channels * p.input_hw.0 * p.input_hw.1;
+                    let out_sz = gy.len() / batch.max(1);
+                    let inv = 1.0 / (p.kernel.0 * p.kernel.1) as f32;
+                    gx.par_chunks_mut(in_sz)
+                        .zip(gy.par_chunks(out_sz))
+                        .for_each(|(gxb, gyb)| {
+                            gxb.fill(0.0);
+                            p.for_each_window(|o, win| {
+                                for i in win {
+                                    gxb[i] += gyb[o] * inv;
+                                }
+                            })
                         });
                 }
             }

@@ -6,8 +6,6 @@
 //! files (same names without `.gz`) are accepted too.
 
 use crate::NnError;
-use flate2::read::GzDecoder;
-use std::io::Read;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -16,8 +14,9 @@ pub const MEAN: f32 = 0.1307;
 /// Standard deviation of the MNIST training pixels in `[0,1]`.
 pub const STD: f32 = 0.3081;
 
-/// How raw pixels `0..=255` become model inputs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How raw pixels `0..=255` become model inputs. A model file records the
+/// one its model was trained with (see [`crate::io`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum Normalization {
     /// `(x/255 - 0.1307) / 0.3081`, as in the PyTorch tutorials.
     #[default]
@@ -30,11 +29,30 @@ impl Normalization {
     /// Maps one raw pixel to its normalised value.
     #[inline]
     pub fn apply(self, p: u8) -> f32 {
-        let x = p as f32 / 255.0;
+        self.apply_unit(p as f32 / 255.0)
+    }
+
+    /// Maps a value already scaled to `[0, 1]` (`pixel / 255`).
+    #[inline]
+    pub fn apply_unit(self, x: f32) -> f32 {
         match self {
             Normalization::Standard => (x - MEAN) / STD,
             Normalization::UnitRange => x,
         }
+    }
+
+    /// The name the command line uses: `standard` or `unit`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Normalization::Standard => "standard",
+            Normalization::UnitRange => "unit",
+        }
+    }
+}
+
+impl std::fmt::Display for Normalization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -173,6 +191,14 @@ fn find_file(dir: &Path, stem: &str) -> Result<PathBuf, NnError> {
     )))
 }
 
+/// The test images and labels files of `dir` (gzipped or raw).
+pub fn test_files(dir: &Path) -> Result<(PathBuf, PathBuf), NnError> {
+    Ok((
+        find_file(dir, "t10k-images-idx3-ubyte")?,
+        find_file(dir, "t10k-labels-idx1-ubyte")?,
+    ))
+}
+
 /// Loads the four MNIST files of `dir`, normalised with `norm`.
 pub fn load(dir: &Path, norm: Normalization) -> Result<Mnist, NnError> {
     let train = load_pair(
@@ -213,15 +239,8 @@ pub fn load_pair(images: &Path, labels: &Path, norm: Normalization) -> Result<Da
 fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, NnError> {
     let raw = std::fs::read(path)
         .map_err(|e| NnError::Data(format!("cannot read {}: {e}", path.display())))?;
-    if raw.len() >= 2 && raw[0] == 0x1f && raw[1] == 0x8b {
-        let mut out = Vec::new();
-        GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| NnError::Data(format!("{}: corrupt gzip stream: {e}", path.display())))?;
-        Ok(out)
-    } else {
-        Ok(raw)
-    }
+    crate::input::gunzip_if_gz(raw, crate::input::MAX_DECOMPRESSED)
+        .map_err(|e| NnError::Data(format!("{}: {e}", path.display())))
 }
 
 fn be_u32(b: &[u8], at: usize) -> u32 {

@@ -3,19 +3,49 @@
 
 use crate::NnError;
 use crate::layers::{Conv2d, Layer, Linear, MaxPool2d};
-use crate::mnist::Dataset;
+use crate::mnist::{Dataset, Normalization};
 use ppml_random::{PublicRng, PublicSeed};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
+
+/// Largest per-sample activation size and parameter count a model may have
+/// (2^28 values, 1 GiB of f32): [`Model::validate`] rejects larger ones.
+pub const MAX_VALUES: usize = 1 << 28;
 
 /// The architectures [`Model::from_arch`] knows.
 pub const ARCHS: &[&str] = &["mlp500", "net-a", "2nn", "split", "cnn", "perceptron"];
 
 /// Magic header of a `.ppml` model file.
 pub const FILE_MAGIC: &[u8; 8] = b"PPMLNN\x00\x01";
-/// Version of the model file format written by [`Model::save`].
-pub const FILE_VERSION: u32 = 1;
+/// Version of the model file format written by [`Model::save`]. Version 2
+/// records the input normalisation (see [`ModelFile`]); version 1 files are
+/// still read, their normalisation is then unknown.
+pub const FILE_VERSION: u32 = 2;
+
+/// The contents of a `.ppml` file: the model and, from version 2 on, the
+/// input normalisation it was trained with (`None`: not recorded).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelFile {
+    pub model: Model,
+    pub normalization: Option<Normalization>,
+    /// The format version the file was written with.
+    pub version: u32,
+}
+
+/// Body of a version-2 file, encoding side (borrows the model).
+#[derive(Serialize)]
+struct BodyV2Ref<'a> {
+    normalization: Option<Normalization>,
+    model: &'a Model,
+}
+
+/// Body of a version-2 file, decoding side.
+#[derive(Deserialize)]
+struct BodyV2 {
+    normalization: Option<Normalization>,
+    model: Model,
+}
 
 /// A feed-forward network: `layers` applied in order to inputs of `input_shape`
 /// (`[784]` for the MLPs, `[1, 28, 28]` for the CNN). The output of the last
@@ -170,47 +200,116 @@ impl Model {
         (self.arch == "split").then_some(4)
     }
 
-    /// Checks that the layers chain (sizes and weight lengths agree).
+    /// Checks that the layers chain (sizes and weight lengths agree) and that
+    /// every size is computable without overflow and at most
+    /// [`MAX_VALUES`] values: a model from a file or a peer is checked before
+    /// any size it announces is used to allocate.
     pub fn validate(&self) -> Result<(), NnError> {
-        let mut size = self.input_size();
+        let too_big = |what: String| {
+            NnError::Shape(format!("{what} exceeds {MAX_VALUES} values (or overflows)"))
+        };
+        let prod = |dims: &[usize]| {
+            dims.iter()
+                .try_fold(1usize, |a, &d| a.checked_mul(d))
+                .filter(|&n| n <= MAX_VALUES)
+        };
+        if self.input_shape.len() > 8 {
+            return Err(NnError::Shape(format!(
+                "input shape {:?} has too many dimensions",
+                self.input_shape
+            )));
+        }
+        let mut size = prod(&self.input_shape)
+            .ok_or_else(|| too_big(format!("input shape {:?}", self.input_shape)))?;
         if size == 0 {
             return Err(NnError::Shape("empty input shape".into()));
         }
         for (i, l) in self.layers.iter().enumerate() {
-            if let Some(need) = l.in_size().filter(|&n| n != size) {
+            let bad = || {
+                NnError::Shape(format!(
+                    "layer {i} ({}) has inconsistent parameters",
+                    l.describe()
+                ))
+            };
+            // Per-sample (input, output) sizes and parameter counts, checked.
+            let (need, out, nw, nb, wlen, blen) = match l {
+                Layer::Linear(x) => (
+                    Some(x.in_features),
+                    Some(x.out_features),
+                    prod(&[x.in_features, x.out_features]),
+                    Some(x.out_features),
+                    x.weight.len(),
+                    x.bias.len(),
+                ),
+                Layer::Conv2d(c) => {
+                    let (h, w) = c.input_hw;
+                    let p2 = c.padding.checked_mul(2);
+                    let hp = p2.and_then(|p| h.checked_add(p));
+                    let wp = p2.and_then(|p| w.checked_add(p));
+                    let (Some(hp), Some(wp)) = (hp, wp) else {
+                        return Err(bad());
+                    };
+                    if c.stride == 0 || c.kernel == 0 || c.kernel > hp || c.kernel > wp {
+                        return Err(bad());
+                    }
+                    let ho = (hp - c.kernel) / c.stride + 1;
+                    let wo = (wp - c.kernel) / c.stride + 1;
+                    (
+                        prod(&[c.in_channels, h, w]),
+                        prod(&[c.out_channels, ho, wo]),
+                        prod(&[c.out_channels, c.in_channels, c.kernel, c.kernel]),
+                        Some(c.out_channels),
+                        c.weight.len(),
+                        c.bias.len(),
+                    )
+                }
+                Layer::MaxPool2d(p) => {
+                    let (h, w) = p.input_hw;
+                    if p.stride == 0 || p.kernel == 0 || p.kernel > h || p.kernel > w {
+                        return Err(bad());
+                    }
+                    let (ho, wo) = ((h - p.kernel) / p.stride + 1, (w - p.kernel) / p.stride + 1);
+                    (
+                        prod(&[p.channels, h, w]),
+                        prod(&[p.channels, ho, wo]),
+                        Some(0),
+                        Some(0),
+                        0,
+                        0,
+                    )
+                }
+                Layer::AvgPool2d(p) => {
+                    let (h, w) = p.input_hw;
+                    let (kh, kw) = p.kernel;
+                    if p.stride.0 == 0 || p.stride.1 == 0 || kh == 0 || kw == 0 || kh > h || kw > w
+                    {
+                        return Err(bad());
+                    }
+                    let (ho, wo) = ((h - kh) / p.stride.0 + 1, (w - kw) / p.stride.1 + 1);
+                    (
+                        prod(&[p.channels, h, w]),
+                        prod(&[p.channels, ho, wo]),
+                        Some(0),
+                        Some(0),
+                        0,
+                        0,
+                    )
+                }
+                Layer::Relu | Layer::Flatten => (Some(size), Some(size), Some(0), Some(0), 0, 0),
+            };
+            let (Some(need), Some(out), Some(nw), Some(nb)) = (need, out, nw, nb) else {
+                return Err(too_big(format!("layer {i} ({})", l.describe())));
+            };
+            if need != size {
                 return Err(NnError::Shape(format!(
                     "layer {i} ({}) takes {need} inputs but receives {size}",
                     l.describe()
                 )));
             }
-            let ok = match l {
-                Layer::Linear(x) => {
-                    x.weight.len() == x.in_features * x.out_features
-                        && x.bias.len() == x.out_features
-                }
-                Layer::Conv2d(c) => {
-                    c.weight.len() == c.out_channels * c.in_channels * c.kernel * c.kernel
-                        && c.bias.len() == c.out_channels
-                        && c.stride > 0
-                        && c.kernel > 0
-                        && c.kernel <= c.input_hw.0 + 2 * c.padding
-                        && c.kernel <= c.input_hw.1 + 2 * c.padding
-                }
-                Layer::MaxPool2d(p) => {
-                    p.stride > 0
-                        && p.kernel > 0
-                        && p.kernel <= p.input_hw.0
-                        && p.kernel <= p.input_hw.1
-                }
-                _ => true,
-            };
-            if !ok {
-                return Err(NnError::Shape(format!(
-                    "layer {i} ({}) has inconsistent parameters",
-                    l.describe()
-                )));
+            if out == 0 || nw != wlen || nb != blen {
+                return Err(bad());
             }
-            size = l.out_size(size);
+            size = out;
         }
         Ok(())
     }
@@ -595,45 +694,85 @@ impl Model {
         Ok((a, b))
     }
 
-    /// Encodes the model: magic, version (u32 LE), postcard body.
+    /// Encodes the model: magic, version (u32 LE), postcard body, with the
+    /// normalisation not recorded (prefer [`Model::to_bytes_with`]).
     pub fn to_bytes(&self) -> Result<Vec<u8>, NnError> {
+        self.to_bytes_with(None)
+    }
+
+    /// Encodes the model and the input normalisation it was trained with.
+    pub fn to_bytes_with(&self, normalization: Option<Normalization>) -> Result<Vec<u8>, NnError> {
         let mut out = Vec::with_capacity(16 + 4 * self.num_params());
         out.extend_from_slice(FILE_MAGIC);
         out.extend_from_slice(&FILE_VERSION.to_le_bytes());
+        let body = BodyV2Ref {
+            normalization,
+            model: self,
+        };
         let body =
-            postcard::to_stdvec(self).map_err(|e| NnError::Format(format!("encode: {e}")))?;
+            postcard::to_stdvec(&body).map_err(|e| NnError::Format(format!("encode: {e}")))?;
         out.extend_from_slice(&body);
         Ok(out)
     }
 
     /// Decodes [`Model::to_bytes`]; a foreign, corrupt or inconsistent buffer is an error.
     pub fn from_bytes(b: &[u8]) -> Result<Model, NnError> {
+        Ok(Model::decode_file(b)?.model)
+    }
+
+    /// Decodes a `.ppml` file of version 1 or 2 with what it records.
+    pub fn decode_file(b: &[u8]) -> Result<ModelFile, NnError> {
         if b.len() < 12 || &b[..8] != FILE_MAGIC {
             return Err(NnError::Format(
                 "not a ppml model file (bad magic header)".into(),
             ));
         }
-        let v = u32::from_le_bytes([b[8], b[9], b[10], b[11]]);
-        if v != FILE_VERSION {
-            return Err(NnError::Format(format!(
-                "model file version {v} is not supported (this build reads version {FILE_VERSION})"
-            )));
-        }
-        let (m, rest): (Model, &[u8]) = postcard::take_from_bytes(&b[12..])
-            .map_err(|e| NnError::Format(format!("corrupt model file: {e}")))?;
+        let version = u32::from_le_bytes([b[8], b[9], b[10], b[11]]);
+        let corrupt = |e: postcard::Error| NnError::Format(format!("corrupt model file: {e}"));
+        let (model, normalization, rest) = match version {
+            1 => {
+                let (m, rest): (Model, &[u8]) =
+                    postcard::take_from_bytes(&b[12..]).map_err(corrupt)?;
+                (m, None, rest)
+            }
+            2 => {
+                let (body, rest): (BodyV2, &[u8]) =
+                    postcard::take_from_bytes(&b[12..]).map_err(corrupt)?;
+                (body.model, body.normalization, rest)
+            }
+            v => {
+                return Err(NnError::Format(format!(
+                    "model file version {v} is not supported (this build reads versions 1 and {FILE_VERSION})"
+                )));
+            }
+        };
         if !rest.is_empty() {
             return Err(NnError::Format(format!(
                 "corrupt model file: {} trailing bytes",
                 rest.len()
             )));
         }
-        m.validate()?;
-        Ok(m)
+        model.validate()?;
+        Ok(ModelFile {
+            model,
+            normalization,
+            version,
+        })
     }
 
-    /// Saves to a `.ppml` file.
+    /// Saves to a `.ppml` file without recording the normalisation (prefer
+    /// [`crate::io::save_model`], which records it).
     pub fn save(&self, path: &Path) -> Result<(), NnError> {
-        let b = self.to_bytes()?;
+        self.save_with(path, None)
+    }
+
+    /// Saves to a `.ppml` file recording the input normalisation.
+    pub fn save_with(
+        &self,
+        path: &Path,
+        normalization: Option<Normalization>,
+    ) -> Result<(), NnError> {
+        let b = self.to_bytes_with(normalization)?;
         std::fs::write(path, b)
             .map_err(|e| NnError::Io(format!("cannot write {}: {e}", path.display())))
     }
@@ -648,19 +787,10 @@ impl Model {
         })
     }
 
-    /// Loads a model file by extension: `.safetensors` needs `arch`, anything else is a `.ppml` file.
+    /// Loads a model file by extension (`.onnx`, `.safetensors` with `arch`,
+    /// else `.ppml`); [`crate::io::load_model`] also returns the normalisation.
     pub fn load_any(path: &Path, arch: Option<&str>) -> Result<Model, NnError> {
-        if path.extension().is_some_and(|e| e == "safetensors") {
-            let arch = arch.ok_or_else(|| {
-                NnError::Invalid(
-                    "a .safetensors file needs --arch (mlp500, net-a, 2nn, split, cnn, perceptron)"
-                        .into(),
-                )
-            })?;
-            crate::safetensors_io::load_safetensors(path, arch)
-        } else {
-            Model::load(path)
-        }
+        Ok(crate::io::load_model(path, arch)?.model)
     }
 
     /// Reads PyTorch weights from a `.safetensors` file for a named architecture

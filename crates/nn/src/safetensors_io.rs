@@ -14,6 +14,7 @@
 //! ```
 
 use crate::layers::Layer;
+use crate::mnist::Normalization;
 use crate::{Model, NnError};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::HashMap;
@@ -141,8 +142,50 @@ pub fn load_safetensors(path: &Path, arch: &str) -> Result<Model, NnError> {
     Ok(model)
 }
 
+/// Metadata key under which ppml records the input normalisation.
+pub const NORMALIZATION_KEY: &str = "ppml.normalization";
+
+/// [`load_safetensors`] plus the normalisation recorded in the file's
+/// metadata under [`NORMALIZATION_KEY`] (`None` if absent).
+pub fn load_with_metadata(
+    path: &Path,
+    arch: &str,
+) -> Result<(Model, Option<Normalization>), NnError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| NnError::Io(format!("cannot read {}: {e}", path.display())))?;
+    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| {
+        NnError::Format(format!(
+            "{}: not a valid safetensors file: {e}",
+            path.display()
+        ))
+    })?;
+    let norm = match meta
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(NORMALIZATION_KEY))
+    {
+        Some(v) => Some(v.parse::<Normalization>().map_err(|e| {
+            NnError::Format(format!(
+                "{}: metadata {NORMALIZATION_KEY}: {e}",
+                path.display()
+            ))
+        })?),
+        None => None,
+    };
+    Ok((load_safetensors(path, arch)?, norm))
+}
+
 /// Writes a model's weights with PyTorch-style names (`fc{n}.weight`, `conv{n}.bias`, ...).
 pub fn save_safetensors(model: &Model, path: &Path) -> Result<(), NnError> {
+    save_with_metadata(model, path, None)
+}
+
+/// [`save_safetensors`] recording the input normalisation in the metadata.
+pub fn save_with_metadata(
+    model: &Model,
+    path: &Path,
+    normalization: Option<Normalization>,
+) -> Result<(), NnError> {
     let mut data: HashMap<String, (Vec<usize>, Vec<u8>)> = HashMap::new();
     let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
     let (mut nl, mut nc) = (0, 0);
@@ -182,7 +225,9 @@ pub fn save_safetensors(model: &Model, path: &Path) -> Result<(), NnError> {
             .map_err(|e| NnError::Format(format!("safetensors: {e}")))?;
         views.push((k.clone(), v));
     }
-    let out = safetensors::tensor::serialize(views, None)
+    let meta = normalization
+        .map(|n| HashMap::from([(NORMALIZATION_KEY.to_string(), n.name().to_string())]));
+    let out = safetensors::tensor::serialize(views, meta)
         .map_err(|e| NnError::Format(format!("safetensors: {e}")))?;
     std::fs::write(path, out)
         .map_err(|e| NnError::Io(format!("cannot write {}: {e}", path.display())))

@@ -295,6 +295,44 @@ pub fn train_epoch<R: rand::Rng + ?Sized>(
     })
 }
 
+/// Trains `model` on `data` for `cfg.epochs` epochs with `cfg`'s recipe
+/// (shuffling from [`TrainConfig::order_rng`]); `on_epoch` sees each epoch's stats.
+/// For a binary (one-output) model, only the images labelled 0 or 1 are used.
+pub fn fit(
+    model: &mut Model,
+    data: &Dataset,
+    cfg: &TrainConfig,
+    on_epoch: &mut dyn FnMut(&EpochStats),
+) -> Result<Vec<EpochStats>, NnError> {
+    cfg.validate()?;
+    let filtered;
+    let data = if model.output_size() == 1 {
+        filtered = data.filter_labels(&[0, 1]);
+        &filtered
+    } else {
+        data
+    };
+    let mut opt = cfg.optimizer();
+    let mut ws = Workspace::new();
+    let mut rng = cfg.order_rng();
+    let mut stats = Vec::new();
+    for epoch in 0..cfg.epochs {
+        let st = train_epoch(
+            model,
+            data,
+            cfg,
+            epoch,
+            &mut opt,
+            &mut ws,
+            &mut rng,
+            &mut |_, _, _| {},
+        )?;
+        on_epoch(&st);
+        stats.push(st);
+    }
+    Ok(stats)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

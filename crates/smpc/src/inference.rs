@@ -17,6 +17,7 @@ use crate::party::{
     party_name,
 };
 pub use crate::range::{DEFAULT_INPUT_RANGE, RangePlan};
+pub use crate::scoring::{Reveal, RoleOutput};
 use crate::sim::{self, PartyRun};
 use crate::{SmpcError, compare, error::expect_len, latency};
 use ppml_fixedpoint::FixedPoint;
@@ -50,6 +51,14 @@ pub enum LayerPlan {
     MaxPool {
         kernel: usize,
         stride: usize,
+        channels: usize,
+        input_hw: (usize, usize),
+    },
+    /// Average pooling (no padding; global pooling is one whole-image
+    /// window): local sums, a public multiplier, one truncation.
+    AvgPool {
+        kernel: (usize, usize),
+        stride: (usize, usize),
         channels: usize,
         input_hw: (usize, usize),
     },
@@ -109,6 +118,18 @@ impl LayerPlan {
                 let (h, w) = Self::conv_out_hw(kernel, stride, 0, input_hw);
                 channels * h * w
             }
+            LayerPlan::AvgPool {
+                kernel,
+                stride,
+                channels,
+                input_hw,
+            } => crate::avgpool::AvgGeometry {
+                kernel,
+                stride,
+                channels,
+                input_hw,
+            }
+            .out_size(),
         }
     }
 }
@@ -148,6 +169,12 @@ impl ModelPlan {
                     stride: m.stride,
                     channels: m.channels,
                     input_hw: m.input_hw,
+                },
+                Layer::AvgPool2d(a) => LayerPlan::AvgPool {
+                    kernel: a.kernel,
+                    stride: a.stride,
+                    channels: a.channels,
+                    input_hw: a.input_hw,
                 },
                 Layer::Flatten => continue,
             };
@@ -220,6 +247,24 @@ impl ModelPlan {
         Ok(())
     }
 
+    /// Fractional bits of the logits the last layer leaves: `2f` when, with
+    /// exact truncation, a weighted layer or average pool is not followed by
+    /// a ReLU; else `f`.
+    pub fn logit_frac_bits(&self, f: u32) -> u32 {
+        let exact = self.ranges.truncation == Truncation::Exact;
+        let mut scale2 = false;
+        for l in &self.layers {
+            match l {
+                LayerPlan::Linear { .. } | LayerPlan::Conv { .. } | LayerPlan::AvgPool { .. } => {
+                    scale2 = exact
+                }
+                LayerPlan::Relu => scale2 = false,
+                LayerPlan::MaxPool { .. } => {}
+            }
+        }
+        if scale2 { 2 * f } else { f }
+    }
+
     fn check(&self, cfg: &ProtocolConfig) -> Result<(), SmpcError> {
         self.check_ranges(cfg)?;
         let mut size = self.input_size;
@@ -230,6 +275,21 @@ impl ModelPlan {
                 return Err(SmpcError::Model(format!(
                     "layer {l:?} receives {size} inputs"
                 )));
+            }
+            if let LayerPlan::AvgPool {
+                kernel: (kh, kw),
+                stride: (sh, sw),
+                channels,
+                input_hw: (h, w),
+            } = *l
+            {
+                let fits = kh >= 1 && kw >= 1 && kh <= h && kw <= w && sh >= 1 && sw >= 1;
+                let need = channels.checked_mul(h).and_then(|v| v.checked_mul(w));
+                if !fits || need != Some(size) {
+                    return Err(SmpcError::Model(format!(
+                        "layer {l:?} does not fit its {size} inputs"
+                    )));
+                }
             }
             size = l.out_size(size);
         }
@@ -314,6 +374,12 @@ fn weighted_dims(plan: &ModelPlan) -> Vec<(usize, usize)> {
 
 /// The model owner's role: announces the plan and shares the weights.
 pub fn model_owner(party: &mut Party, model: &Model) -> Result<(), SmpcError> {
+    model_owner_full(party, model).map(|_| ())
+}
+
+/// [`model_owner`], returning the number of correct predictions when the
+/// data owner asked for private scoring ([`Reveal::CorrectCount`]).
+pub fn model_owner_full(party: &mut Party, model: &Model) -> Result<Option<u64>, SmpcError> {
     let plan = ModelPlan::for_protocol(model, &party.cfg, DEFAULT_INPUT_RANGE)?;
     let fp = FixedPoint::new(party.cfg.frac_bits)?;
     let layers = ring_layers(model, fp)?;
@@ -334,7 +400,12 @@ pub fn model_owner(party: &mut Party, model: &Model) -> Result<(), SmpcError> {
             .collect();
         party.net.send_u64s(P1, &b1)?;
     }
-    Ok(())
+    let reveal: Reveal = party.net.recv(DATA_OWNER)?;
+    if reveal == Reveal::CorrectCount {
+        let count: usize = party.net.recv(DATA_OWNER)?;
+        return crate::scoring::receive_count(party, count).map(Some);
+    }
+    Ok(None)
 }
 
 fn prepare(party: &mut Party, plan: &ModelPlan) -> Result<Vec<PreparedLayer>, SmpcError> {
@@ -444,20 +515,21 @@ fn exact_trunc(party: &mut Party, m: u32, x: &[u64], n: usize) -> Result<Vec<u64
 }
 
 /// Runs one batch through the plan; returns this party's shares of the
-/// predicted class of each image (P2: empty).
+/// predicted class of each image and of the logits (P2: empty); the logits
+/// carry [`ModelPlan::logit_frac_bits`] fractional bits.
 ///
 /// With exact truncation, a weighted layer's output keeps its `2f`
 /// fractional bits (bias scaled up to match) until the next comparison
 /// truncates it exactly: the following ReLU, or a standalone truncation
-/// before the next weighted layer; max pooling and the final argmax compare
-/// `2f`-bit values directly. With local truncation every product is
-/// truncated at once. Every comparison uses the plan's width for it.
+/// before the next weighted layer or average pool; max pooling and the final
+/// argmax compare `2f`-bit values directly. With local truncation every
+/// product is truncated at once. Every comparison uses the plan's width for it.
 fn infer_batch(
     party: &mut Party,
     plan: &ModelPlan,
     layers: &[PreparedLayer],
     batch: usize,
-) -> Result<Vec<u64>, SmpcError> {
+) -> Result<(Vec<u64>, Vec<u64>), SmpcError> {
     let helper = party.id == P2;
     let exact = plan.ranges.truncation == Truncation::Exact;
     let f = party.cfg.frac_bits;
@@ -561,6 +633,29 @@ fn infer_batch(
                 let m = widths.next()?;
                 x = compare::max_groups_at(party, m, count, kernel * kernel, &groups, false)?.0;
             }
+            LayerPlan::AvgPool {
+                kernel,
+                stride,
+                channels,
+                input_hw,
+            } => {
+                let g = crate::avgpool::AvgGeometry {
+                    kernel,
+                    stride,
+                    channels,
+                    input_hw,
+                };
+                if scale2 {
+                    x = exact_trunc(party, widths.next()?, &x, batch * size)?;
+                }
+                if !helper {
+                    expect_len("average pool input", x.len(), batch * size)?;
+                }
+                // Like a weighted layer: the product by 1/(kh*kw) carries 2f
+                // bits, truncated exactly by the next comparison or locally now.
+                x = crate::avgpool::avg_pool(party, batch, &g, &x, !exact);
+                scale2 = exact;
+            }
         }
         size = out_size;
     }
@@ -572,17 +667,20 @@ fn infer_batch(
     }
     if party.test_only.leak == TestOnlyLeak::LogitsToDataOwner {
         // TEST-ONLY mutation: the data owner gets shares of the logits.
-        return Ok(x);
+        return Ok((x.clone(), x));
     }
-    if plan.output_size == 1 {
+    let classes = if plan.output_size == 1 {
         // Binary model: the class is DReLU of the single logit ([z >= 0]).
-        return compare::drelu_at(party, m, batch, &x);
-    }
-    if batch <= latency::ALL_PAIRS_MAX_BATCH && latency::all_pairs_saves_rounds(plan.output_size) {
+        compare::drelu_at(party, m, batch, &x)?
+    } else if batch <= latency::ALL_PAIRS_MAX_BATCH
+        && latency::all_pairs_saves_rounds(plan.output_size)
+    {
         // Single queries: two comparison levels instead of ceil(log2 classes).
-        return latency::argmax_all_pairs(party, m, batch, plan.output_size, &x);
-    }
-    compare::argmax_at(party, m, batch, plan.output_size, &x)
+        latency::argmax_all_pairs(party, m, batch, plan.output_size, &x)?
+    } else {
+        compare::argmax_at(party, m, batch, plan.output_size, &x)?
+    };
+    Ok((classes, x))
 }
 
 /// A computing party's role (P0, P1 or P2): receives the plan and the
@@ -595,11 +693,29 @@ pub fn computing_party(party: &mut Party) -> Result<(), SmpcError> {
     let layers = prepare(party, &plan)?;
     let batches: Vec<usize> = party.net.recv(DATA_OWNER)?;
     crate::limits::check_batches(&batches, per_image)?;
-    for b in batches {
-        let idx = infer_batch(party, &plan, &layers, b)?;
-        if party.id != P2 {
-            party.net.send_u64s(DATA_OWNER, &idx)?;
+    let reveal: Reveal = party.net.recv(DATA_OWNER)?;
+    let mut kept = Vec::new();
+    for &b in &batches {
+        let (idx, logits) = infer_batch(party, &plan, &layers, b)?;
+        if party.id == P2 {
+            continue;
         }
+        match reveal {
+            Reveal::Classes => party.net.send_u64s(DATA_OWNER, &idx)?,
+            Reveal::ClassesAndLogits => {
+                party.net.send_u64s(DATA_OWNER, &idx)?;
+                party.net.send_u64s(DATA_OWNER, &logits)?;
+            }
+            // The predictions stay shared; only the count is opened below.
+            Reveal::CorrectCount => kept.extend_from_slice(&idx),
+        }
+    }
+    if reveal == Reveal::CorrectCount {
+        let total = batches
+            .iter()
+            .try_fold(0usize, |a, &b| a.checked_add(b))
+            .ok_or_else(|| SmpcError::Shape("batch sizes overflow".into()))?;
+        crate::scoring::count_correct(party, total, &kept)?;
     }
     Ok(())
 }
@@ -620,6 +736,21 @@ pub fn data_owner_timed(
     images: &[f32],
     batch: usize,
 ) -> Result<(Vec<u8>, Vec<Duration>), SmpcError> {
+    let out = data_owner_full(party, images, None, batch, Reveal::Classes)?;
+    Ok((out.predictions, out.latencies))
+}
+
+/// The data owner's role with a choice of what it learns: classes, classes
+/// and logits, or (with `labels`, secret-shared too) only the number of
+/// correct predictions. With `batch == 1` (and no private scoring) images go
+/// one at a time, each after the previous answer, and latencies are kept.
+pub fn data_owner_full(
+    party: &mut Party,
+    images: &[f32],
+    labels: Option<&[u8]>,
+    batch: usize,
+    reveal: Reveal,
+) -> Result<RoleOutput, SmpcError> {
     if batch == 0 {
         return Err(SmpcError::Config("batch size must be at least 1".into()));
     }
@@ -627,13 +758,23 @@ pub fn data_owner_timed(
     crate::limits::check_plan(&plan)?;
     plan.check(&party.cfg)?;
     let per = plan.input_size;
-    if !images.len().is_multiple_of(per) {
+    if per == 0 || !images.len().is_multiple_of(per) {
         return Err(SmpcError::Shape(format!(
             "{} pixel values are not a whole number of {per}-value images",
             images.len()
         )));
     }
     let count = images.len() / per;
+    let labels = match (reveal, labels) {
+        (Reveal::CorrectCount, Some(l)) => {
+            expect_len("labels", l.len(), count)?;
+            Some(l)
+        }
+        (Reveal::CorrectCount, None) => {
+            return Err(SmpcError::Config("private scoring needs the labels".into()));
+        }
+        _ => None,
+    };
     // The comparison widths are proven for inputs in the declared range only.
     let (lo, hi) = plan.ranges.input_range;
     if let Some(i) = images
@@ -654,46 +795,62 @@ pub fn data_owner_timed(
         .collect();
     for peer in [P0, P1, P2] {
         party.net.send(peer, &batches)?;
+        party.net.send(peer, &reveal)?;
     }
+    party.net.send(MODEL_OWNER, &reveal)?;
     let fp = FixedPoint::new(party.cfg.frac_bits)?;
-    let mut preds = Vec::with_capacity(count);
+    let mut out = RoleOutput::default();
     let mut enc = Vec::new();
     let leak_logits = party.test_only.leak == TestOnlyLeak::LogitsToDataOwner;
-    let out = plan.output_size;
-    let receive = |party: &mut Party, b: usize, preds: &mut Vec<u8>| -> Result<(), SmpcError> {
+    let out_size = plan.output_size;
+    let logit_scale = 2f64.powi(-(plan.logit_frac_bits(party.cfg.frac_bits) as i32));
+    let receive = |party: &mut Party, b: usize, out: &mut RoleOutput| -> Result<(), SmpcError> {
         if leak_logits {
             // TEST-ONLY mutation: logits arrive; the data owner takes the argmax.
-            let s0 = party.recv_len(P0, b * out, "logit share")?;
-            let s1 = party.recv_len(P1, b * out, "logit share")?;
+            let s0 = party.recv_len(P0, b * out_size, "logit share")?;
+            let s1 = party.recv_len(P1, b * out_size, "logit share")?;
             let logits: Vec<f32> = s0
                 .iter()
                 .zip(&s1)
                 .map(|(a, c)| fp.decode(a.wrapping_add(*c)) as f32)
                 .collect();
-            preds.extend(ppml_nn::argmax_rows(&logits, out));
+            out.predictions
+                .extend(ppml_nn::argmax_rows(&logits, out_size));
             return Ok(());
         }
         let s0 = party.recv_len(P0, b, "prediction share")?;
         let s1 = party.recv_len(P1, b, "prediction share")?;
         for (a, c) in s0.iter().zip(&s1) {
             let v = a.wrapping_add(*c);
-            preds.push(u8::try_from(v).map_err(|_| {
+            out.predictions.push(u8::try_from(v).map_err(|_| {
                 SmpcError::Shape(format!("reconstructed class {v} is not a class index"))
             })?);
         }
+        if reveal == Reveal::ClassesAndLogits {
+            let n = b
+                .checked_mul(out_size)
+                .ok_or_else(|| SmpcError::Shape("logit count overflows".into()))?;
+            let l0 = party.recv_len(P0, n, "logit share")?;
+            let l1 = party.recv_len(P1, n, "logit share")?;
+            out.logits.extend(
+                l0.iter()
+                    .zip(&l1)
+                    .map(|(a, c)| (a.wrapping_add(*c) as i64) as f64 * logit_scale)
+                    .map(|v| v as f32),
+            );
+        }
         Ok(())
     };
-    if batch == 1 {
-        let mut latencies = Vec::with_capacity(count);
+    if batch == 1 && labels.is_none() {
         for img in images.chunks_exact(per) {
             let t = Instant::now();
             enc.resize(per, 0);
             fp.encode_into(img, &mut enc)?;
             beaver::send_input_as_owner(party, &enc)?;
-            receive(party, 1, &mut preds)?;
-            latencies.push(t.elapsed());
+            receive(party, 1, &mut out)?;
+            out.latencies.push(t.elapsed());
         }
-        return Ok((preds, latencies));
+        return Ok(out);
     }
     let mut start = 0;
     for &b in &batches {
@@ -702,11 +859,18 @@ pub fn data_owner_timed(
         beaver::send_input_as_owner(party, &enc)?;
         start += b;
     }
+    if let Some(labels) = labels {
+        party.net.send(MODEL_OWNER, &count)?;
+        out.correct = Some(crate::scoring::share_labels_and_receive_count(
+            party, labels,
+        )?);
+        return Ok(out);
+    }
     // Collect the outputs after sending everything: the parties pipeline.
     for &b in &batches {
-        receive(party, b, &mut preds)?;
+        receive(party, b, &mut out)?;
     }
-    Ok((preds, Vec::new()))
+    Ok(out)
 }
 
 /// What a role brings to a run.
@@ -717,6 +881,14 @@ pub enum RoleInput<'a> {
     Model(&'a Model),
     /// The data owner's images (row-major, normalised) and batch size.
     Data { images: &'a [f32], batch: usize },
+    /// The data owner with a choice of what it learns ([`Reveal`]); `labels`
+    /// are needed (and secret-shared) for [`Reveal::CorrectCount`].
+    DataReveal {
+        images: &'a [f32],
+        labels: Option<&'a [u8]>,
+        batch: usize,
+        reveal: Reveal,
+    },
 }
 
 impl RoleInput<'_> {
@@ -725,7 +897,15 @@ impl RoleInput<'_> {
     /// as itself rather than as the peers' disconnects.
     pub fn validate(&self) -> Result<(), SmpcError> {
         match self {
-            RoleInput::Data { images, batch } => {
+            RoleInput::Data { images, batch } | RoleInput::DataReveal { images, batch, .. } => {
+                if let RoleInput::DataReveal {
+                    labels: None,
+                    reveal: Reveal::CorrectCount,
+                    ..
+                } = self
+                {
+                    return Err(SmpcError::Config("private scoring needs the labels".into()));
+                }
                 if *batch == 0 {
                     return Err(SmpcError::Config("batch size must be at least 1".into()));
                 }
@@ -742,10 +922,35 @@ impl RoleInput<'_> {
 /// Runs the role of `party.id` to completion; the data owner returns the
 /// predictions, the others an empty vector.
 pub fn run_role(party: &mut Party, input: &RoleInput<'_>) -> Result<Vec<u8>, SmpcError> {
+    Ok(run_role_full(party, input)?.predictions)
+}
+
+/// Runs the role of `party.id` to completion; returns what the role learns
+/// (the data owner: predictions, logits or the count; the model owner: the
+/// count under private scoring; the computing parties: nothing).
+pub fn run_role_full(party: &mut Party, input: &RoleInput<'_>) -> Result<RoleOutput, SmpcError> {
     match (party.id, input) {
-        (P0 | P1 | P2, RoleInput::Computing) => computing_party(party).map(|_| Vec::new()),
-        (MODEL_OWNER, RoleInput::Model(m)) => model_owner(party, m).map(|_| Vec::new()),
-        (DATA_OWNER, RoleInput::Data { images, batch }) => data_owner(party, images, *batch),
+        (P0 | P1 | P2, RoleInput::Computing) => {
+            computing_party(party).map(|_| RoleOutput::default())
+        }
+        (MODEL_OWNER, RoleInput::Model(m)) => {
+            model_owner_full(party, m).map(|correct| RoleOutput {
+                correct,
+                ..Default::default()
+            })
+        }
+        (DATA_OWNER, RoleInput::Data { images, batch }) => {
+            data_owner_full(party, images, None, *batch, Reveal::Classes)
+        }
+        (
+            DATA_OWNER,
+            RoleInput::DataReveal {
+                images,
+                labels,
+                batch,
+                reveal,
+            },
+        ) => data_owner_full(party, images, *labels, *batch, *reveal),
         (id, _) => Err(SmpcError::Role(format!(
             "{} was given the wrong kind of input",
             party_name(id)

@@ -21,7 +21,11 @@
 //! * [`latency`]: a two-level all-pairs argmax for single queries (fewer
 //!   rounds than the tournament).
 //! * [`inference`]: private inference of `ppml-nn` models (Linear, ReLU,
-//!   Conv2d, MaxPool2d, Flatten) with a model owner and a data owner.
+//!   Conv2d, MaxPool2d, AvgPool2d, Flatten) with a model owner and a data owner.
+//! * [`avgpool`]: average pooling on shares (linear: one truncation).
+//! * [`scoring`]: what the data owner learns (classes, logits, or only the
+//!   number of correct predictions, `--private-eval`) and the in-process run
+//!   with those options.
 //!
 //! docs/PROTOCOLS.md says which variant each protocol is and why it is secure.
 //!
@@ -54,17 +58,20 @@
 //! ```
 
 mod alloc;
+pub mod avgpool;
 pub mod beaver;
 pub mod compare;
 pub mod deploy;
 mod error;
 pub mod inference;
+pub mod job;
 pub mod latency;
 pub mod limits;
 /// The ring matmul kernel lives in ppml-sharing; re-exported for the protocols.
 pub use ppml_sharing::kernel;
 pub mod party;
 pub mod range;
+pub mod scoring;
 pub mod sim;
 
 pub use alloc::tune_allocator;

@@ -143,6 +143,38 @@ pub fn check_plan(plan: &ModelPlan) -> Result<usize, SmpcError> {
                 )?;
                 (groups, out)
             }
+            LayerPlan::AvgPool {
+                kernel,
+                stride,
+                channels,
+                input_hw,
+            } => {
+                for (w, v) in [
+                    ("a pool kernel height", kernel.0),
+                    ("a pool kernel width", kernel.1),
+                    ("a pool stride", stride.0),
+                    ("a pool stride", stride.1),
+                    ("channels", channels),
+                    ("an image height", input_hw.0),
+                    ("an image width", input_hw.1),
+                ] {
+                    dim(w, v)?;
+                }
+                let g = crate::avgpool::AvgGeometry {
+                    kernel,
+                    stride,
+                    channels,
+                    input_hw,
+                };
+                let (h, w) = g.output_hw();
+                let out = mul(
+                    "a pool output",
+                    mul("pool positions", h, w, MAX_BATCH_ELEMENTS)?,
+                    channels,
+                    MAX_BATCH_ELEMENTS,
+                )?;
+                (out, out)
+            }
         };
         peak = peak.max(work).max(size);
         size = out;

@@ -245,6 +245,44 @@ impl RangePlan {
                     out.stage(cfg, li, Stage::MaxPool, diff, s)?;
                     x = pooled;
                 }
+                LayerPlan::AvgPool {
+                    kernel,
+                    stride,
+                    channels,
+                    input_hw,
+                } => {
+                    // Linear like a weighted layer: truncate a 2f-bit input
+                    // first, then the product by the multiplier carries 2f bits.
+                    if scale2 {
+                        out.stage(cfg, li, Stage::Trunc, max_abs(&x), 2 * f)?;
+                        widen(&mut x, ulp);
+                        scale2 = false;
+                    }
+                    let g = crate::avgpool::AvgGeometry {
+                        kernel,
+                        stride,
+                        channels,
+                        input_hw,
+                    };
+                    let c = crate::avgpool::inverse_count(f, &g) as f64 * ulp;
+                    let z = crate::avgpool::pooled_intervals(&g, &x, c);
+                    let zmax = max_abs(&z);
+                    if bits_for(zmax, 2 * f).is_none_or(|b| b > 62) {
+                        return Err(out_of_ring(li, zmax, 2 * f, f));
+                    }
+                    if exact {
+                        scale2 = true;
+                    } else {
+                        for &(a, b) in &z {
+                            let lx = bits_for(a.abs().max(b.abs()), 2 * f).unwrap_or(63);
+                            fail += 2f64.powi(lx as i32 + 1 - 64);
+                        }
+                    }
+                    x = z;
+                    if !exact {
+                        widen(&mut x, ulp);
+                    }
+                }
             }
             size = out_size;
         }
@@ -324,6 +362,10 @@ impl RangePlan {
                     scale2 = false;
                 }
                 LayerPlan::MaxPool { .. } => count += 1,
+                LayerPlan::AvgPool { .. } => {
+                    count += usize::from(scale2);
+                    scale2 = exact;
+                }
             }
         }
         count
