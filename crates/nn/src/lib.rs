@@ -35,7 +35,7 @@ pub use mnist::{Dataset, Mnist, Normalization};
 pub use model::{
     ARCHS, ForwardCache, Gradients, InferBuffers, Model, Workspace, argmax_rows, loss_grad,
 };
-pub use train::{EpochStats, LrSchedule, Sgd, TrainConfig, train_epoch};
+pub use train::{EpochStats, LrSchedule, Sgd, TrainConfig, train_epoch, train_epoch_on};
 
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]

@@ -616,6 +616,69 @@ pub struct InferenceReport {
     pub predictions: Vec<u8>,
 }
 
+/// What the data owner gets from an in-process run without labels
+/// ([`predict_in_process`]): its predictions, and what the run cost.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PrivateRun {
+    /// The data owner's reconstructed predictions, one class per image.
+    pub predictions: Vec<u8>,
+    /// Wall time of everything (setup, sharing, protocols, reconstruction).
+    pub seconds: f64,
+    /// Sum over all five roles of the bytes sent.
+    pub bytes_total: u64,
+    /// Largest number of rounds of a computing party.
+    pub rounds: u64,
+    /// Per role: p0, p1, p2, model-owner, data-owner.
+    pub parties: Vec<PartyTraffic>,
+}
+
+/// Runs private inference of `model` on `images` (row-major, normalised as
+/// the model expects, a whole number of `model.input_size()`-value images)
+/// with all five roles as threads of this process. Only the data owner's
+/// reconstructed predictions come back.
+pub fn predict_in_process(
+    model: &Model,
+    images: &[f32],
+    cfg: &InferConfig,
+) -> Result<PrivateRun, SmpcError> {
+    let per = model.input_size();
+    if per == 0 || !images.len().is_multiple_of(per) {
+        return Err(SmpcError::Shape(format!(
+            "{} pixel values are not a whole number of {per}-value images",
+            images.len()
+        )));
+    }
+    let count = images.len() / per;
+    let nets = Network::in_memory(5, &NetConfig::default().with_timeout(cfg.timeout));
+    let start = Instant::now();
+    let runs: Vec<PartyRun<Vec<u8>>> = sim::run_networks(nets, cfg.protocol, cfg.seed, |party| {
+        let input = match party.id {
+            MODEL_OWNER => RoleInput::Model(model),
+            DATA_OWNER => RoleInput::Data {
+                images,
+                batch: cfg.batch,
+            },
+            _ => RoleInput::Computing,
+        };
+        run_role(party, &input)
+    })?;
+    let seconds = start.elapsed().as_secs_f64();
+    let predictions = runs[DATA_OWNER].output.clone();
+    expect_len("predictions", predictions.len(), count)?;
+    let parties: Vec<PartyTraffic> = runs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| PartyTraffic::from_stats(i, &r.stats))
+        .collect();
+    Ok(PrivateRun {
+        predictions,
+        seconds,
+        bytes_total: parties.iter().map(|p| p.bytes_sent).sum(),
+        rounds: parties[..3].iter().map(|p| p.rounds).max().unwrap_or(0),
+        parties,
+    })
+}
+
 /// Runs private inference of `model` on `images` (row-major, normalised as
 /// the model expects) with all five roles as threads of this process, and
 /// compares with the plaintext model and the labels.
@@ -634,32 +697,12 @@ pub fn run_in_process(
         )));
     }
     let count = labels.len();
-    let nets = Network::in_memory(5, &NetConfig::default().with_timeout(cfg.timeout));
-    let start = Instant::now();
-    let runs: Vec<PartyRun<Vec<u8>>> = sim::run_networks(nets, cfg.protocol, cfg.seed, |party| {
-        let input = match party.id {
-            MODEL_OWNER => RoleInput::Model(model),
-            DATA_OWNER => RoleInput::Data {
-                images,
-                batch: cfg.batch,
-            },
-            _ => RoleInput::Computing,
-        };
-        run_role(party, &input)
-    })?;
-    let seconds = start.elapsed().as_secs_f64();
-    let preds = runs[DATA_OWNER].output.clone();
-    expect_len("predictions", preds.len(), count)?;
+    let run = predict_in_process(model, images, cfg)?;
+    let preds = run.predictions;
     let plain = predict_plain(model, images, count);
     let frac = |f: &dyn Fn(usize) -> bool| {
         (0..count).filter(|&i| f(i)).count() as f64 / count.max(1) as f64
     };
-    let parties: Vec<PartyTraffic> = runs
-        .iter()
-        .enumerate()
-        .map(|(i, r)| PartyTraffic::from_stats(i, &r.stats))
-        .collect();
-    let bytes_total: u64 = parties.iter().map(|p| p.bytes_sent).sum();
     Ok(InferenceReport {
         arch: model.arch.clone(),
         images: count,
@@ -667,14 +710,14 @@ pub fn run_in_process(
         accuracy: frac(&|i| preds[i] == labels[i]),
         plaintext_accuracy: frac(&|i| plain[i] == labels[i]),
         plaintext_agreement: frac(&|i| preds[i] == plain[i]),
-        seconds,
-        images_per_second: count as f64 / seconds,
-        bytes_total,
-        bytes_per_image: bytes_total as f64 / count.max(1) as f64,
-        rounds: parties[..3].iter().map(|p| p.rounds).max().unwrap_or(0),
+        seconds: run.seconds,
+        images_per_second: count as f64 / run.seconds,
+        bytes_total: run.bytes_total,
+        bytes_per_image: run.bytes_total as f64 / count.max(1) as f64,
+        rounds: run.rounds,
         frac_bits: cfg.protocol.frac_bits,
         cmp_bits: cfg.protocol.cmp_bits,
-        parties,
+        parties: run.parties,
         predictions: preds,
     })
 }
