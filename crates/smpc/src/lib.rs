@@ -50,6 +50,7 @@
 mod alloc;
 pub mod beaver;
 pub mod compare;
+pub mod demo;
 mod error;
 pub mod inference;
 /// The ring matmul kernel lives in ppml-sharing; re-exported for the protocols.
