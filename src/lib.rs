@@ -28,4 +28,3 @@ pub use ppml_secagg as secagg;
 pub use ppml_sharing as sharing;
 pub use ppml_smpc as smpc;
 pub use ppml_splitnn as splitnn;
-

@@ -80,7 +80,9 @@ pub fn encrypted_predict<'py>(
         // The receiver is Send but not Sync: move it into the detached closure and back.
         let (got, back) = py.detach(move || {
             let r = rx.take();
-            let got = r.as_ref().map(|r| r.recv_timeout(Duration::from_millis(100)));
+            let got = r
+                .as_ref()
+                .map(|r| r.recv_timeout(Duration::from_millis(100)));
             (got, r)
         });
         rx = back;

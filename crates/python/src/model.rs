@@ -3,8 +3,7 @@
 
 use crate::errors::{self, SignalPoll, check_finite};
 use numpy::{
-    PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArrayDyn,
-    PyUntypedArrayMethods,
+    PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArrayDyn, PyUntypedArrayMethods,
 };
 use ppml_nn::layers::{Conv2d, Layer, Linear, MaxPool2d};
 use ppml_nn::{LrSchedule, Normalization, TrainConfig, Workspace};
@@ -131,11 +130,10 @@ impl Model {
             .iter()
             .enumerate()
             .map(|(i, l)| {
-                let d = l.downcast::<PyDict>().map_err(|_| {
-                    PyValueError::new_err(format!("layer {i} is not a dict"))
-                })?;
-                layer_from_dict(d)
-                    .map_err(|e| PyValueError::new_err(format!("layer {i}: {e}")))
+                let d = l
+                    .downcast::<PyDict>()
+                    .map_err(|_| PyValueError::new_err(format!("layer {i} is not a dict")))?;
+                layer_from_dict(d).map_err(|e| PyValueError::new_err(format!("layer {i}: {e}")))
             })
             .collect::<PyResult<Vec<_>>>()?;
         if layers.is_empty() {
@@ -242,7 +240,7 @@ impl Model {
         schedule: &str,
         seed: u64,
     ) -> PyResult<Bound<'py, PyDict>> {
-        if !(lr.is_finite() && lr > 0.0) || !momentum.is_finite() || !weight_decay.is_finite() {
+        if !(lr.is_finite() && lr > 0.0 && momentum.is_finite() && weight_decay.is_finite()) {
             return Err(PyValueError::new_err(format!(
                 "bad optimiser settings: lr {lr}, momentum {momentum}, weight_decay {weight_decay}"
             )));

@@ -282,11 +282,7 @@ impl SecAggClient {
     }
 
     /// Step 2: from the forwarded shares, the masked vector.
-    fn masked_input<'py>(
-        &mut self,
-        py: Python<'py>,
-        msg: &[u8],
-    ) -> PyResult<Bound<'py, PyBytes>> {
+    fn masked_input<'py>(&mut self, py: Python<'py>, msg: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
         let m: ForwardedShares = decode(msg, "ForwardedShares")?;
         let state = &mut self.state;
         let out = py

@@ -61,6 +61,4 @@ mod simd;
 
 pub use alloc::tune_allocator;
 pub use error::SmpcError;
-pub use inference::{
-    InferConfig, InferenceReport, PrivateRun, predict_in_process, run_in_process,
-};
+pub use inference::{InferConfig, InferenceReport, PrivateRun, predict_in_process, run_in_process};
