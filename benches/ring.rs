@@ -6,13 +6,17 @@
 //! `taskset -c 0 cargo bench --bench ring -- --noplot` with `RAYON_NUM_THREADS=1`.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use ppml_sharing::{RingTensor, additive, prg};
+use ppml_random::{PublicSeed, os_rng, random_u64s};
+use ppml_sharing::{RingTensor, additive};
 use std::hint::black_box;
 
 fn random_tensor(shape: &[usize], seed: u64) -> RingTensor {
     let n = shape.iter().product();
-    RingTensor::new(shape.to_vec(), prg::random_u64s(&mut prg::seeded(seed), n))
-        .expect("shape matches data")
+    RingTensor::new(
+        shape.to_vec(),
+        random_u64s(&mut PublicSeed::new(seed).rng("bench/ring"), n),
+    )
+    .expect("shape matches data")
 }
 
 fn elementwise(c: &mut Criterion) {
@@ -32,10 +36,11 @@ fn elementwise(c: &mut Criterion) {
         bench.iter(|| acc.add_assign(black_box(&b)).expect("same shape"))
     });
     g.bench_function("share_2_parties", |bench| {
-        let mut rng = prg::seeded(3);
+        // Shares use the same generator as real runs: OS-keyed ChaCha12.
+        let mut rng = os_rng();
         bench.iter(|| black_box(additive::share_tensor(&a, 2, &mut rng)))
     });
-    let shares = additive::share_tensor(&a, 2, &mut prg::seeded(4));
+    let shares = additive::share_tensor(&a, 2, &mut os_rng());
     g.bench_function("reconstruct_2_parties", |bench| {
         bench.iter(|| black_box(additive::reconstruct_tensor(&shares).expect("same shapes")))
     });

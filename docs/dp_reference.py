@@ -46,6 +46,7 @@ SETTINGS = [
     (0.001, 0.7, 10000, 1e-5), # tiny q, small z (fractional-order series with sign changes)
     (0.3, 1.5, 30, 1e-5),
     (0.02, 0.5, 100, 1e-5),    # small z: large epsilon
+    (0.03, 1.0, 2, 1e-5),      # tests/cli_secrets.rs: the CLI DP run (100 clients, q = 0.03, 2 rounds)
 ]
 
 

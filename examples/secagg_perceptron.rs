@@ -12,8 +12,8 @@
 //! Run: `cargo run --release --example secagg_perceptron [-- DATA_DIR]`
 
 use ppml_nn::mnist::{self, Dataset, Normalization};
-use ppml_secagg::{DropoutPlan, SecAggConfig, Step, aggregate_in_process};
-use rand::{Rng, RngExt, SeedableRng};
+use ppml_secagg::{DropoutPlan, SecAggConfig, SecretSource, Step, aggregate_in_process};
+use rand::{Rng, RngExt};
 
 const PARTIES: usize = 10;
 const ROUNDS: usize = 5;
@@ -93,7 +93,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         train.len(),
         test.len()
     );
-    let mut rng = rand_chacha::ChaCha12Rng::seed_from_u64(4);
+    // The toy's pairwise masks are secrets: from the OS.
+    let mut rng = ppml_random::os_rng();
     let shards: Vec<Vec<usize>> = (0..PARTIES)
         .map(|p| (p..train.len()).step_by(PARTIES).collect())
         .collect();
@@ -154,7 +155,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             3 => DropoutPlan::with(PARTIES, &[(7, Step::Unmasking)])?,
             _ => DropoutPlan::none(PARTIES),
         };
-        let out = aggregate_in_process(&updates, &cfg, &plan, 1000 + round as u64)?;
+        // Public choices from the round number; the clients' keys and masks from the OS.
+        let out =
+            aggregate_in_process(&updates, &cfg, &plan, 1000 + round as u64, SecretSource::Os)?;
         let expected: Vec<f32> = (0..DIM)
             .map(|k| {
                 out.survivors

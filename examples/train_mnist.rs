@@ -4,7 +4,6 @@
 //! or with `PPML_DATA=/path/to/mnist`).
 
 use ppml::nn::{Model, Normalization, TrainConfig, Workspace, mnist, train_epoch};
-use rand::SeedableRng;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -19,7 +18,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut model = Model::from_arch(&arch, cfg.seed)?;
     let mut opt = cfg.optimizer();
     let mut ws = Workspace::new();
-    let mut rng = rand_chacha::ChaCha12Rng::seed_from_u64(cfg.seed);
+    let mut rng = cfg.order_rng();
     println!(
         "{arch}: {} parameters, {} training images",
         model.num_params(),

@@ -24,6 +24,7 @@ pub use ppml_fedavg as fedavg;
 pub use ppml_fixedpoint as fixedpoint;
 pub use ppml_net as net;
 pub use ppml_nn as nn;
+pub use ppml_random as random;
 pub use ppml_secagg as secagg;
 pub use ppml_sharing as sharing;
 pub use ppml_smpc as smpc;

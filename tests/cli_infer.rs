@@ -59,3 +59,54 @@ fn a_missing_model_file_is_a_clear_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("/nonexistent/model.ppml"), "{stderr}");
 }
+
+/// Issue 11's done-when on a small slice: a model whose pre-activations
+/// exceed the old 28-bit range (weights x 100) agrees with the plaintext
+/// model, and capped at 28 bits it exits non-zero naming the range.
+#[test]
+fn weights_times_100_agree_or_fail_naming_the_range() {
+    let dir = std::env::temp_dir().join(format!("ppml-cli-range-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("mlp500x100.ppml");
+    let mut m = ppml::nn::Model::from_arch("mlp500", 3).expect("known arch");
+    let p: Vec<f32> = m.params_flat().iter().map(|v| v * 100.0).collect();
+    m.set_params_flat(&p).expect("same size");
+    m.save(&path).expect("save");
+    let model = path.to_str().expect("utf-8 temp path");
+    let args = [
+        "infer",
+        "--model",
+        model,
+        "--encrypted",
+        "--count",
+        "40",
+        "--batch",
+        "20",
+        "--json",
+    ];
+    let v = last_json(&ppml(&args));
+    assert_eq!(v["plaintext_agreement"].as_f64(), Some(1.0), "{v}");
+    assert_eq!(v["truncation"], "exact");
+    assert_eq!(v["truncation_failure_per_image"].as_f64(), Some(0.0));
+    let widths = v["cmp_widths"].as_array().expect("widths");
+    assert!(widths.iter().any(|w| w.as_u64().unwrap_or(0) > 28), "{v}");
+    let out = ppml(&[&args[..], &["--cmp-bits", "28", "--truncation", "local"]].concat());
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("can reach") && stderr.contains("cmp_bits >="),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn frac_bits_beyond_the_ring_headroom_are_refused() {
+    let out = ppml(&["infer", "--encrypted", "--frac-bits", "30", "--json"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("frac_bits 30 must be in 1..=24"),
+        "{stderr}"
+    );
+}

@@ -6,7 +6,6 @@
 use super::{CommonArgs, Report};
 use clap::Args;
 use ppml_fixedpoint::FixedPoint;
-use ppml_sharing::prg;
 use rand::RngExt;
 use serde_json::json;
 
@@ -25,7 +24,8 @@ pub struct DemoArgs {
 
 pub fn run(args: DemoArgs, common: &CommonArgs) -> anyhow::Result<Report> {
     let fp = FixedPoint::default();
-    let mut rng = prg::seeded(common.seed);
+    // The demo's input values are a public, reproducible choice; the shares are secret.
+    let mut rng = ppml_random::PublicSeed::new(common.seed).rng("demo/input");
     let xs: Vec<f32> = (0..args.len)
         .map(|_| rng.random_range(-10.0f32..10.0))
         .collect();

@@ -21,7 +21,9 @@ pub struct FedavgArgs {
     /// Number of clients K (ignored by `--partition halves`, which uses 2).
     #[arg(long, default_value_t = 100)]
     pub clients: usize,
-    /// Fraction C of clients sampled per round (at least one is).
+    /// Fraction C of clients sampled per round (at least one is). With --dp-clip it is
+    /// the Poisson sampling rate q: each client joins each round independently with
+    /// probability q, decided by the OS CSPRNG (a round may have no client).
     #[arg(long, default_value_t = 0.1)]
     pub fraction: f64,
     /// Local epochs E.
@@ -75,10 +77,11 @@ pub struct FedavgArgs {
     /// Evaluate on the test set every N rounds (and after the last).
     #[arg(long, default_value_t = 1)]
     pub eval_every: usize,
-    /// DP-FedAvg: clip every update to this L2 norm (uniform weights, fixed denominator qN).
+    /// DP-FedAvg: clip every update to this L2 norm (uniform weights, fixed denominator qN,
+    /// Poisson sampling at rate --fraction, discrete Gaussian noise from the OS; see docs/DP.md).
     #[arg(long)]
     pub dp_clip: Option<f64>,
-    /// DP-FedAvg noise multiplier z (noise std z * clip on the sum).
+    /// DP-FedAvg noise multiplier z (noise of standard deviation z * clip on the sum).
     #[arg(long, default_value_t = 1.0)]
     pub dp_noise: f64,
     /// DP-FedAvg delta of the reported (epsilon, delta).
@@ -203,8 +206,8 @@ fn secure_aggregator(
 ) -> anyhow::Result<Box<dyn Aggregator>> {
     if let Some(clip) = args.dp_clip {
         let cfg = ppml_fedavg::dp::DpConfig::new(clip, args.dp_noise, args.dp_delta)?;
-        let q = ppml_fedavg::clients_per_round(clients, fraction) as f64 / clients as f64;
-        let mut agg = ppml_fedavg::DpAggregator::new(cfg, q, clients, seed)?;
+        // Poisson sampling at rate q = --fraction (from the OS), noise from the OS.
+        let mut agg = ppml_fedavg::DpAggregator::new(cfg, fraction, clients)?;
         if args.secure_aggregation {
             // Clipped updates are summed under secure aggregation; the server
             // adds the noise to the unmasked sum.
@@ -232,17 +235,6 @@ pub fn run(args: FedavgArgs, common: &CommonArgs) -> anyhow::Result<Report> {
     let halves = args.partition == "halves";
     let clients = if halves { 2 } else { args.clients };
     let fraction = if halves { 1.0 } else { args.fraction };
-    let aggregator = secure_aggregator(&args, common.seed, clients, fraction)?;
-    let model = Model::from_arch(&args.model, common.seed)?;
-    let dir = common.data_dir();
-    let mnist = ppml_nn::mnist::load(&dir, norm)?;
-    let parts = partition.split(&mnist.train.labels, clients, common.seed)?;
-    let sizes: Vec<usize> = parts.iter().map(Vec::len).collect();
-    let hist = label_histogram(&mnist.train.labels, &parts);
-    let classes_per_client: Vec<usize> = hist
-        .iter()
-        .map(|h| h.iter().filter(|&&c| c > 0).count())
-        .collect();
     let cfg = FedConfig {
         fraction,
         rounds: args.rounds,
@@ -263,6 +255,21 @@ pub fn run(args: FedavgArgs, common: &CommonArgs) -> anyhow::Result<Report> {
         dropout: args.dropout,
         eval_every: args.eval_every,
     };
+    // Every setting is checked before the model is built or the data loaded.
+    cfg.validate()?;
+    anyhow::ensure!(clients > 0, "--clients must be at least 1");
+    anyhow::ensure!(args.rounds > 0, "--rounds must be at least 1");
+    let aggregator = secure_aggregator(&args, common.seed, clients, fraction)?;
+    let model = Model::from_arch(&args.model, common.seed)?;
+    let dir = common.data_dir();
+    let mnist = ppml_nn::mnist::load(&dir, norm)?;
+    let parts = partition.split(&mnist.train.labels, clients, common.seed)?;
+    let sizes: Vec<usize> = parts.iter().map(Vec::len).collect();
+    let hist = label_histogram(&mnist.train.labels, &parts);
+    let classes_per_client: Vec<usize> = hist
+        .iter()
+        .map(|h| h.iter().filter(|&&c| c > 0).count())
+        .collect();
     let num_params = model.num_params();
     let mut sim = Simulation::new(
         model,
@@ -272,9 +279,18 @@ pub fn run(args: FedavgArgs, common: &CommonArgs) -> anyhow::Result<Report> {
         cfg.clone(),
         aggregator,
     )?;
+    let dp = args.dp_clip.is_some();
     let m = ppml_fedavg::clients_per_round(clients, fraction);
+    let per_round = if dp {
+        format!(
+            "Poisson rate {fraction} (~{:.1} per round)",
+            fraction * clients as f64
+        )
+    } else {
+        format!("{m} per round")
+    };
     eprintln!(
-        "fedavg: {} ({num_params} params), {clients} clients ({}), {m} per round, E={} B={} lr={} {}, {} threads, aggregation {}",
+        "fedavg: {} ({num_params} params), {clients} clients ({}), {per_round}, E={} B={} lr={} {}, {} threads, aggregation {}",
         args.model,
         partition,
         args.local_epochs,
@@ -308,7 +324,8 @@ pub fn run(args: FedavgArgs, common: &CommonArgs) -> anyhow::Result<Report> {
         "model": args.model,
         "num_params": num_params,
         "clients": clients,
-        "clients_per_round": m,
+        "clients_per_round": if dp { json!(fraction * clients as f64) } else { json!(m) },
+        "sampling": if dp { "poisson" } else { "fixed" },
         "fraction": fraction,
         "local_epochs": args.local_epochs,
         "batch": args.batch,
@@ -340,11 +357,20 @@ pub fn run(args: FedavgArgs, common: &CommonArgs) -> anyhow::Result<Report> {
         o.insert("noise_multiplier".into(), json!(args.dp_noise));
         o.insert("dp_clip".into(), json!(args.dp_clip));
         o.insert("dp_noise_multiplier".into(), json!(args.dp_noise));
+        o.insert("dp_sampling_rate".into(), json!(fraction));
+        o.insert("dp_noise".into(), json!("discrete-gaussian"));
+        o.insert("dp_noise_source".into(), json!("os"));
+        if let Some(clip) = args.dp_clip {
+            let cfg = ppml_fedavg::dp::DpConfig::new(clip, args.dp_noise, args.dp_delta)?;
+            let rel = ppml_fedavg::dp::DiscreteGaussianSum::new(&cfg, num_params)?;
+            o.insert("dp_grid_bits".into(), json!(rel.grid_bits()));
+            o.insert("dp_noise_std_on_sum".into(), json!(rel.noise_std_on_sum()));
+        }
         let per_round: Vec<Option<f64>> = summary.rounds.iter().map(|r| r.epsilon).collect();
         o.insert("epsilon_per_round".into(), json!(per_round));
     }
     let mut human = format!(
-        "FedAvg {} on {} ({clients} clients, {m}/round): final accuracy {:.2}% after {} rounds; ",
+        "FedAvg {} on {} ({clients} clients, {per_round}): final accuracy {:.2}% after {} rounds; ",
         args.model,
         partition,
         100.0 * summary.final_accuracy(),

@@ -38,11 +38,22 @@ pub struct InferArgs {
     /// With --encrypted: images per batch.
     #[arg(long, default_value_t = 1000)]
     pub batch: usize,
-    /// With --encrypted: bits compared by DReLU/argmax. Every pre-activation
-    /// and logit difference must satisfy |x| < 2^(cmp_bits - 16) (default 28:
-    /// |x| < 4096); fewer bits send less (one byte per bit and element).
-    #[arg(long, default_value_t = 28)]
+    /// With --encrypted: widest comparison allowed, in bits (default 63: the whole
+    /// ring). Each comparison uses the narrowest width the model owner's bounds
+    /// prove exact for every input in the declared range (one byte per bit and
+    /// element); a model that needs more than this is refused with an error
+    /// naming the range.
+    #[arg(long, default_value_t = 63)]
     pub cmp_bits: u32,
+    /// With --encrypted: fixed-point fractional bits (1..=24: products carry twice
+    /// as many and must fit the 64-bit ring).
+    #[arg(long, default_value_t = 16)]
+    pub frac_bits: u32,
+    /// With --encrypted: truncation after products: exact (never fails; the
+    /// following comparison truncates) or local (no traffic; fails with the
+    /// probability reported as truncation_failure_per_image).
+    #[arg(long, default_value = "exact")]
+    pub truncation: String,
     /// With --encrypted: epochs of the plaintext training that runs when no
     /// --model is given.
     #[arg(long, default_value_t = 5)]
@@ -61,7 +72,6 @@ pub fn load_model(args: &InferArgs, common: &CommonArgs) -> anyhow::Result<Model
 
 /// Plaintext training of the model that the model owner then shares.
 fn train_default_model(arch: &str, args: &InferArgs, common: &CommonArgs) -> anyhow::Result<Model> {
-    use rand::SeedableRng;
     let norm: Normalization = args.normalize.parse()?;
     let dir = common.data_dir();
     let data =
@@ -72,7 +82,7 @@ fn train_default_model(arch: &str, args: &InferArgs, common: &CommonArgs) -> any
     cfg.seed = common.seed;
     let mut opt = cfg.optimizer();
     let mut ws = ppml_nn::Workspace::new();
-    let mut rng = rand_chacha::ChaCha12Rng::seed_from_u64(common.seed ^ 0x5eed_5eed);
+    let mut rng = cfg.order_rng();
     let train = if model.output_size() == 1 {
         data.train.filter_labels(&[0, 1])
     } else {
@@ -124,7 +134,27 @@ pub fn load_test(
     Ok(test)
 }
 
+/// The `--encrypted` protocol parameters, validated (before any training).
+fn protocol_config(args: &InferArgs) -> anyhow::Result<ppml_smpc::party::ProtocolConfig> {
+    let protocol = ppml_smpc::party::ProtocolConfig {
+        cmp_bits: args.cmp_bits,
+        frac_bits: args.frac_bits,
+        truncation: args.truncation.parse()?,
+    };
+    protocol.validate()?;
+    Ok(protocol)
+}
+
 pub fn run(args: InferArgs, common: &CommonArgs) -> anyhow::Result<Report> {
+    if args.encrypted {
+        protocol_config(&args)?;
+    }
+    // Before any training or loading: counts that leave nothing to do.
+    anyhow::ensure!(
+        args.count != Some(0) && args.limit != Some(0),
+        "--count/--limit 0: no images to classify"
+    );
+    anyhow::ensure!(args.batch > 0, "--batch must be positive");
     let model = load_model(&args, common)?;
     let test = load_test(&args, common, &model)?;
     if args.encrypted {
@@ -184,24 +214,24 @@ fn run_encrypted(
     test: &mnist::Dataset,
 ) -> anyhow::Result<Report> {
     anyhow::ensure!(args.batch > 0, "--batch must be positive");
+    let protocol = protocol_config(args)?;
     ppml_smpc::tune_allocator();
     let n = args.count.unwrap_or(test.len()).min(test.len());
     let test = test.slice(0..n);
     let cfg = ppml_smpc::InferConfig {
         batch: args.batch,
-        protocol: ppml_smpc::party::ProtocolConfig {
-            cmp_bits: args.cmp_bits,
-            ..Default::default()
-        },
+        protocol,
         // Share and mask randomness always comes from the OS: --seed only
         // fixes the training and data order, never the secrets' masks.
-        seed: None,
+        secrets: ppml_smpc::SecretSource::Os,
         ..Default::default()
     };
     let r = ppml_smpc::run_in_process(model, &test.images, &test.labels, &cfg)?;
     let human = format!(
         "{} (encrypted, 3 parties): accuracy {:.2}% (plaintext {:.2}%), agreement {:.4} on {} images\n\
-         {:.2} s ({:.0} images/s), {:.1} KB/image sent in total, {} rounds",
+         {:.2} s ({:.0} images/s), {:.1} KB/image sent in total, {} rounds\n\
+         comparison widths {:?} (proven exact for inputs in [{}, {}]), {} truncation \
+         (failure probability per image at most {:.1e})",
         r.arch,
         r.accuracy * 100.0,
         r.plaintext_accuracy * 100.0,
@@ -210,7 +240,12 @@ fn run_encrypted(
         r.seconds,
         r.images_per_second,
         r.bytes_per_image / 1e3,
-        r.rounds
+        r.rounds,
+        r.cmp_widths,
+        r.input_range.0,
+        r.input_range.1,
+        r.truncation,
+        r.truncation_failure_per_image
     );
     let mut json = serde_json::to_value(&r)?;
     json["command"] = "infer".into();

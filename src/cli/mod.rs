@@ -3,8 +3,12 @@
 //! Conventions shared by every subcommand (see [`CommonArgs`]):
 //! - `--json` prints exactly one JSON object as the last line of stdout;
 //!   progress bars and logs go to stderr.
-//! - `--threads N` sizes the rayon pool (default: all cores).
-//! - `--seed S` seeds every PRG the run uses (same seed, same result).
+//! - `--threads N` sizes the rayon pool (default: all cores; 0 is an error).
+//! - `--seed S` makes the run's PUBLIC choices reproducible (weight
+//!   initialisation, data order, partitions, client sampling in runs without
+//!   DP, simulated dropouts); it never reaches a secret: shares, masks, keys,
+//!   dealer material, DP noise and DP client sampling come from the OS
+//!   (`ppml-random`).
 //! - `--data DIR` points at the MNIST IDX files (default `data/mnist`, or `$PPML_DATA`).
 
 use clap::{Args, Parser, Subcommand};
@@ -26,10 +30,13 @@ pub struct CommonArgs {
     /// Print exactly one JSON object as the last line of stdout.
     #[arg(long, global = true)]
     pub json: bool,
-    /// Worker threads for rayon (default: number of cores).
+    /// Worker threads for rayon (default: number of cores; at least 1).
     #[arg(long, global = true)]
     pub threads: Option<usize>,
-    /// Seed for every PRG of the run.
+    /// Seed of the run's public, reproducible choices only: weight initialisation, data
+    /// order, partitions, and client sampling in runs without DP (and simulated dropouts).
+    /// Never used for secrets: shares, masks, keys, dealer material, DP noise and DP
+    /// sampling always come from the operating system's CSPRNG.
     #[arg(long, global = true, default_value_t = 42)]
     pub seed: u64,
     /// Directory holding the four MNIST IDX .gz files (default: $PPML_DATA or data/mnist).
@@ -98,6 +105,9 @@ pub struct Report {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<Report> {
+    if cli.common.threads == Some(0) {
+        anyhow::bail!("--threads must be at least 1");
+    }
     if let Some(n) = cli.common.threads {
         // Ignore the error if a pool already exists (only possible in tests).
         let _ = rayon::ThreadPoolBuilder::new()

@@ -60,15 +60,24 @@ pub struct PartyArgs {
     /// Seconds before a silent peer is declared dead.
     #[arg(long, default_value_t = 60)]
     pub timeout: u64,
-    /// Fixed-point fractional bits (all roles must agree).
+    /// Fixed-point fractional bits, 1..=24 (all roles must agree).
     #[arg(long, default_value_t = 16)]
     pub frac_bits: u32,
-    /// Bits compared by ReLU/max: |x| < 2^(cmp_bits - frac_bits) (all roles must agree).
-    #[arg(long, default_value_t = 28)]
+    /// Widest comparison allowed, in bits (all roles must agree). Each comparison
+    /// uses the width the model owner's bounds prove exact for every input in the
+    /// declared range; a model that needs more than this is refused, naming the range.
+    #[arg(long, default_value_t = 63)]
     pub cmp_bits: u32,
-    /// Derive the randomness seeds from --seed (reproducible runs) instead of the OS.
+    /// Truncation after products: exact (never fails) or local (no traffic,
+    /// fails with the probability reported per image). All roles must agree.
+    #[arg(long, default_value = "exact")]
+    pub truncation: String,
+    /// INSECURE, for reproducible tests and benchmarks only: derive every
+    /// role's secret randomness (shares, masks, dealer seeds) from --seed
+    /// instead of the OS, so anyone who knows the seed can recompute the
+    /// other parties' masks and with them the weights and the images.
     #[arg(long)]
-    pub deterministic: bool,
+    pub insecure_deterministic: bool,
 }
 
 fn parse_role(s: &str) -> anyhow::Result<usize> {
@@ -119,6 +128,7 @@ pub fn run(args: PartyArgs, common: &CommonArgs) -> anyhow::Result<Report> {
     let protocol = ProtocolConfig {
         frac_bits: args.frac_bits,
         cmp_bits: args.cmp_bits,
+        truncation: args.truncation.parse()?,
     };
     protocol.validate()?;
     ppml_smpc::tune_allocator();
@@ -141,7 +151,17 @@ pub fn run(args: PartyArgs, common: &CommonArgs) -> anyhow::Result<Report> {
     } else {
         None
     };
-    let seed = args.deterministic.then_some(common.seed);
+    let secrets = if args.insecure_deterministic {
+        eprintln!(
+            "WARNING: --insecure-deterministic: every share, mask and dealer seed is derived from \
+             --seed {}; anyone who knows the seed can recompute the other parties' masks and with \
+             them the model weights and the images. Never use this outside tests.",
+            common.seed
+        );
+        ppml_smpc::SecretSource::InsecureDeterministic(common.seed)
+    } else {
+        ppml_smpc::SecretSource::Os
+    };
     let timeout = Duration::from_secs(args.timeout.max(1));
     let start = Instant::now();
     let results: Vec<(usize, RoleResult)> = std::thread::scope(|s| {
@@ -159,7 +179,7 @@ pub fn run(args: PartyArgs, common: &CommonArgs) -> anyhow::Result<Report> {
                         },
                         _ => RoleInput::Computing,
                     };
-                    let r = run_tcp_role(id, addrs, None, &input, protocol, timeout, seed)
+                    let r = run_tcp_role(id, addrs, None, &input, protocol, timeout, secrets)
                         .with_context(|| format!("role {}", party_name(id)));
                     (id, r)
                 })
@@ -175,6 +195,24 @@ pub fn run(args: PartyArgs, common: &CommonArgs) -> anyhow::Result<Report> {
             .collect()
     });
     let seconds = start.elapsed().as_secs_f64();
+    // Report the root cause: a role that failed for a reason other than a
+    // peer disappearing (its failure is what made the others' peers vanish).
+    let is_net = |e: &anyhow::Error| {
+        e.chain().any(|c| {
+            matches!(
+                c.downcast_ref::<ppml_smpc::SmpcError>(),
+                Some(ppml_smpc::SmpcError::Net(_))
+            )
+        })
+    };
+    let mut results = results;
+    if let Some(i) = results
+        .iter()
+        .position(|(_, r)| r.as_ref().is_err_and(|e| !is_net(e)))
+    {
+        let (_, r) = results.swap_remove(i);
+        r?;
+    }
     let mut traffic = Vec::new();
     let mut predictions = None;
     for (id, r) in results {
@@ -196,6 +234,8 @@ pub fn run(args: PartyArgs, common: &CommonArgs) -> anyhow::Result<Report> {
         "parties": traffic,
         "frac_bits": protocol.frac_bits,
         "cmp_bits": protocol.cmp_bits,
+        "truncation": protocol.truncation.to_string(),
+        "insecure": secrets.is_insecure(),
     });
     let mut human = format!(
         "{} done in {seconds:.2} s; sent {bytes_sent} bytes, {rounds} rounds",

@@ -4,7 +4,7 @@
 use super::{CommonArgs, Report};
 use clap::Args;
 use ppml_secagg::{DropoutPlan, SecAggConfig, Step, aggregate_in_process, pack::packed_len};
-use rand::{RngExt, SeedableRng};
+use rand::RngExt;
 use rayon::prelude::*;
 use serde_json::json;
 
@@ -71,7 +71,8 @@ pub fn run(args: SecaggBenchArgs, common: &CommonArgs) -> anyhow::Result<Report>
     let inputs: Vec<Vec<f32>> = (0..n)
         .into_par_iter()
         .map(|i| {
-            let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(common.seed ^ (i as u64) << 20);
+            let mut r =
+                ppml_random::PublicSeed::new(common.seed).rng(&format!("secagg-bench/input/{i}"));
             (0..d).map(|_| r.random_range(-1.0f32..1.0)).collect()
         })
         .collect();
@@ -91,6 +92,8 @@ pub fn run(args: SecaggBenchArgs, common: &CommonArgs) -> anyhow::Result<Report>
             &cfg,
             &plan,
             common.seed.wrapping_add(r as u64),
+            // The clients' keys and masks always come from the OS.
+            ppml_secagg::SecretSource::Os,
         )?);
     }
     let out = &rounds[0];

@@ -99,6 +99,7 @@ fn median(v: &[f64]) -> f64 {
 pub fn run(args: SplitnnArgs, common: &CommonArgs) -> anyhow::Result<Report> {
     let variant: Variant = args.variant.parse()?;
     anyhow::ensure!(args.epochs > 0, "--epochs must be positive");
+    anyhow::ensure!(args.holders > 0, "--holders must be at least 1");
     let cfg = SplitConfig {
         variant,
         epochs: args.epochs,

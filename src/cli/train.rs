@@ -5,7 +5,6 @@ use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use ppml_nn::{LrSchedule, Model, Normalization, TrainConfig, Workspace, mnist, train_epoch};
-use rand::SeedableRng;
 use std::path::PathBuf;
 
 /// Train a model. Without flags this runs the recommended recipe (5 epochs,
@@ -79,7 +78,8 @@ pub fn run(args: TrainArgs, common: &CommonArgs) -> anyhow::Result<Report> {
         schedule,
         seed: common.seed,
     };
-    anyhow::ensure!(cfg.batch > 0, "--batch must be positive");
+    // Every hyper-parameter is checked before the data is even loaded.
+    cfg.validate()?;
     let norm: Normalization = args.normalize.parse()?;
     let dir = common.data_dir();
     let data =
@@ -108,7 +108,7 @@ pub fn run(args: TrainArgs, common: &CommonArgs) -> anyhow::Result<Report> {
     );
     let mut opt = cfg.optimizer();
     let mut ws = Workspace::new();
-    let mut rng = rand_chacha::ChaCha12Rng::seed_from_u64(common.seed ^ 0x5eed_5eed);
+    let mut rng = cfg.order_rng();
     let (mut accs, mut secs, mut losses) = (Vec::new(), Vec::new(), Vec::new());
     let mut cpu_secs = Vec::new();
     let mut human = String::new();

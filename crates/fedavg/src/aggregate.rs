@@ -53,6 +53,14 @@ pub trait Aggregator: Send {
     fn privacy_spent(&self) -> Option<(f64, f64)> {
         None
     }
+
+    /// `Some(q)` if the privacy analysis of this aggregation assumes that
+    /// every client joins each round independently with probability `q`,
+    /// decided by secret randomness: the round loop must then sample that way
+    /// (from the OS) instead of drawing a fixed-size sample from the public seed.
+    fn poisson_rate(&self) -> Option<f64> {
+        None
+    }
 }
 
 /// Checks lengths and weights; returns the surviving updates' weight sum.
@@ -61,8 +69,19 @@ pub(crate) fn check_updates(
     updates: &[ClientUpdate<'_>],
     len: usize,
 ) -> Result<f64, FedError> {
+    let total = check_updates_allow_empty(updates, len)?;
+    if !updates.iter().any(|u| !u.dropped) {
+        return Err(FedError::NoUpdates(round));
+    }
+    Ok(total)
+}
+
+/// As [`check_updates`], but a round without any surviving update is fine.
+pub(crate) fn check_updates_allow_empty(
+    updates: &[ClientUpdate<'_>],
+    len: usize,
+) -> Result<f64, FedError> {
     let mut total = 0.0;
-    let mut any = false;
     for u in updates {
         if u.delta.len() != len {
             return Err(FedError::Aggregate(format!(
@@ -79,11 +98,7 @@ pub(crate) fn check_updates(
         }
         if !u.dropped {
             total += u.weight;
-            any = true;
         }
-    }
-    if !any {
-        return Err(FedError::NoUpdates(round));
     }
     Ok(total)
 }
@@ -136,64 +151,84 @@ impl Aggregator for WeightedAverage {
 
 /// DP-FedAvg's aggregation (McMahan, Ramage, Talwar, Zhang 2018), on the
 /// [`crate::dp`] module: every delivered update is clipped to L2 norm `clip`,
-/// the clipped updates are summed with **uniform** weights, Gaussian noise
-/// `N(0, (z clip)^2 I)` is added to the sum, and the result is divided by the
-/// expected number of participants `q N` (fixed denominator, not the number
-/// that reported). An RDP accountant tracks `(epsilon, delta)` round by round
-/// (Poisson sampling at rate `q` assumed; fixed-size sampling approximates it).
-#[derive(Debug, Clone)]
+/// the clipped updates are summed with **uniform** weights on an integer
+/// grid, exact discrete Gaussian noise of parameter at least `z clip` is added
+/// to the sum ([`crate::dp::DiscreteGaussianSum`]), and the result is divided
+/// by the expected number of participants `q N` (fixed denominator, not the
+/// number that reported). An RDP accountant tracks `(epsilon, delta)` round
+/// by round for Poisson sampling at rate `q`, which is how the simulation
+/// samples clients when this aggregator is in use ([`Aggregator::poisson_rate`]).
+///
+/// The noise (and the simulation's Poisson sampling) comes from the OS
+/// CSPRNG: two runs with the same public seed release different models.
+#[derive(Debug)]
 pub struct DpAggregator {
     cfg: crate::dp::DpConfig,
     q: f64,
+    clients: usize,
     expected: f64,
-    rng: rand_chacha::ChaCha20Rng,
+    rng: ppml_random::SecretRng,
     acct: crate::dp::RdpAccountant,
     buf: Vec<f32>,
+    acc: Vec<i64>,
     last_clipped: usize,
-    /// With secure aggregation: the protocol's configuration, its seed, and
-    /// the clipped inputs of the round.
+    last_noise_std: f64,
+    /// With secure aggregation: the protocol's configuration and its public seed.
     secure: Option<(ppml_secagg::SecAggConfig, u64)>,
     inputs: Vec<Vec<f32>>,
 }
 
 impl DpAggregator {
-    /// DP aggregation for `clients` clients sampled with rate `q`; noise seeded by `seed`.
-    pub fn new(
-        cfg: crate::dp::DpConfig,
-        q: f64,
-        clients: usize,
-        seed: u64,
-    ) -> Result<Self, FedError> {
+    /// DP aggregation for `clients` clients, each sampled independently with
+    /// probability `q` per round; the noise comes from the OS.
+    pub fn new(cfg: crate::dp::DpConfig, q: f64, clients: usize) -> Result<Self, FedError> {
         cfg.validate()
             .map_err(|e| FedError::Config(e.to_string()))?;
-        let expected = q * clients as f64;
-        if !(q > 0.0 && q <= 1.0) || expected <= 0.0 {
+        if !(q > 0.0 && q <= 1.0) {
             return Err(FedError::Config(format!(
                 "DP sampling rate must be in (0, 1], got {q}"
             )));
         }
+        if clients == 0 {
+            return Err(FedError::Config(
+                "DP aggregation needs at least one client".into(),
+            ));
+        }
+        let expected = q * clients as f64;
+        let rng = ppml_random::try_os_rng().map_err(|e| FedError::Config(e.to_string()))?;
         Ok(DpAggregator {
             cfg,
             q,
+            clients,
             expected,
-            rng: <rand_chacha::ChaCha20Rng as rand::SeedableRng>::seed_from_u64(
-                seed ^ 0x0044_504e_4f49_5345,
-            ),
+            rng,
             acct: crate::dp::RdpAccountant::new(),
             buf: Vec::new(),
+            acc: Vec::new(),
             last_clipped: 0,
+            last_noise_std: f64::NAN,
             secure: None,
             inputs: Vec::new(),
         })
     }
 
+    /// **INSECURE** (tests only): noise from a generator derived from `secrets`
+    /// instead of the OS, so that a test can repeat a release bit for bit.
+    pub fn with_secret_source(mut self, secrets: ppml_random::SecretSource) -> Self {
+        self.rng = secrets.rng("fedavg/dp-noise");
+        self
+    }
+
     /// Sums the clipped updates with secure aggregation instead of in the
-    /// clear: the server unmasks only the sum and adds the Gaussian noise to
-    /// it (central DP with a server trusted to add noise, but not to see
-    /// individual updates). Each client's clipped update is quantised to
-    /// `bits` bits per coordinate in `[-clip, clip]`; clipping is tightened by
+    /// clear: the server unmasks only the sum and adds the noise to it
+    /// (central DP with a server trusted to add noise, but not to see
+    /// individual updates; the clients' secrets come from the OS). Each
+    /// client's clipped update is quantised to 24 bits per coordinate in
+    /// `[-c, c]` (`c`: the clip rounded up to `f32`); clipping is tightened by
     /// the rounding margin so that the quantised contribution still has L2
     /// norm at most `clip`, which keeps the accountant's sensitivity exact.
+    /// `seed` is the public seed of the protocol's public choices (graph,
+    /// session ids).
     pub fn with_secure_aggregation(
         mut self,
         threshold: Option<usize>,
@@ -204,7 +239,7 @@ impl DpAggregator {
             threshold,
             graph,
             bits: 24,
-            clip: self.cfg.clip as f32,
+            clip: f32_at_least(self.cfg.clip),
             ..ppml_secagg::SecAggConfig::default()
         };
         self.secure = Some((cfg, seed));
@@ -222,14 +257,56 @@ impl DpAggregator {
     pub fn last_clipped(&self) -> usize {
         self.last_clipped
     }
+
+    /// Standard deviation parameter of the noise added to the last round's
+    /// sum (real units; at least `z clip`).
+    pub fn last_noise_std(&self) -> f64 {
+        self.last_noise_std
+    }
+}
+
+/// The smallest `f32` at least `x` (finite, positive `x`).
+fn f32_at_least(x: f64) -> f32 {
+    let f = x as f32;
+    if f64::from(f) >= x { f } else { f.next_up() }
+}
+
+/// The exact sum of the survivors' secure-aggregation contributions, in
+/// units of `g = c 2^-k`: the quantiser maps `v` to `round((v + c) s)` with
+/// `s = L / (2c)`, `L = 2^bits - 1`, so `m` summed codes `Z` decode to
+/// `c (2Z - m L) / L` and to `2^k (2Z - m L) / L` units, which is rounded
+/// (half up) in exact integer arithmetic.
+fn secagg_units(
+    sum: &[u64],
+    survivors: usize,
+    bits: u32,
+    grid_bits: u32,
+    out: &mut [i64],
+) -> Result<(), FedError> {
+    let overflow = || FedError::Aggregate("secure-aggregation sum outside the DP grid".into());
+    let levels = i128::from((1u64 << bits) - 1);
+    let offset = i128::try_from(survivors).map_err(|_| overflow())? * levels;
+    for (o, &z) in out.iter_mut().zip(sum) {
+        let num = (2 * i128::from(z) - offset)
+            .checked_mul(1i128 << grid_bits)
+            .ok_or_else(overflow)?;
+        let (q, r) = (num.div_euclid(levels), num.rem_euclid(levels));
+        let rounded = if 2 * r >= levels { q + 1 } else { q };
+        *o = i64::try_from(rounded).map_err(|_| overflow())?;
+    }
+    Ok(())
 }
 
 impl Aggregator for DpAggregator {
     fn name(&self) -> String {
         format!(
-            "dp-fedavg (clip {}, noise multiplier {}, delta {})",
-            self.cfg.clip, self.cfg.noise_multiplier, self.cfg.delta
+            "dp-fedavg (clip {}, noise multiplier {}, delta {}, Poisson rate {})",
+            self.cfg.clip, self.cfg.noise_multiplier, self.cfg.delta, self.q
         )
+    }
+
+    fn poisson_rate(&self) -> Option<f64> {
+        Some(self.q)
     }
 
     fn aggregate(
@@ -239,32 +316,51 @@ impl Aggregator for DpAggregator {
         out: &mut [f32],
     ) -> Result<AggregateInfo, FedError> {
         let dp_err = |e: crate::dp::DpError| FedError::Aggregate(e.to_string());
-        // Weights are not used (uniform), but lengths and emptiness are checked alike.
-        check_updates(round, updates, out.len())?;
-        out.fill(0.0);
+        // Weights are not used (uniform), but lengths are checked alike; a
+        // Poisson round may have no update at all, and then releases noise.
+        check_updates_allow_empty(updates, out.len())?;
+        if updates.len() > self.clients {
+            return Err(FedError::Aggregate(format!(
+                "round {round}: {} updates from {} clients",
+                updates.len(),
+                self.clients
+            )));
+        }
+        let dim = out.len();
         let mut info = AggregateInfo::default();
         self.last_clipped = 0;
-        let clip = match &self.secure {
-            // Half a quantisation step per coordinate can add this much norm.
+        let delivered = updates.iter().filter(|u| !u.dropped).count();
+        // Secure aggregation needs two clients; with one, the server learns
+        // the same thing (the sum of one update) either way, so it is skipped.
+        let secure = self.secure.clone().filter(|_| delivered >= 2);
+        let (release, clip) = match &secure {
             Some((sa, _)) => {
-                let step = 2.0 * f64::from(sa.clip) / ((1u64 << sa.bits) - 1) as f64;
-                self.cfg.clip - (out.len() as f64).sqrt() * step / 2.0
+                let base = f64::from(sa.clip);
+                // Half a quantisation step per coordinate can add this much norm.
+                let step = 2.0 * base / ((1u64 << sa.bits) - 1) as f64;
+                let release = crate::dp::DiscreteGaussianSum::with_grid_base(&self.cfg, dim, base)
+                    .map_err(dp_err)?;
+                (release, self.cfg.clip - (dim as f64).sqrt() * step / 2.0)
             }
-            None => self.cfg.clip,
+            None => (
+                crate::dp::DiscreteGaussianSum::new(&self.cfg, dim).map_err(dp_err)?,
+                self.cfg.clip,
+            ),
         };
         if clip <= 0.0 {
             return Err(FedError::Config(format!(
-                "clip {} is below the quantisation margin of a {}-dimensional update",
-                self.cfg.clip,
-                out.len()
+                "clip {} is below the quantisation margin of a {dim}-dimensional update",
+                self.cfg.clip
             )));
         }
+        self.acc.clear();
+        self.acc.resize(dim, 0);
         self.inputs.resize_with(updates.len(), Vec::new);
         let mut dropped = Vec::new();
         for (i, u) in updates.iter().enumerate() {
             if u.dropped {
                 dropped.push(i);
-                if self.secure.is_none() {
+                if secure.is_none() {
                     info.dropped.push(u.client);
                 }
                 continue;
@@ -275,30 +371,39 @@ impl Aggregator for DpAggregator {
             if scale < 1.0 {
                 self.last_clipped += 1;
             }
-            if self.secure.is_some() {
+            if secure.is_some() {
                 std::mem::swap(&mut self.inputs[i], &mut self.buf);
             } else {
-                for (o, &d) in out.iter_mut().zip(&self.buf) {
-                    *o += d;
-                }
+                release
+                    .add_contribution(&self.buf, 1.0, &mut self.acc)
+                    .map_err(dp_err)?;
                 info.contributors.push(u.client);
                 info.total_weight += 1.0;
             }
         }
-        if let Some((sa, seed)) = &self.secure {
+        if let Some((sa, seed)) = &secure {
             // A dropped client's slot keeps a zero vector of the right length;
             // the protocol drops it before it sends anything.
             for &i in &dropped {
                 self.inputs[i].clear();
-                self.inputs[i].resize(out.len(), 0.0);
+                self.inputs[i].resize(dim, 0.0);
             }
-            let outcome = crate::secure::secure_sum(sa, *seed, round, &self.inputs, &dropped)?;
-            out.copy_from_slice(&outcome.sum[..out.len()]);
+            let inputs = &self.inputs[..updates.len()];
+            let outcome = crate::secure::secure_sum(sa, *seed, round, inputs, &dropped)?;
+            secagg_units(
+                &outcome.sum_quantised[..dim],
+                outcome.survivors.len(),
+                sa.bits,
+                release.grid_bits(),
+                &mut self.acc,
+            )?;
             info.protocol_bytes = outcome.server.traffic.total_bytes();
             crate::secure::split_survivors(&outcome, updates, &mut info, |_| 1.0);
         }
-        crate::dp::noise_and_average(out, &self.cfg, self.expected, &mut self.rng)
+        release
+            .release(&self.acc, self.expected, &mut self.rng, out)
             .map_err(dp_err)?;
+        self.last_noise_std = release.noise_std_on_sum();
         self.acct
             .step(self.q, self.cfg.noise_multiplier, 1)
             .map_err(dp_err)?;

@@ -2,10 +2,8 @@
 //! examples, producing the update `w_local - w_global`.
 
 use crate::FedError;
-use crate::partition::shuffle;
 use ppml_nn::{Dataset, Model, Workspace};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
+use ppml_random::{PublicSeed, shuffle};
 use serde::{Deserialize, Serialize};
 
 /// What a client does with the global model each round.
@@ -107,15 +105,12 @@ pub struct LocalTrainer {
     delta: Vec<f32>,
 }
 
-/// Seed of client `client`'s shuffling in round `round`.
+/// Public seed of client `client`'s data order in round `round`: the run's
+/// seed through the label `fedavg/client-order/{round}/{client}`
+/// ([`PublicSeed::derive_u64`]). The server sends it to TCP clients, so it
+/// must stay a public choice.
 pub fn client_seed(seed: u64, round: usize, client: usize) -> u64 {
-    let mut z = seed
-        ^ (round as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        ^ (client as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
-    // splitmix64 finaliser
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    PublicSeed::new(seed).derive_u64(&format!("fedavg/client-order/{round}/{client}"))
 }
 
 impl LocalTrainer {
@@ -220,7 +215,7 @@ impl LocalTrainer {
         seed: u64,
     ) -> LocalStats {
         let n = indices.len();
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut rng = PublicSeed::new(seed).rng("fedavg/local-order");
         self.order.clear();
         self.order.extend_from_slice(indices);
         let (lr, mu) = (cfg.lr, cfg.mu);

@@ -3,7 +3,8 @@
 //! Federated averaging as McMahan et al. (2017, "Communication-Efficient
 //! Learning of Deep Networks from Decentralized Data") define it: a server
 //! holds the global model; each round it samples a fraction C of the K
-//! clients (at least one, seeded), each sampled client trains E local epochs
+//! clients (at least one, from the public seed; Poisson sampling from the OS
+//! in DP runs), each sampled client trains E local epochs
 //! of mini-batch SGD (batch B, learning rate lr) from the global weights on its
 //! own examples and returns its update and example count, and the server adds
 //! the average of the updates weighted by example count.
@@ -42,7 +43,7 @@
 //! let data = Dataset::new(images, labels, 2, 2)?;
 //! let mut model = Model::from_arch("perceptron", 1)?; // 784 inputs: reshape it to 4
 //! model = Model { input_shape: vec![4], layers: vec![ppml_nn::Layer::Linear(
-//!     ppml_nn::Linear::new(4, 2, &mut <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(1)))], ..model };
+//!     ppml_nn::Linear::new(4, 2, &mut ppml_random::PublicSeed::new(1).rng("nn/init")))], ..model };
 //! let parts = Partition::Iid.split(&data.labels, 4, 7)?;
 //! let cfg = FedConfig { fraction: 0.5, rounds: 5, ..FedConfig::default() };
 //! let mut sim = Simulation::new(model, &data, Some(&data), parts, cfg, Box::new(WeightedAverage))?;
@@ -69,7 +70,8 @@ pub use client::{LocalConfig, LocalStats, LocalTrainer, Mode};
 pub use partition::{Partition, label_histogram};
 pub use secure::SecureAggregator;
 pub use server::{
-    RoundStats, RunSummary, Server, ServerConfig, clients_per_round, median, sample_clients,
+    RoundStats, RunSummary, Server, ServerConfig, clients_per_round, median, poisson_sample,
+    sample_clients,
 };
 pub use sim::{FedConfig, Simulation};
 

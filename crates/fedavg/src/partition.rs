@@ -3,12 +3,13 @@
 //! "two workers holding halves") and log-normal unbalanced sizes.
 //!
 //! A partition is a list of index lists, one per client, into the training
-//! set. Every partitioner is deterministic given its seed, and the lists are
+//! set. Every partitioner is deterministic given its PUBLIC seed (stream
+//! `"fedavg/partition"` of [`ppml_random::PublicSeed`]), and the lists are
 //! disjoint (every example goes to at most one client).
 
 use crate::FedError;
-use rand::{RngExt, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use ppml_random::{PublicSeed, shuffle};
+use rand::{Rng, RngExt};
 
 /// How to split a training set among clients.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -107,7 +108,8 @@ impl Partition {
     /// inferred as `max + 1`) among `clients` clients.
     ///
     /// Errors if there are no clients, fewer examples than clients, or (for
-    /// shards) fewer examples than shards.
+    /// shards) fewer examples than shards, including shard counts that
+    /// overflow (`clients * per_client` is checked, never wrapped).
     pub fn split(
         &self,
         labels: &[u8],
@@ -124,7 +126,7 @@ impl Partition {
                 "{n} examples cannot be split among {clients} clients"
             )));
         }
-        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7061_7274_6974_696f);
+        let mut rng = PublicSeed::new(seed).rng("fedavg/partition");
         Ok(match *self {
             Partition::Iid => {
                 let mut idx: Vec<usize> = (0..n).collect();
@@ -136,12 +138,16 @@ impl Partition {
                 equal_blocks(&idx, clients)
             }
             Partition::Shards { per_client } => {
-                let shards = clients * per_client;
-                if n < shards {
-                    return Err(FedError::Config(format!(
-                        "{n} examples cannot make {shards} shards"
-                    )));
-                }
+                // Checked: a hostile or mistaken shard count must be an error,
+                // not a wrapped product that later divides by zero.
+                let shards = clients
+                    .checked_mul(per_client)
+                    .filter(|&s| s <= n)
+                    .ok_or_else(|| {
+                        FedError::Config(format!(
+                            "{n} examples cannot make {clients} x {per_client} shards"
+                        ))
+                    })?;
                 let size = n / shards;
                 let mut sorted: Vec<usize> = (0..n).collect();
                 // Stable: ties keep dataset order, so the split only depends on the seed.
@@ -162,9 +168,11 @@ impl Partition {
             Partition::Unbalanced { sigma } => {
                 let mut idx: Vec<usize> = (0..n).collect();
                 shuffle(&mut idx, &mut rng);
-                let w: Vec<f64> = (0..clients)
-                    .map(|_| (sigma * normal(&mut rng)).exp())
-                    .collect();
+                // exp(sigma z_k - max_j sigma z_j): the same proportions as
+                // exp(sigma z_k), without overflowing to infinity for large sigma.
+                let logw: Vec<f64> = (0..clients).map(|_| sigma * normal(&mut rng)).collect();
+                let top = logw.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let w: Vec<f64> = logw.iter().map(|l| (l - top).exp()).collect();
                 let sizes = apportion(&w, n, 1);
                 let mut out = Vec::with_capacity(clients);
                 let mut at = 0;
@@ -184,14 +192,6 @@ fn equal_blocks(idx: &[usize], k: usize) -> Vec<Vec<usize>> {
     (0..k)
         .map(|c| idx[c * n / k..(c + 1) * n / k].to_vec())
         .collect()
-}
-
-/// Fisher-Yates shuffle.
-pub(crate) fn shuffle<T, R: rand::Rng + ?Sized>(v: &mut [T], rng: &mut R) {
-    for i in (1..v.len()).rev() {
-        let j = rng.random_range(0..=i);
-        v.swap(i, j);
-    }
 }
 
 /// Integer sizes summing to `n`, proportional to `w`, each at least `min`
@@ -219,11 +219,11 @@ fn apportion(w: &[f64], n: usize, min: usize) -> Vec<usize> {
     sizes.iter().map(|s| s + min).collect()
 }
 
-fn dirichlet(
+fn dirichlet<R: Rng + ?Sized>(
     labels: &[u8],
     clients: usize,
     alpha: f64,
-    rng: &mut ChaCha8Rng,
+    rng: &mut R,
 ) -> Result<Vec<Vec<usize>>, FedError> {
     let classes = labels.iter().copied().max().map_or(0, |m| m as usize + 1);
     let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); classes];

@@ -18,14 +18,18 @@
 
 use crate::FedError;
 use crate::aggregate::{AggregateInfo, Aggregator, ClientUpdate, check_updates};
+use ppml_random::{PublicSeed, SecretSource};
 use ppml_secagg::{AggregateOutcome, DropoutPlan, SecAggConfig, Step, aggregate_in_process};
 
 /// Secure aggregation as an [`Aggregator`] (in-process simulation of the
 /// protocol: every client and the server are separate roles on channels).
+/// The clients' keys and masks come from the OS; the public seed only fixes
+/// the protocol's public choices (SecAgg+ graph, session ids).
 #[derive(Debug, Clone)]
 pub struct SecureAggregator {
     cfg: SecAggConfig,
     seed: u64,
+    secrets: SecretSource,
     inputs: Vec<Vec<f32>>,
     last_error_bound: f64,
     last_clipped: usize,
@@ -58,10 +62,18 @@ impl SecureAggregator {
         Ok(SecureAggregator {
             cfg,
             seed,
+            secrets: SecretSource::Os,
             inputs: Vec::new(),
             last_error_bound: 0.0,
             last_clipped: 0,
         })
+    }
+
+    /// **INSECURE** (tests only): the clients' secrets from `secrets` instead
+    /// of the OS.
+    pub fn with_secret_source(mut self, secrets: SecretSource) -> Self {
+        self.secrets = secrets;
+        self
     }
 
     /// Per-coordinate bound on the quantisation error of the last round's sum.
@@ -112,7 +124,14 @@ impl Aggregator for SecureAggregator {
                 drops.push(i);
             }
         }
-        let outcome = secure_sum(&self.cfg, self.seed, round, &self.inputs, &drops)?;
+        let outcome = secure_sum_with(
+            &self.cfg,
+            self.seed,
+            self.secrets,
+            round,
+            &self.inputs,
+            &drops,
+        )?;
         let wsum = outcome.sum[p];
         if wsum.is_nan() || wsum <= 0.0 {
             return Err(FedError::NoUpdates(round));
@@ -133,11 +152,24 @@ impl Aggregator for SecureAggregator {
 
 /// One round of secure aggregation of `inputs` (one vector per sampled
 /// client); the clients at indices `dropped` leave before sending their
-/// masked input. The masks' randomness is derived from `seed` and `round`:
-/// this is the in-process simulation of the protocol.
+/// masked input. The protocol's public choices derive from the public `seed`
+/// and `round` (label `fedavg/secagg/{round}`); the clients' secrets come
+/// from the OS.
 pub(crate) fn secure_sum(
     cfg: &SecAggConfig,
     seed: u64,
+    round: usize,
+    inputs: &[Vec<f32>],
+    dropped: &[usize],
+) -> Result<AggregateOutcome, FedError> {
+    secure_sum_with(cfg, seed, SecretSource::Os, round, inputs, dropped)
+}
+
+/// [`secure_sum`] with an explicit source of the clients' secrets.
+pub(crate) fn secure_sum_with(
+    cfg: &SecAggConfig,
+    seed: u64,
+    secrets: SecretSource,
     round: usize,
     inputs: &[Vec<f32>],
     dropped: &[usize],
@@ -148,8 +180,8 @@ pub(crate) fn secure_sum(
         .collect();
     let plan =
         DropoutPlan::with(inputs.len(), &drops).map_err(|e| FedError::Aggregate(e.to_string()))?;
-    let seed = crate::client::client_seed(seed ^ 0x5345_4341_4747, round, usize::MAX);
-    aggregate_in_process(inputs, cfg, &plan, seed)
+    let public = PublicSeed::new(seed).derive_u64(&format!("fedavg/secagg/{round}"));
+    aggregate_in_process(inputs, cfg, &plan, public, secrets)
         .map_err(|e| FedError::Aggregate(format!("secure aggregation: {e}")))
 }
 

@@ -3,9 +3,8 @@
 
 use crate::FedError;
 use crate::aggregate::{AggregateInfo, Aggregator, ClientUpdate};
-use crate::partition::shuffle;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
+use ppml_random::PublicSeed;
+use rand::CryptoRng;
 use serde::{Deserialize, Serialize};
 
 /// Number of clients sampled per round: `max(1, round(C * K))` (as the reference
@@ -14,19 +13,36 @@ pub fn clients_per_round(clients: usize, fraction: f64) -> usize {
     ((fraction * clients as f64).round() as usize).clamp(1, clients.max(1))
 }
 
-/// The clients sampled in `round` (1-based), without replacement, sorted; seeded by `seed`.
+/// The clients sampled in `round` (1-based) of a run WITHOUT differential
+/// privacy: a fixed-size sample without replacement, sorted, drawn from the
+/// public `seed` (label `fedavg/sample/{round}`), so runs are reproducible.
+/// DP runs use [`poisson_sample`] instead.
 pub fn sample_clients(clients: usize, fraction: f64, seed: u64, round: usize) -> Vec<usize> {
     let m = clients_per_round(clients, fraction);
-    let mut rng = ChaCha8Rng::seed_from_u64(crate::client::client_seed(
-        seed ^ 0x5341_4d50_4c45,
-        round,
-        usize::MAX,
-    ));
-    let mut ids: Vec<usize> = (0..clients).collect();
-    shuffle(&mut ids, &mut rng);
+    let mut rng = PublicSeed::new(seed).rng(&format!("fedavg/sample/{round}"));
+    let mut ids = ppml_random::permutation(clients, &mut rng);
     ids.truncate(m);
     ids.sort_unstable();
     ids
+}
+
+/// Poisson sampling for DP runs: every one of `clients` clients joins
+/// independently with probability `q`, decided by `rng`, which must be
+/// secret (the OS CSPRNG): the accountant's amplification by sampling
+/// assumes nobody but the trusted server knows who took part. The sample may
+/// be empty. Sorted.
+pub fn poisson_sample<R: CryptoRng + ?Sized>(
+    clients: usize,
+    q: f64,
+    rng: &mut R,
+) -> Result<Vec<usize>, FedError> {
+    let mut out = Vec::new();
+    for k in 0..clients {
+        if ppml_random::bernoulli_f64(rng, q).map_err(|e| FedError::Config(e.to_string()))? {
+            out.push(k);
+        }
+    }
+    Ok(out)
 }
 
 /// Server-side options.
@@ -44,6 +60,25 @@ impl Default for ServerConfig {
             server_lr: 1.0,
             momentum: 0.0,
         }
+    }
+}
+
+impl ServerConfig {
+    /// A finite positive server learning rate and a momentum in `[0, 1)`.
+    pub fn validate(&self) -> Result<(), FedError> {
+        if !(self.server_lr > 0.0 && self.server_lr.is_finite()) {
+            return Err(FedError::Config(format!(
+                "server learning rate must be positive, got {}",
+                self.server_lr
+            )));
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return Err(FedError::Config(format!(
+                "server momentum must be in [0, 1), got {}",
+                self.momentum
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -74,18 +109,7 @@ impl Server {
         cfg: ServerConfig,
         aggregator: Box<dyn Aggregator>,
     ) -> Result<Self, FedError> {
-        if !(cfg.server_lr > 0.0 && cfg.server_lr.is_finite()) {
-            return Err(FedError::Config(format!(
-                "server learning rate must be positive, got {}",
-                cfg.server_lr
-            )));
-        }
-        if !(0.0..1.0).contains(&cfg.momentum) {
-            return Err(FedError::Config(format!(
-                "server momentum must be in [0, 1), got {}",
-                cfg.momentum
-            )));
-        }
+        cfg.validate()?;
         let n = global.len();
         Ok(Server {
             global,
@@ -245,4 +269,46 @@ pub fn process_cpu_seconds() -> Option<f64> {
         }
     }
     Some(total as f64 * 1e-9)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poisson_sample_is_independent_bernoulli() {
+        let mut rng = ppml_random::insecure_deterministic_rng(1, "test/poisson");
+        let (n, q, rounds) = (200, 0.1, 2000);
+        let mut per_client = vec![0usize; n];
+        let mut sizes = Vec::new();
+        for _ in 0..rounds {
+            let s = poisson_sample(n, q, &mut rng).unwrap();
+            assert!(s.windows(2).all(|w| w[0] < w[1]));
+            sizes.push(s.len() as f64);
+            for k in s {
+                per_client[k] += 1;
+            }
+        }
+        // Size ~ Binomial(n, q): mean nq = 20, variance nq(1-q) = 18.
+        let mean = sizes.iter().sum::<f64>() / rounds as f64;
+        let var = sizes.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (rounds - 1) as f64;
+        assert!(
+            (mean - 20.0).abs() < 5.0 * (18.0 / rounds as f64).sqrt(),
+            "mean {mean}"
+        );
+        assert!((var / 18.0 - 1.0).abs() < 0.15, "variance {var}");
+        // Every client joins ~ q of the rounds.
+        let e = rounds as f64 * q;
+        let sd = (e * (1.0 - q)).sqrt();
+        assert!(per_client.iter().all(|&c| (c as f64 - e).abs() < 5.0 * sd));
+        // A fixed-size sampler would never produce an empty round at q = 0.01 of 50.
+        let empties = (0..500)
+            .filter(|_| poisson_sample(50, 0.01, &mut rng).unwrap().is_empty())
+            .count();
+        assert!(
+            empties > 200,
+            "{empties} empty rounds of 500 (expected ~303)"
+        );
+        assert!(poisson_sample(5, 1.5, &mut rng).is_err());
+    }
 }

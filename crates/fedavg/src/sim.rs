@@ -5,11 +5,10 @@ use crate::FedError;
 use crate::aggregate::{Aggregator, ClientUpdate};
 use crate::client::{LocalConfig, LocalStats, LocalTrainer, client_seed};
 use crate::server::{
-    RoundStats, RunSummary, Server, ServerConfig, clients_per_round, sample_clients,
+    RoundStats, RunSummary, Server, ServerConfig, clients_per_round, poisson_sample, sample_clients,
 };
 use ppml_nn::{Dataset, Model};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
+use ppml_random::{PublicSeed, SecretRng, SecretSource};
 use rayon::prelude::*;
 use std::time::Instant;
 
@@ -17,6 +16,8 @@ use std::time::Instant;
 #[derive(Debug, Clone, PartialEq)]
 pub struct FedConfig {
     /// Fraction C of the clients sampled each round (at least one client is).
+    /// With an aggregator that needs Poisson sampling (DP), its own rate is
+    /// used instead and a round may have no client.
     pub fraction: f64,
     /// Number of rounds.
     pub rounds: usize,
@@ -24,7 +25,8 @@ pub struct FedConfig {
     pub local: LocalConfig,
     /// Server learning rate and momentum.
     pub server: ServerConfig,
-    /// Seed of client sampling and local shuffling.
+    /// Public seed of client sampling (runs without DP), local data order and
+    /// simulated dropouts. Never used for secrets.
     pub seed: u64,
     /// Accuracy target for `rounds_to_target`.
     pub target: Option<f64>,
@@ -59,6 +61,10 @@ impl FedConfig {
     /// Checks the values.
     pub fn validate(&self) -> Result<(), FedError> {
         self.local.validate()?;
+        self.server.validate()?;
+        if self.rounds == 0 {
+            return Err(FedError::Config("at least one round is needed".into()));
+        }
         if !(self.fraction > 0.0 && self.fraction <= 1.0) {
             return Err(FedError::Config(format!(
                 "client fraction must be in (0, 1], got {}",
@@ -75,16 +81,16 @@ impl FedConfig {
     }
 }
 
-/// Which of the `m` sampled slots drop out in `round` (seeded).
+/// Which of the `m` sampled slots drop out in `round` (a public, simulated
+/// choice from `seed`, label `fedavg/dropout/{round}`).
 pub fn dropout_mask(m: usize, dropout: f64, seed: u64, round: usize) -> Vec<bool> {
     let k = (dropout * m as f64).floor() as usize;
     let mut mask = vec![false; m];
     if k == 0 {
         return mask;
     }
-    let mut rng = ChaCha8Rng::seed_from_u64(client_seed(seed ^ 0x44524f50, round, usize::MAX));
-    let mut ids: Vec<usize> = (0..m).collect();
-    crate::partition::shuffle(&mut ids, &mut rng);
+    let mut rng = PublicSeed::new(seed).rng(&format!("fedavg/dropout/{round}"));
+    let ids = ppml_random::permutation(m, &mut rng);
     for &i in &ids[..k.min(m - 1)] {
         mask[i] = true;
     }
@@ -106,6 +112,8 @@ pub struct Simulation<'a> {
     stats: Vec<Result<LocalStats, FedError>>,
     server: Server,
     eval_model: Model,
+    /// Secret randomness of Poisson sampling (DP runs): the OS.
+    sampling_rng: SecretRng,
 }
 
 impl std::fmt::Debug for Simulation<'_> {
@@ -143,9 +151,16 @@ impl<'a> Simulation<'a> {
                 train.len()
             )));
         }
-        let m = clients_per_round(parts.len(), cfg.fraction);
+        let m = match aggregator.poisson_rate() {
+            // Expected sample size; more trainers are added if a round needs them.
+            Some(q) => ((q * parts.len() as f64).ceil() as usize).min(parts.len()),
+            None => clients_per_round(parts.len(), cfg.fraction),
+        };
         let trainers = (0..m).map(|_| LocalTrainer::new(&model)).collect();
         let server = Server::new(model.params_flat(), cfg.server, aggregator)?;
+        let sampling_rng = SecretSource::Os
+            .try_rng("fedavg/poisson-sampling")
+            .map_err(|e| FedError::Config(e.to_string()))?;
         Ok(Simulation {
             cfg,
             train,
@@ -155,7 +170,14 @@ impl<'a> Simulation<'a> {
             stats: Vec::with_capacity(m),
             server,
             eval_model: model,
+            sampling_rng,
         })
+    }
+
+    /// **INSECURE** (tests only): Poisson sampling from `secrets` instead of the OS.
+    pub fn with_sampling_secrets(mut self, secrets: SecretSource) -> Self {
+        self.sampling_rng = secrets.rng("fedavg/poisson-sampling");
+        self
     }
 
     /// The configuration.
@@ -188,7 +210,13 @@ impl<'a> Simulation<'a> {
     pub fn round(&mut self, round: usize) -> Result<RoundStats, FedError> {
         let t0 = Instant::now();
         let c0 = crate::server::process_cpu_seconds();
-        let sampled = sample_clients(self.parts.len(), self.cfg.fraction, self.cfg.seed, round);
+        let sampled = match self.server.aggregator().poisson_rate() {
+            Some(q) => poisson_sample(self.parts.len(), q, &mut self.sampling_rng)?,
+            None => sample_clients(self.parts.len(), self.cfg.fraction, self.cfg.seed, round),
+        };
+        while self.trainers.len() < sampled.len() {
+            self.trainers.push(LocalTrainer::new(&self.eval_model));
+        }
         let (global, train, parts, local, seed) = (
             &self.server.global,
             self.train,
@@ -258,7 +286,12 @@ impl<'a> Simulation<'a> {
             cpu_seconds,
             eval_seconds: t1.elapsed().as_secs_f64(),
             accuracy,
-            train_loss: loss / weight.max(1.0),
+            // NaN when no client trained (an empty Poisson round).
+            train_loss: if weight > 0.0 {
+                loss / weight
+            } else {
+                f64::NAN
+            },
             bytes,
             epsilon: self.server.aggregator().privacy_spent().map(|(e, _)| e),
         })
@@ -280,5 +313,96 @@ impl<'a> Simulation<'a> {
             }
         }
         Ok(summary)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::DpAggregator;
+    use crate::dp::DpConfig;
+    use ppml_nn::{Layer, Linear};
+
+    /// 40 tiny 2x2 images of two classes, 20 clients of 2 examples, a 4-2 linear model.
+    fn setup() -> (Model, Dataset, Vec<Vec<usize>>) {
+        let mut images = Vec::new();
+        let mut labels = Vec::new();
+        for i in 0..40 {
+            let c = (i % 2) as u8;
+            let v = if c == 1 { 1.0 } else { 0.0 };
+            images.extend_from_slice(&[v, v, 1.0 - v, 1.0 - v]);
+            labels.push(c);
+        }
+        let data = Dataset::new(images, labels, 2, 2).unwrap();
+        let mut rng = PublicSeed::new(1).rng("test/init");
+        let model = Model {
+            arch: "tiny".into(),
+            input_shape: vec![4],
+            layers: vec![Layer::Linear(Linear::new(4, 2, &mut rng))],
+        };
+        let parts = (0..20).map(|k| vec![2 * k, 2 * k + 1]).collect();
+        (model, data, parts)
+    }
+
+    #[test]
+    fn dp_runs_sample_by_poisson_and_survive_empty_rounds() {
+        let (model, data, parts) = setup();
+        // q = 0.05 of 20 clients: one expected, P(empty round) = 0.95^20 = 0.36.
+        let dp = DpAggregator::new(DpConfig::new(1.0, 1.0, 1e-5).unwrap(), 0.05, 20).unwrap();
+        let cfg = FedConfig {
+            fraction: 0.5, // ignored: the DP aggregator's own rate decides
+            rounds: 40,
+            ..FedConfig::default()
+        };
+        let mut sim = Simulation::new(model, &data, None, parts, cfg, Box::new(dp)).unwrap();
+        let summary = sim.run(&mut |_| {}).unwrap();
+        let sizes: Vec<usize> = summary.rounds.iter().map(|r| r.sampled.len()).collect();
+        // Not a fixed-size sample: sizes vary, some rounds are empty, none near 0.5 * 20.
+        assert!(sizes.contains(&0), "no empty round in {sizes:?}");
+        assert!(sizes.iter().any(|&s| s > 0), "{sizes:?}");
+        assert!(sizes.iter().all(|&s| s <= 6), "{sizes:?}");
+        assert!(summary.rounds.iter().all(|r| r.epsilon.is_some()));
+        assert!(sim.global().iter().all(|w| w.is_finite()));
+    }
+
+    #[test]
+    fn dp_runs_with_the_same_seed_release_different_models() {
+        let run = || {
+            let (model, data, parts) = setup();
+            let dp = DpAggregator::new(DpConfig::new(1.0, 1.0, 1e-5).unwrap(), 0.5, 20).unwrap();
+            let cfg = FedConfig {
+                rounds: 2,
+                ..FedConfig::default()
+            };
+            let mut sim = Simulation::new(model, &data, None, parts, cfg, Box::new(dp)).unwrap();
+            sim.run(&mut |_| {}).unwrap();
+            sim.global().to_vec()
+        };
+        assert_ne!(run(), run());
+    }
+
+    #[test]
+    fn runs_without_dp_are_reproducible_from_the_public_seed() {
+        let run = |seed| {
+            let (model, data, parts) = setup();
+            let cfg = FedConfig {
+                rounds: 2,
+                seed,
+                ..FedConfig::default()
+            };
+            let mut sim = Simulation::new(
+                model,
+                &data,
+                None,
+                parts,
+                cfg,
+                Box::new(crate::WeightedAverage),
+            )
+            .unwrap();
+            let s = sim.run(&mut |_| {}).unwrap();
+            (sim.global().to_vec(), s.rounds[0].sampled.clone())
+        };
+        assert_eq!(run(3), run(3));
+        assert_ne!(run(3).1, run(4).1);
     }
 }

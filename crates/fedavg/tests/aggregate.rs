@@ -164,7 +164,7 @@ fn dp_aggregation_clips_and_divides_by_expected_clients() {
     use ppml_fedavg::dp::DpConfig;
     // No noise: (clip(a) + clip(b)) / (q N) with q N = 0.5 * 4 = 2.
     let cfg = DpConfig::new(1.0, 0.0, 1e-5).unwrap();
-    let mut agg = DpAggregator::new(cfg, 0.5, 4, 1).unwrap();
+    let mut agg = DpAggregator::new(cfg, 0.5, 4).unwrap();
     let a = [3.0f32, 4.0]; // norm 5: clipped to (0.6, 0.8)
     let b = [0.5f32, 0.0]; // inside the ball
     let mut out = [0.0f32; 2];
@@ -179,7 +179,7 @@ fn dp_aggregation_clips_and_divides_by_expected_clients() {
     );
     // With noise the accountant reports a finite epsilon that grows with rounds.
     let cfg = DpConfig::new(1.0, 1.0, 1e-5).unwrap();
-    let mut agg = DpAggregator::new(cfg, 0.1, 100, 2).unwrap();
+    let mut agg = DpAggregator::new(cfg, 0.1, 100).unwrap();
     let d = [0.1f32; 8];
     let mut out = [0.0f32; 8];
     agg.aggregate(1, &[up(0, &d, 1.0)], &mut out).unwrap();
@@ -188,7 +188,7 @@ fn dp_aggregation_clips_and_divides_by_expected_clients() {
     let (e2, delta) = agg.privacy_spent().unwrap();
     assert!(e1.is_finite() && e2 > e1, "{e1} {e2}");
     assert_eq!(delta, 1e-5);
-    assert!(DpAggregator::new(DpConfig::new(1.0, 1.0, 1e-5).unwrap(), 0.0, 100, 1).is_err());
+    assert!(DpAggregator::new(DpConfig::new(1.0, 1.0, 1e-5).unwrap(), 0.0, 100).is_err());
 }
 
 #[test]
@@ -212,8 +212,8 @@ fn dp_over_secure_aggregation_matches_plain_dp_within_quantisation() {
         .map(|(c, d)| up(c, d, 1.0))
         .collect();
     updates[4].dropped = true;
-    let mut plain = DpAggregator::new(cfg, 0.5, 12, 3).unwrap();
-    let mut secure = DpAggregator::new(cfg, 0.5, 12, 3)
+    let mut plain = DpAggregator::new(cfg, 0.5, 12).unwrap();
+    let mut secure = DpAggregator::new(cfg, 0.5, 12)
         .unwrap()
         .with_secure_aggregation(None, false, 9);
     let (mut a, mut b) = (vec![0.0f32; 50], vec![0.0f32; 50]);
@@ -235,4 +235,39 @@ fn dp_over_secure_aggregation_matches_plain_dp_within_quantisation() {
     }
     // Accounting is the same whichever way the sum was computed.
     assert_eq!(plain.privacy_spent(), secure.privacy_spent());
+}
+
+#[test]
+fn dp_noise_comes_from_the_os_and_empty_rounds_release_noise() {
+    use ppml_fedavg::DpAggregator;
+    use ppml_fedavg::dp::DpConfig;
+    use ppml_random::SecretSource;
+    let cfg = DpConfig::new(1.0, 1.0, 1e-5).unwrap();
+    let d = [0.1f32; 32];
+    let release = |agg: &mut DpAggregator| {
+        let mut out = vec![0.0f32; 32];
+        agg.aggregate(1, &[up(0, &d, 1.0)], &mut out).unwrap();
+        out
+    };
+    // Two aggregators built alike (same everything a user can type) add different noise.
+    let a = release(&mut DpAggregator::new(cfg, 0.1, 10).unwrap());
+    let b = release(&mut DpAggregator::new(cfg, 0.1, 10).unwrap());
+    assert_ne!(a, b, "DP noise repeated across runs");
+    // Only the insecure test source repeats it.
+    let insecure = || {
+        DpAggregator::new(cfg, 0.1, 10)
+            .unwrap()
+            .with_secret_source(SecretSource::InsecureDeterministic(5))
+    };
+    assert_eq!(release(&mut insecure()), release(&mut insecure()));
+    // A Poisson round may sample nobody: the release is pure noise, accounted.
+    let mut agg = DpAggregator::new(cfg, 0.1, 10).unwrap();
+    let mut out = vec![0.0f32; 32];
+    let info = agg.aggregate(1, &[], &mut out).unwrap();
+    assert!(info.contributors.is_empty());
+    assert!(out.iter().any(|&x| x != 0.0), "no noise on an empty round");
+    assert!(agg.privacy_spent().unwrap().0 > 0.0);
+    assert!(agg.last_noise_std() >= 1.0);
+    use ppml_fedavg::Aggregator;
+    assert_eq!(agg.poisson_rate(), Some(0.1));
 }

@@ -1,13 +1,17 @@
-//! The DP-FedAvg mechanism: clipping bounds every client's contribution, and the Gaussian noise
-//! has the advertised scale z*S (on the sum) and z*S/(qN) (on the average).
+//! The DP-FedAvg mechanism: clipping bounds every client's contribution, and the discrete
+//! Gaussian noise has the advertised scale z*S (on the sum) and z*S/(qN) (on the average),
+//! comes from a secret generator, and differs between runs.
 
 use ppml_fedavg::dp::{
-    DpConfig, add_gaussian_noise, clip_update, dp_aggregate, fixed_point_margin, l2_norm, log_erfc,
-    noise_and_average,
+    DiscreteGaussianSum, DpConfig, clip_update, dp_aggregate, fixed_point_margin, l2_norm, log_erfc,
 };
+use ppml_random::{SecretRng, insecure_deterministic_rng, os_rng};
 use proptest::prelude::*;
-use rand::SeedableRng;
-use rand_chacha::ChaCha20Rng;
+
+/// Reproducible "secret" randomness for tests: insecure by design.
+fn test_rng(seed: u64) -> SecretRng {
+    insecure_deterministic_rng(seed, "test/dp-mechanism")
+}
 
 fn vec_strategy() -> impl Strategy<Value = Vec<f32>> {
     (1usize..64, -4.0f64..4.0).prop_flat_map(|(dim, log_mag)| {
@@ -33,7 +37,8 @@ proptest! {
     }
 
     /// Sensitivity: with the same noise seed, adding or removing one client (of any norm) moves
-    /// the aggregate by at most S/(qN) in L2 norm -- every contribution is bounded.
+    /// the aggregate by at most S/(qN) in L2 norm, up to the grid's rounding slack
+    /// (Delta_u grid units instead of 2^k) -- every contribution is bounded.
     #[test]
     fn one_client_moves_aggregate_by_at_most_s_over_qn(
         others in proptest::collection::vec(proptest::collection::vec(-50.0f32..50.0, 16), 0..6),
@@ -43,26 +48,40 @@ proptest! {
         seed in any::<u64>(),
     ) {
         let cfg = DpConfig::new(clip, 1.0, 1e-5).unwrap();
-        let without = dp_aggregate(&others, 16, &cfg, qn, &mut ChaCha20Rng::seed_from_u64(seed)).unwrap();
+        let without = dp_aggregate(&others, 16, &cfg, qn, &mut test_rng(seed)).unwrap();
         let mut with_one = others.clone();
         with_one.push(extra.clone());
-        let with = dp_aggregate(&with_one, 16, &cfg, qn, &mut ChaCha20Rng::seed_from_u64(seed)).unwrap();
+        let with = dp_aggregate(&with_one, 16, &cfg, qn, &mut test_rng(seed)).unwrap();
         let diff: Vec<f32> = with.update.iter().zip(&without.update).map(|(a, b)| a - b).collect();
         // f32 output rounding: each coordinate is within 2^-24 relative of its f64 value.
         let slack: f64 = with.update.iter().chain(&without.update).map(|x| f64::from(x.abs())).sum::<f64>() * 1.2e-7;
-        prop_assert!(l2_norm(&diff) <= clip / qn + slack, "{} > {}", l2_norm(&diff), clip / qn);
+        let rel = DiscreteGaussianSum::new(&cfg, 16).unwrap();
+        let bound = rel.sensitivity_units() * rel.grid() / qn;
+        prop_assert!(bound <= clip / qn * (1.0 + 1e-5));
+        prop_assert!(l2_norm(&diff) <= bound + slack, "{} > {}", l2_norm(&diff), bound);
         prop_assert_eq!(with.scales.len(), others.len() + 1);
         let clipped = with_one.iter().filter(|u| l2_norm(u) > clip).count();
         prop_assert_eq!(with.num_clipped, clipped);
     }
 }
 
-/// Pure noise of dimension n through the full aggregation path (no client sampled).
-fn aggregate_noise(n: usize, cfg: &DpConfig, qn: f64, seed: u64) -> Vec<f64> {
+/// Pure noise of dimension n through the full aggregation path (no client sampled), and the
+/// noise parameter on the average.
+fn aggregate_noise(n: usize, cfg: &DpConfig, qn: f64, rng: &mut SecretRng) -> (Vec<f64>, f64) {
     let none: [Vec<f32>; 0] = [];
-    let agg = dp_aggregate(&none, n, cfg, qn, &mut ChaCha20Rng::seed_from_u64(seed)).unwrap();
-    assert_eq!(agg.noise_std_on_sum, cfg.noise_multiplier * cfg.clip);
-    agg.update.iter().map(|&x| f64::from(x)).collect()
+    let agg = dp_aggregate(&none, n, cfg, qn, rng).unwrap();
+    // Never below z S; above it only by the rounding slack sqrt(n) / 2^k.
+    let zs = cfg.noise_multiplier * cfg.clip;
+    assert!(
+        agg.noise_std_on_sum >= zs,
+        "{} < {zs}",
+        agg.noise_std_on_sum
+    );
+    assert!(agg.noise_std_on_sum <= zs * (1.0 + 1e-3));
+    (
+        agg.update.iter().map(|&x| f64::from(x)).collect(),
+        agg.noise_std_on_average,
+    )
 }
 
 fn mean_var(x: &[f64]) -> (f64, f64) {
@@ -89,33 +108,50 @@ fn assert_std(x: &[f64], sigma: f64) {
 
 #[test]
 fn noise_on_average_has_std_z_s_over_qn() {
-    // Odd dimension exercises the Box-Muller remainder path.
     for (clip, z, qn, seed) in [(1.0, 1.0, 10.0, 1), (0.5, 2.5, 3.0, 2), (3.0, 0.3, 1.0, 3)] {
         let cfg = DpConfig::new(clip, z, 1e-5).unwrap();
-        let x = aggregate_noise(100_001, &cfg, qn, seed);
-        assert_std(&x, z * clip / qn);
+        let (x, sigma) = aggregate_noise(100_001, &cfg, qn, &mut test_rng(seed));
+        assert_std(&x, sigma);
     }
 }
 
 #[test]
-fn noise_and_average_matches_dp_aggregate_statistics() {
+fn noise_is_secret_fresh_and_reproducible_only_insecurely() {
     let cfg = DpConfig::new(2.0, 1.5, 1e-5).unwrap();
-    let mut sum = vec![0.0f32; 100_000];
-    noise_and_average(&mut sum, &cfg, 4.0, &mut ChaCha20Rng::seed_from_u64(9)).unwrap();
-    let x: Vec<f64> = sum.iter().map(|&v| f64::from(v)).collect();
-    assert_std(&x, 1.5 * 2.0 / 4.0);
-    // Same seed, same release: the two entry points draw the same noise.
-    let y = aggregate_noise(100_000, &cfg, 4.0, 9);
-    assert_eq!(x, y);
+    // From the OS: two releases of the same (empty) sum differ.
+    let (a, _) = aggregate_noise(1000, &cfg, 4.0, &mut os_rng());
+    let (b, _) = aggregate_noise(1000, &cfg, 4.0, &mut os_rng());
+    assert_ne!(a, b);
+    // Only the insecure test generator repeats a release.
+    let (c, _) = aggregate_noise(1000, &cfg, 4.0, &mut test_rng(9));
+    let (d, _) = aggregate_noise(1000, &cfg, 4.0, &mut test_rng(9));
+    assert_eq!(c, d);
+}
+
+#[test]
+fn released_values_are_grid_multiples() {
+    // The release is (integer) * g / qN: no low-order float bits carry the sum.
+    let cfg = DpConfig::new(1.0, 1.0, 1e-5).unwrap();
+    let rel = DiscreteGaussianSum::new(&cfg, 64).unwrap();
+    let updates = [vec![0.1234567f32; 64], vec![-0.01; 64]];
+    let agg = dp_aggregate(&updates, 64, &cfg, 1.0, &mut test_rng(4)).unwrap();
+    for &x in &agg.update {
+        let units = f64::from(x) / rel.grid();
+        assert!(
+            (units - units.round()).abs() < 1e-6 * units.abs().max(1.0),
+            "{units}"
+        );
+    }
+    assert!(rel.effective_noise_multiplier() >= 1.0);
 }
 
 #[test]
 fn noise_is_gaussian_and_uncorrelated() {
     let n = 100_000;
-    let mut v = vec![0.0f32; n];
-    add_gaussian_noise(&mut v, 1.0, &mut ChaCha20Rng::seed_from_u64(5)).unwrap();
-    let mut x: Vec<f64> = v.iter().map(|&a| f64::from(a)).collect();
-    // Box-Muller pairs (2i, 2i+1) are independent: correlation ~ N(0, 1/m).
+    let cfg = DpConfig::new(1.0, 1.0, 1e-5).unwrap();
+    let (x, sigma) = aggregate_noise(n, &cfg, 1.0, &mut test_rng(5));
+    let mut x: Vec<f64> = x.iter().map(|a| a / sigma).collect();
+    // Coordinates are independent: correlation of pairs (2i, 2i+1) ~ N(0, 1/m).
     let m = n / 2;
     let corr = (0..m).map(|i| x[2 * i] * x[2 * i + 1]).sum::<f64>() / m as f64;
     assert!(
@@ -146,7 +182,7 @@ fn noise_is_gaussian_and_uncorrelated() {
 fn zero_noise_is_exact_average_of_clipped_updates() {
     let cfg = DpConfig::new(1.0, 0.0, 1e-5).unwrap();
     let updates = [vec![3.0f32, 4.0], vec![0.3, 0.4], vec![0.0, -0.5]];
-    let agg = dp_aggregate(&updates, 2, &cfg, 4.0, &mut ChaCha20Rng::seed_from_u64(0)).unwrap();
+    let agg = dp_aggregate(&updates, 2, &cfg, 4.0, &mut test_rng(0)).unwrap();
     // (0.6, 0.8) + (0.3, 0.4) + (0, -0.5) over qN = 4 (fixed denominator, not 3 reporters).
     let want = [(0.6 + 0.3) / 4.0, (0.8 + 0.4 - 0.5) / 4.0];
     for (a, b) in agg.update.iter().zip(want) {
@@ -159,18 +195,21 @@ fn zero_noise_is_exact_average_of_clipped_updates() {
 
 #[test]
 fn errors_on_bad_input() {
-    let mut rng = ChaCha20Rng::seed_from_u64(0);
+    let mut rng = test_rng(0);
     assert!(clip_update(&mut [1.0, f32::INFINITY], 1.0).is_err());
     assert!(clip_update(&mut [1.0], f64::NAN).is_err());
-    assert!(add_gaussian_noise(&mut [0.0], -1.0, &mut rng).is_err());
     let bad = DpConfig {
         clip: -1.0,
         noise_multiplier: 1.0,
         delta: 1e-5,
     };
-    assert!(noise_and_average(&mut [0.0], &bad, 1.0, &mut rng).is_err());
+    let none: [Vec<f32>; 0] = [];
+    assert!(dp_aggregate(&none, 1, &bad, 1.0, &mut rng).is_err());
     let cfg = DpConfig::new(1.0, 1.0, 1e-5).unwrap();
-    assert!(noise_and_average(&mut [0.0], &cfg, f64::INFINITY, &mut rng).is_err());
+    assert!(dp_aggregate(&none, 1, &cfg, f64::INFINITY, &mut rng).is_err());
+    // A noise multiplier beyond the exact sampler's range is an error, not a wrap.
+    let huge = DpConfig::new(1.0, 1e9, 1e-5).unwrap();
+    assert!(dp_aggregate(&none, 1, &huge, 1.0, &mut rng).is_err());
 }
 
 #[test]

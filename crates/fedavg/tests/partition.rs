@@ -186,3 +186,21 @@ proptest! {
         prop_assert_ne!(a, b);
     }
 }
+
+#[test]
+fn absurd_shard_counts_are_errors_not_panics() {
+    let y = labels();
+    // clients * per_client overflows usize: checked, an error.
+    for spec in ["shards:18446744073709551615", "shards:9223372036854775808"] {
+        let p: Partition = spec.parse().unwrap();
+        assert!(p.split(&y, 100, 1).is_err(), "{spec}");
+        assert!(p.split(&y, 3, 1).is_err(), "{spec}");
+    }
+    // More shards than examples.
+    let p: Partition = "shards:1000".parse().unwrap();
+    assert!(p.split(&y, 100, 1).is_err());
+    // A huge log-normal sigma no longer overflows to infinite weights.
+    let p = Partition::Unbalanced { sigma: 1e6 };
+    let parts = p.split(&y, 10, 1).unwrap();
+    assert_eq!(check_disjoint(&parts, y.len()), y.len());
+}

@@ -1,7 +1,6 @@
 //! Try a training recipe and print per-epoch test accuracy.
 //! `cargo run --release -p ppml-nn --example recipe -- ARCH EPOCHS LR MOMENTUM BATCH SCHEDULE [WD] [SEED]`
 use ppml_nn::{Model, Normalization, TrainConfig, Workspace, mnist, train_epoch};
-use rand::SeedableRng;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let a: Vec<String> = std::env::args().skip(1).collect();
@@ -20,7 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut m = Model::from_arch(&arch, cfg.seed)?;
     let mut opt = cfg.optimizer();
     let mut ws = Workspace::new();
-    let mut rng = rand_chacha::ChaCha12Rng::seed_from_u64(cfg.seed ^ 0x5eed_5eed);
+    let mut rng = cfg.order_rng();
     let mut accs = Vec::new();
     for e in 0..cfg.epochs {
         let st = train_epoch(

@@ -1,7 +1,6 @@
 //! Quick release timings of the hot paths (not a benchmark of record; see benches/).
 //! `cargo run --release -p ppml-nn --example timing [arch]`
 use ppml_nn::{Model, Normalization, Sgd, TrainConfig, Workspace, mnist, train_epoch};
-use rand::SeedableRng;
 use std::time::Instant;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -53,7 +52,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let cfg = TrainConfig::default();
         let mut opt = cfg.optimizer();
         let mut ws = Workspace::new();
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let mut rng = cfg.order_rng();
         let st = train_epoch(
             &mut m,
             &data.train,

@@ -4,8 +4,7 @@
 use crate::NnError;
 use crate::layers::{Conv2d, Layer, Linear, MaxPool2d};
 use crate::mnist::Dataset;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
+use ppml_random::{PublicRng, PublicSeed};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -94,15 +93,16 @@ fn grow(v: &mut Vec<f32>, n: usize) {
 }
 
 impl Model {
-    /// A named architecture with PyTorch-style random initialisation from `seed`:
+    /// A named architecture with PyTorch-style random initialisation from the
+    /// public `seed` (stream `"nn/init"` of [`PublicSeed`]):
     /// `mlp500` (784-500-10), `net-a` (784-128-128-10), `2nn` (784-200-200-10),
     /// `split` (784-128-640 | 640-10, cut at layer [`Model::default_cut`]),
     /// `cnn` (McMahan: conv5x5x32-pool-conv5x5x64-pool-fc512-fc10, "same" padding),
     /// `perceptron` (784-1, binary logistic).
     pub fn from_arch(name: &str, seed: u64) -> Result<Model, NnError> {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut rng = PublicSeed::new(seed).rng("nn/init");
         let r = &mut rng;
-        let mlp = |dims: &[usize], r: &mut ChaCha8Rng| {
+        let mlp = |dims: &[usize], r: &mut PublicRng| {
             let mut layers = Vec::new();
             for (k, w) in dims.windows(2).enumerate() {
                 if k > 0 {

@@ -3,7 +3,6 @@
 use crate::NnError;
 use crate::mnist::Dataset;
 use crate::model::{Gradients, Model, Workspace};
-use rand::RngExt;
 
 /// Stochastic gradient descent as PyTorch's `torch.optim.SGD`
 /// (`v = momentum * v + g + weight_decay * p; p -= lr * v`, no dampening).
@@ -135,7 +134,8 @@ pub struct TrainConfig {
     pub momentum: f32,
     pub weight_decay: f32,
     pub schedule: LrSchedule,
-    /// Seed of the shuffling RNG (and of the initialisation when the caller builds the model).
+    /// Public seed of the data order ([`TrainConfig::order_rng`]) and, when the
+    /// caller builds the model with `Model::from_arch`, of the initialisation.
     pub seed: u64,
 }
 
@@ -166,6 +166,43 @@ impl TrainConfig {
             schedule: LrSchedule::Cosine,
             seed: 42,
         }
+    }
+
+    /// Checks every value before any work starts: at least one epoch, a
+    /// positive batch, a finite positive learning rate, momentum in `[0, 1)`,
+    /// a finite non-negative weight decay.
+    pub fn validate(&self) -> Result<(), NnError> {
+        if self.epochs == 0 {
+            return Err(NnError::Invalid("epochs must be at least 1".into()));
+        }
+        if self.batch == 0 {
+            return Err(NnError::Invalid("batch size must be positive".into()));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(NnError::Invalid(format!(
+                "learning rate must be finite and positive, got {}",
+                self.lr
+            )));
+        }
+        if !(self.momentum.is_finite() && (0.0..1.0).contains(&self.momentum)) {
+            return Err(NnError::Invalid(format!(
+                "momentum must be in [0, 1), got {}",
+                self.momentum
+            )));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(NnError::Invalid(format!(
+                "weight decay must be finite and >= 0, got {}",
+                self.weight_decay
+            )));
+        }
+        Ok(())
+    }
+
+    /// The public stream that orders the training data (`"nn/train-order"`
+    /// of [`ppml_random::PublicSeed`]`(seed)`), to pass to [`train_epoch`].
+    pub fn order_rng(&self) -> ppml_random::PublicRng {
+        ppml_random::PublicSeed::new(self.seed).rng("nn/train-order")
     }
 
     /// An [`Sgd`] with this configuration's rate, momentum and weight decay.
@@ -202,6 +239,13 @@ pub fn train_epoch<R: rand::Rng + ?Sized>(
     rng: &mut R,
     progress: &mut dyn FnMut(usize, usize, f32),
 ) -> Result<EpochStats, NnError> {
+    let p = model.input_size();
+    if data.pixels() != p {
+        return Err(NnError::Shape(format!(
+            "images have {} pixels, model takes {p}",
+            data.pixels()
+        )));
+    }
     train_epoch_on(
         model,
         &data.images,
@@ -244,8 +288,9 @@ pub fn train_epoch_on<R: rand::Rng + ?Sized>(
             labels.len()
         )));
     }
-    if cfg.batch == 0 {
-        return Err(NnError::Invalid("batch size must be positive".into()));
+    cfg.validate()?;
+    if labels.is_empty() {
+        return Err(NnError::Invalid("no training examples".into()));
     }
     if let Some(i) = images.iter().position(|v| !v.is_finite()) {
         return Err(NnError::Invalid(format!(
@@ -266,11 +311,7 @@ pub fn train_epoch_on<R: rand::Rng + ?Sized>(
     }
     let t0 = std::time::Instant::now();
     let n = labels.len();
-    let mut order: Vec<usize> = (0..n).collect();
-    for i in (1..n).rev() {
-        let j = rng.random_range(0..=i);
-        order.swap(i, j);
-    }
+    let order = ppml_random::permutation(n, rng);
     let steps = n.div_ceil(cfg.batch);
     let total_steps = (steps * cfg.epochs.max(1)) as f64;
     let mut xbuf = std::mem::take(&mut ws.xbuf);
@@ -307,4 +348,82 @@ pub fn train_epoch_on<R: rand::Rng + ?Sized>(
         mean_loss: (loss_sum / steps.max(1) as f64) as f32,
         seconds: t0.elapsed().as_secs_f64(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Dataset, Model};
+
+    #[test]
+    fn bad_hyper_parameters_are_rejected_before_training() {
+        let data = Dataset::new(vec![0.5; 784 * 4], vec![0, 1, 0, 1], 28, 28).unwrap();
+        let base = TrainConfig::default();
+        assert!(base.validate().is_ok());
+        let bad = [
+            TrainConfig {
+                lr: f32::NAN,
+                ..base.clone()
+            },
+            TrainConfig {
+                lr: -0.1,
+                ..base.clone()
+            },
+            TrainConfig {
+                lr: 0.0,
+                ..base.clone()
+            },
+            TrainConfig {
+                lr: f32::INFINITY,
+                ..base.clone()
+            },
+            TrainConfig {
+                momentum: 1.0,
+                ..base.clone()
+            },
+            TrainConfig {
+                momentum: f32::NAN,
+                ..base.clone()
+            },
+            TrainConfig {
+                weight_decay: -1.0,
+                ..base.clone()
+            },
+            TrainConfig {
+                batch: 0,
+                ..base.clone()
+            },
+            TrainConfig {
+                epochs: 0,
+                ..base.clone()
+            },
+        ];
+        for cfg in bad {
+            let mut m = Model::from_arch("perceptron", 1).unwrap();
+            let before = m.params_flat();
+            let mut opt = Sgd::new(0.1, 0.0);
+            let mut ws = Workspace::new();
+            let r = train_epoch(
+                &mut m,
+                &data,
+                &cfg,
+                0,
+                &mut opt,
+                &mut ws,
+                &mut cfg.order_rng(),
+                &mut |_, _, _| {},
+            );
+            assert!(matches!(r, Err(NnError::Invalid(_))), "{cfg:?} accepted");
+            assert_eq!(m.params_flat(), before, "{cfg:?} changed the model");
+        }
+    }
+
+    #[test]
+    fn data_order_is_public_and_reproducible() {
+        let cfg = TrainConfig::default();
+        let a = ppml_random::permutation(100, &mut cfg.order_rng());
+        assert_eq!(a, ppml_random::permutation(100, &mut cfg.order_rng()));
+        let other = TrainConfig { seed: 43, ..cfg };
+        assert_ne!(a, ppml_random::permutation(100, &mut other.order_rng()));
+    }
 }

@@ -24,7 +24,7 @@ fn run(arch: &str, train: &Dataset, cfg: &TrainConfig) -> Model {
 fn run_model(mut m: Model, train: &Dataset, cfg: &TrainConfig) -> Model {
     let mut opt = cfg.optimizer();
     let mut ws = Workspace::new();
-    let mut rng = rand_chacha::ChaCha12Rng::seed_from_u64(cfg.seed);
+    let mut rng = cfg.order_rng();
     let mut calls = 0;
     for e in 0..cfg.epochs {
         let st = train_epoch(

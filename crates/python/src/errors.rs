@@ -30,7 +30,8 @@ pub fn smpc(e: SmpcError) -> PyErr {
         SmpcError::Shape(_)
         | SmpcError::FixedPoint(_)
         | SmpcError::Model(_)
-        | SmpcError::Config(_) => PyValueError::new_err(e.to_string()),
+        | SmpcError::Config(_)
+        | SmpcError::Range(_) => PyValueError::new_err(e.to_string()),
         _ => ProtocolError::new_err(e.to_string()),
     }
 }

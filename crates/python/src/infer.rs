@@ -20,20 +20,26 @@ use std::time::Duration;
 /// `parties` (full traffic per role), `frac_bits`, `cmp_bits`, `batch_size`.
 ///
 /// Options: `batch_size` (images per batch, default 1000), `frac_bits`
-/// (fixed-point fraction bits, default 16), `cmp_bits` (comparison width;
-/// activations must stay below 2^(cmp_bits - frac_bits) in magnitude;
-/// default 28), `timeout` (seconds a party waits for a message, default 60).
+/// (fixed-point fraction bits, default 16), `cmp_bits` (widest comparison
+/// allowed; the model owner's range analysis picks the width per layer and
+/// refuses a model that needs more; default 63, the whole ring),
+/// `truncation` (`exact`, the default, or `local`: SecureML local truncation,
+/// cheaper, with a small failure probability), `timeout` (seconds a party
+/// waits for a message, default 60).
 /// Ctrl-C raises `KeyboardInterrupt` at once; the parties' threads then end
 /// on their own when their run completes.
 #[pyfunction]
-#[pyo3(signature = (model, x, batch_size = 1000, frac_bits = 16, cmp_bits = 28, timeout = 60.0))]
+#[pyo3(signature = (model, x, batch_size = 1000, frac_bits = None, cmp_bits = None,
+                    truncation = "exact", timeout = 60.0))]
+#[allow(clippy::too_many_arguments)]
 pub fn encrypted_predict<'py>(
     py: Python<'py>,
     model: &Model,
     x: PyReadonlyArrayDyn<'py, f32>,
     batch_size: usize,
-    frac_bits: u32,
-    cmp_bits: u32,
+    frac_bits: Option<u32>,
+    cmp_bits: Option<u32>,
+    truncation: &str,
     timeout: f64,
 ) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyDict>)> {
     let (data, n) = input_view(&model.inner, &x)?;
@@ -48,15 +54,17 @@ pub fn encrypted_predict<'py>(
             "timeout {timeout} must be in (0, 86400] seconds"
         )));
     }
+    let d = ProtocolConfig::default();
     let protocol = ProtocolConfig {
-        frac_bits,
-        cmp_bits,
+        frac_bits: frac_bits.unwrap_or(d.frac_bits),
+        cmp_bits: cmp_bits.unwrap_or(d.cmp_bits),
+        truncation: truncation.parse().map_err(errors::smpc)?,
     };
     protocol.validate().map_err(errors::smpc)?;
     let cfg = InferConfig {
         batch: batch_size,
         protocol,
-        seed: None,
+        secrets: ppml_random::SecretSource::Os,
         timeout: Duration::from_secs_f64(timeout),
     };
     // The run goes to its own thread so that this one can wait for Ctrl-C:
@@ -118,8 +126,9 @@ pub fn encrypted_predict<'py>(
     }
     report.set_item("bytes_per_party", per_party)?;
     report.set_item("parties", parties)?;
-    report.set_item("frac_bits", frac_bits)?;
-    report.set_item("cmp_bits", cmp_bits)?;
+    report.set_item("frac_bits", protocol.frac_bits)?;
+    report.set_item("cmp_bits", protocol.cmp_bits)?;
+    report.set_item("truncation", protocol.truncation.to_string())?;
     report.set_item("batch_size", batch_size)?;
     let preds: Vec<i64> = run.predictions.into_iter().map(i64::from).collect();
     Ok((PyArray1::from_vec(py, preds), report))

@@ -65,6 +65,11 @@ fn round_params(
     RoundParams::new(n, dim, &cfg, session).map_err(errors::secagg)
 }
 
+/// The OS CSPRNG (every secret of a client, and the session id).
+fn os_rng() -> PyResult<ppml_random::SecretRng> {
+    ppml_random::try_os_rng().map_err(|e| ProtocolError::new_err(format!("no OS randomness: {e}")))
+}
+
 fn vector<'a>(x: &'a PyReadonlyArray1<'_, f32>) -> PyResult<&'a [f32]> {
     x.as_slice()
         .map_err(|_| PyValueError::new_err("the vector must be a contiguous float32 array"))
@@ -112,7 +117,7 @@ impl SecAggServer {
             Some(s) => s,
             None => {
                 use rand::RngExt;
-                let s: [u8; 16] = ppml_sharing::prg::from_entropy().random();
+                let s: [u8; 16] = os_rng()?.random();
                 s.to_vec()
             }
         };
@@ -257,8 +262,7 @@ impl SecAggClient {
             PyValueError::new_err("session (16 bytes from the server's params) is required")
         })?;
         let p = round_params(n, dim, bits, clip, threshold, graph, degree, &session)?;
-        let state = ClientState::new(id, vector(&x)?, &p, ppml_sharing::prg::from_entropy())
-            .map_err(errors::secagg)?;
+        let state = ClientState::new(id, vector(&x)?, &p, os_rng()?).map_err(errors::secagg)?;
         Ok(Self { state })
     }
 

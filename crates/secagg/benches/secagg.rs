@@ -1,7 +1,7 @@
 //! Criterion benches of secure aggregation: mask expansion, packing, and whole rounds.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use ppml_secagg::{DropoutPlan, SecAggConfig, add_mask, aggregate_in_process, pack};
+use ppml_secagg::{DropoutPlan, SecAggConfig, SecretSource, add_mask, aggregate_in_process, pack};
 use std::hint::black_box;
 
 fn masks(c: &mut Criterion) {
@@ -26,7 +26,10 @@ fn rounds(c: &mut Criterion) {
         };
         let plan = DropoutPlan::random(n, 0.1, 1).expect("valid fraction");
         g.bench_function(format!("n={n} d=10k graph={graph} drop=0.1"), |b| {
-            b.iter(|| aggregate_in_process(&inputs, &cfg, &plan, 3).expect("round succeeds"))
+            b.iter(|| {
+                aggregate_in_process(&inputs, &cfg, &plan, 3, SecretSource::Os)
+                    .expect("round succeeds")
+            })
         });
     }
     g.finish();

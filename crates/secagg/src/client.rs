@@ -8,7 +8,8 @@ use crate::crypto::{
 use crate::messages::*;
 use crate::pack::pack;
 use crate::{RoundParams, SecAggError};
-use ppml_sharing::{Fp, prg::Prg};
+use ppml_random::SecretRng as Prg;
+use ppml_sharing::Fp;
 use std::collections::BTreeMap;
 use x25519_dalek::StaticSecret;
 
@@ -52,7 +53,8 @@ impl std::fmt::Debug for ClientState {
 impl ClientState {
     /// A client with id `id` (0-based, below `params.n`) and its float input (clipped and
     /// quantised here). `rng` must be secret and unpredictable (e.g.
-    /// `ppml_sharing::prg::from_entropy()`); seeded PRGs are for reproducible simulations.
+    /// `ppml_random::os_rng()`); `ppml_random::insecure_deterministic_rng` is for reproducible
+    /// tests only.
     pub fn new(
         id: u32,
         input: &[f32],

@@ -11,7 +11,6 @@
 //!   word per value when `k <= 32` (8 bytes otherwise), reduced mod `2^k`.
 
 use crate::SecAggError;
-use aes::cipher::{KeyIvInit, StreamCipher};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use ppml_sharing::{Fp, ShamirShare};
@@ -183,21 +182,18 @@ pub(crate) fn interpolate(shares: &[ShamirShare], coeffs: &[Fp]) -> Fp {
         .fold(Fp::ZERO, |acc, (s, &l)| acc + s.value * l)
 }
 
-type Aes128Ctr = ctr::Ctr128LE<aes::Aes128>;
-
 const CHUNK: usize = 2048;
 
 /// Adds (or subtracts) the mask `PRG(seed)` in `Z_2^k` to `acc` (values are reduced mod
-/// `2^k` later, when packed or decoded).
+/// `2^k` later, when packed or decoded). The PRG is the workspace's seed expansion,
+/// [`ppml_random::SeedStream`] (AES-128-CTR).
 pub fn add_mask(acc: &mut [u64], seed: &[u8; 32], ring_bits: u32, negate: bool) {
-    let (key, iv) = seed.split_at(16);
-    let mut cipher = Aes128Ctr::new(key.into(), iv.into());
+    let mut cipher = ppml_random::SeedStream::from_seed(*seed);
     if ring_bits <= 32 {
         let mut buf = [0u8; CHUNK * 4];
         for chunk in acc.chunks_mut(CHUNK) {
             let b = &mut buf[..chunk.len() * 4];
-            b.fill(0);
-            cipher.apply_keystream(b);
+            cipher.fill_bytes(b);
             let words = b.chunks_exact(4).map(|w| {
                 // chunks_exact(4) always yields 4-byte slices.
                 u32::from_le_bytes([w[0], w[1], w[2], w[3]]) as u64
@@ -216,8 +212,7 @@ pub fn add_mask(acc: &mut [u64], seed: &[u8; 32], ring_bits: u32, negate: bool) 
         let mut buf = [0u8; CHUNK * 8];
         for chunk in acc.chunks_mut(CHUNK) {
             let b = &mut buf[..chunk.len() * 8];
-            b.fill(0);
-            cipher.apply_keystream(b);
+            cipher.fill_bytes(b);
             let words = b.chunks_exact(8).map(|w| {
                 let mut a = [0u8; 8];
                 a.copy_from_slice(w);
@@ -238,7 +233,12 @@ pub fn add_mask(acc: &mut [u64], seed: &[u8; 32], ring_bits: u32, negate: bool) 
 mod tests {
     use super::*;
     use crate::quant::ring_mask;
-    use ppml_sharing::{prg, shamir};
+    use ppml_sharing::shamir;
+    mod prg {
+        pub fn seeded(seed: u64) -> ppml_random::SecretRng {
+            ppml_random::insecure_deterministic_rng(seed, "test/secagg")
+        }
+    }
 
     #[test]
     fn masks_cancel_and_differ() {

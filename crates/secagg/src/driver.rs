@@ -7,6 +7,7 @@ use crate::{
     ClientState, DropoutPlan, RoundParams, SecAggConfig, SecAggError, ServerOutput, ServerState,
 };
 use ppml_net::{Channel, ChannelStats, NetConfig, in_memory_pair};
+use ppml_random::{PublicSeed, SecretSource};
 use rayon::prelude::*;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -424,21 +425,14 @@ impl AggregateOutcome {
     }
 }
 
-fn derive(seed: u64, what: &str, id: u64) -> [u8; 32] {
-    let mut h = blake3::Hasher::new_derive_key("ppml-secagg v1 simulation seeds");
-    h.update(&seed.to_le_bytes());
-    h.update(what.as_bytes());
-    h.update(&id.to_le_bytes());
-    *h.finalize().as_bytes()
-}
-
 /// One full round in this process: client `i` holds `inputs[i]`, the server and the
 /// clients are separate roles talking over in-memory `ppml_net` channels, clients run on
 /// rayon (all clients' step `s`, then step `s + 1`), the server on its own thread.
-/// `dropouts` says who drops at which step (an empty plan: nobody). Every random choice
-/// (keys, shares, graph, session id) derives from `seed`: a reproducible simulation; a
-/// deployment builds [`ClientState`]s from OS entropy and uses [`run_client`] /
-/// [`run_server`].
+/// `dropouts` says who drops at which step (an empty plan: nobody). The public choices
+/// (the SecAgg+ graph, the session id) derive from `seed` through
+/// [`ppml_random::PublicSeed`]; the clients' secrets (keys, self-mask seeds, Shamir
+/// coefficients) come from `secrets`: [`SecretSource::Os`] in every real run,
+/// [`SecretSource::InsecureDeterministic`] only for reproducible tests.
 ///
 /// Errors: invalid inputs or configuration, and the server's abort
 /// ([`SecAggError::BelowThreshold`], [`SecAggError::NotEnoughShares`]).
@@ -447,6 +441,7 @@ pub fn aggregate_in_process(
     cfg: &SecAggConfig,
     dropouts: &DropoutPlan,
     seed: u64,
+    secrets: SecretSource,
 ) -> Result<AggregateOutcome, SecAggError> {
     let n = inputs.len();
     let dim = inputs.first().map_or(0, |v| v.len());
@@ -462,8 +457,9 @@ pub fn aggregate_in_process(
             dropouts.drops.len()
         )));
     }
+    let public = PublicSeed::new(seed);
     let mut session = [0u8; 16];
-    session.copy_from_slice(&derive(seed, "session", 0)[..16]);
+    session.copy_from_slice(&public.key("secagg/session")[..16]);
     let params = RoundParams::new(n, dim, cfg, session)?;
     let quant = params.quantizer()?;
     let net = NetConfig::default().with_timeout(cfg.timeout);
@@ -475,39 +471,26 @@ pub fn aggregate_in_process(
         server_chs.push(s);
         runners.push(ClientRunner::unstarted(c, dropouts.drop_at(i as u32)));
     }
-    let graph_seed = u64::from_le_bytes(
-        derive(seed, "graph", 0)[..8]
-            .try_into()
-            .map_err(|_| SecAggError::Internal("seed derivation".into()))?,
-    );
+    let graph_seed = public.derive_u64("secagg/graph");
     let server_state = ServerState::new(&params, graph_seed);
     let server = std::thread::Builder::new()
         .name("secagg-server".into())
         .spawn(move || run_server(server_chs, server_state))
         .map_err(|e| SecAggError::Internal(format!("cannot spawn the server thread: {e}")))?;
     // Clients build their state (keys, quantised input) in parallel, as part of step 0.
+    // Their secret randomness (key pairs, self-mask seeds, Shamir coefficients)
+    // comes from `secrets`: the OS unless a test asks for the insecure seed.
     runners
         .par_iter_mut()
         .zip(inputs.par_iter())
         .enumerate()
         .for_each(|(i, (r, x))| {
             if r.drop_at != Some(Step::AdvertiseKeys) {
-                let key = derive(seed, "client", i as u64);
                 r.start(|| {
-                    ClientState::new(i as u32, x, &params, ppml_sharing::prg::from_key(key))
-                });
-            }
-        });
-    // Clients build their state (keys, quantised input) in parallel, as part of step 0.
-    runners
-        .par_iter_mut()
-        .zip(inputs.par_iter())
-        .enumerate()
-        .for_each(|(i, (r, x))| {
-            if r.drop_at != Some(Step::AdvertiseKeys) {
-                let key = derive(seed, "client", i as u64);
-                r.start(|| {
-                    ClientState::new(i as u32, x, &params, ppml_sharing::prg::from_key(key))
+                    let rng = secrets
+                        .try_rng(&format!("secagg/client/{i}"))
+                        .map_err(|e| SecAggError::Internal(e.to_string()))?;
+                    ClientState::new(i as u32, x, &params, rng)
                 });
             }
         });

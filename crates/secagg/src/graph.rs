@@ -2,9 +2,6 @@
 //! Harary graph (Bell et al.): clients on a random cycle, each linked to the `degree / 2`
 //! nearest on either side, so every client has exactly `degree` neighbours.
 
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
-
 /// The masking / share-holding graph of a round.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Graph {
@@ -31,14 +28,18 @@ pub fn default_degree(n: usize) -> usize {
 }
 
 impl Graph {
-    /// The complete graph, or a random Harary graph of (even) `degree` drawn from `seed`
+    /// The complete graph, or a random Harary graph of (even) `degree` drawn from the
+    /// public `seed` (the graph is public: the server chooses and announces it)
     /// (the complete graph when `degree >= n - 1`).
     pub fn new(n: usize, degree: Option<usize>, seed: u64) -> Graph {
         match degree {
             Some(k) if k.div_ceil(2) * 2 < n.saturating_sub(1) => {
                 let degree = k.div_ceil(2) * 2;
                 let mut node_at: Vec<u32> = (0..n as u32).collect();
-                node_at.shuffle(&mut rand_chacha::ChaCha12Rng::seed_from_u64(seed));
+                ppml_random::shuffle(
+                    &mut node_at,
+                    &mut ppml_random::PublicSeed::new(seed).rng("secagg/graph"),
+                );
                 let mut pos = vec![0usize; n];
                 for (p, &u) in node_at.iter().enumerate() {
                     pos[u as usize] = p;

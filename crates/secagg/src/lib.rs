@@ -24,13 +24,14 @@
 //! ([`aggregate_in_process`]) with clients on rayon and the server on its own thread.
 //!
 //! ```
-//! use ppml_secagg::{aggregate_in_process, DropoutPlan, SecAggConfig, Step};
+//! use ppml_secagg::{aggregate_in_process, DropoutPlan, SecAggConfig, SecretSource, Step};
 //!
 //! # fn main() -> Result<(), ppml_secagg::SecAggError> {
 //! let inputs: Vec<Vec<f32>> = (0..5).map(|i| vec![0.1 * i as f32, -0.5, 0.25]).collect();
 //! // Client 2 disappears after sending its shares, before its masked input.
 //! let plan = DropoutPlan::with(5, &[(2, Step::MaskedInputCollection)])?;
-//! let out = aggregate_in_process(&inputs, &SecAggConfig::default(), &plan, 7)?;
+//! // Public choices from seed 7; the clients' keys and masks from the OS.
+//! let out = aggregate_in_process(&inputs, &SecAggConfig::default(), &plan, 7, SecretSource::Os)?;
 //! assert_eq!(out.survivors, vec![0, 1, 3, 4]);
 //! let expected = [0.8f32, -2.0, 1.0]; // sum over clients 0, 1, 3, 4
 //! for (s, e) in out.sum.iter().zip(expected) {
@@ -59,12 +60,14 @@ pub use driver::{
 };
 pub use graph::{Graph, default_degree};
 pub use messages::Step;
+/// Where the clients' secrets come from in [`aggregate_in_process`].
+pub use ppml_random::SecretSource;
 pub use quant::{Quantizer, ring_bits, ring_mask};
 pub use server::{ServerOutput, ServerState};
 
 use ppml_net::NetError;
 use ppml_sharing::SharingError;
-use rand::{RngExt, SeedableRng, seq::SliceRandom};
+use rand::RngExt;
 use std::time::Duration;
 
 /// Everything that can go wrong in a round.
@@ -307,9 +310,9 @@ impl DropoutPlan {
                 "dropout fraction must be in [0, 1], got {fraction}"
             )));
         }
-        let mut rng = rand_chacha::ChaCha12Rng::seed_from_u64(seed ^ 0xd50f_a11e);
-        let mut ids: Vec<usize> = (0..n).collect();
-        ids.shuffle(&mut rng);
+        // Simulated dropouts are a public, reproducible choice.
+        let mut rng = ppml_random::PublicSeed::new(seed).rng("secagg/dropout-plan");
+        let ids = ppml_random::permutation(n, &mut rng);
         let k = (fraction * n as f64).round() as usize;
         let mut plan = Self::none(n);
         for &i in &ids[..k.min(n)] {

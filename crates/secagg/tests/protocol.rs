@@ -4,7 +4,13 @@
 use ppml_net::{NetConfig, in_memory_pair};
 use ppml_secagg::messages::*;
 use ppml_secagg::*;
-use ppml_sharing::prg;
+/// Reproducible test randomness (client secrets included): insecure by design.
+mod prg {
+    pub fn seeded(seed: u64) -> ppml_random::SecretRng {
+        ppml_random::insecure_deterministic_rng(seed, "test/secagg")
+    }
+    pub use ppml_random::os_rng as from_entropy;
+}
 use proptest::prelude::*;
 
 fn inputs(n: usize, d: usize, seed: u64) -> Vec<Vec<f32>> {
@@ -28,7 +34,14 @@ fn plain_sum(xs: &[Vec<f32>], ids: &[u32], p: &RoundParams) -> Vec<u64> {
 }
 
 fn check(xs: &[Vec<f32>], cfg: &SecAggConfig, plan: &DropoutPlan, seed: u64) -> AggregateOutcome {
-    let out = aggregate_in_process(xs, cfg, plan, seed).unwrap();
+    let out = aggregate_in_process(
+        xs,
+        cfg,
+        plan,
+        seed,
+        SecretSource::InsecureDeterministic(seed),
+    )
+    .unwrap();
     let expected_survivors: Vec<u32> = (0..xs.len() as u32)
         .filter(|&i| plan.drop_at(i).is_none_or(|s| s == Step::Unmasking))
         .collect();
@@ -124,7 +137,7 @@ fn aborts_below_threshold() {
     };
     let plan =
         DropoutPlan::with(6, &[(0, Step::MaskedInputCollection), (4, Step::ShareKeys)]).unwrap();
-    match aggregate_in_process(&xs, &cfg, &plan, 1) {
+    match aggregate_in_process(&xs, &cfg, &plan, 1, SecretSource::Os) {
         Err(SecAggError::BelowThreshold {
             step,
             alive,
@@ -140,7 +153,7 @@ fn aborts_below_threshold() {
     }
     // Dropping only at unmasking: the masked inputs arrived, but too few share holders answer.
     let plan = DropoutPlan::with(6, &[(1, Step::Unmasking), (2, Step::Unmasking)]).unwrap();
-    let err = aggregate_in_process(&xs, &cfg, &plan, 1).unwrap_err();
+    let err = aggregate_in_process(&xs, &cfg, &plan, 1, SecretSource::Os).unwrap_err();
     assert!(matches!(
         err,
         SecAggError::BelowThreshold {
@@ -156,7 +169,7 @@ fn aborts_below_threshold() {
             ..SecAggConfig::default()
         };
         assert!(matches!(
-            aggregate_in_process(&xs, &cfg, &DropoutPlan::default(), 1),
+            aggregate_in_process(&xs, &cfg, &DropoutPlan::default(), 1, SecretSource::Os),
             Err(SecAggError::InvalidConfig(_))
         ));
     }
@@ -165,7 +178,8 @@ fn aborts_below_threshold() {
             &xs[..1],
             &SecAggConfig::default(),
             &DropoutPlan::default(),
-            1
+            1,
+            SecretSource::Os
         )
         .is_err()
     );
@@ -182,7 +196,7 @@ fn graph_neighbourhood_without_enough_share_holders_aborts() {
         ..SecAggConfig::default()
     };
     let plan = DropoutPlan::with(12, &[(5, Step::Unmasking)]).unwrap();
-    let err = aggregate_in_process(&xs, &cfg, &plan, 2).unwrap_err();
+    let err = aggregate_in_process(&xs, &cfg, &plan, 2, SecretSource::Os).unwrap_err();
     assert!(
         matches!(
             err,
@@ -483,7 +497,7 @@ proptest! {
         let xs = inputs(n, d, seed);
         let cfg = SecAggConfig { graph, degree: graph.then_some(4), ..SecAggConfig::default() };
         let plan = DropoutPlan::random(n, frac, seed).unwrap();
-        match aggregate_in_process(&xs, &cfg, &plan, seed) {
+        match aggregate_in_process(&xs, &cfg, &plan, seed, SecretSource::Os) {
             Ok(out) => prop_assert_eq!(out.sum_quantised, plain_sum(&xs, &out.survivors, &out.params)),
             Err(SecAggError::BelowThreshold { .. }) | Err(SecAggError::NotEnoughShares { .. }) => {}
             Err(e) => prop_assert!(false, "unexpected error {e}"),

@@ -6,7 +6,8 @@
 //! each party adds/subtracts/negates its own shares, multiplies them by public
 //! values, and exactly one party (index 0) adds a public constant.
 
-use crate::{RingTensor, SharingError, prg::fill_u64};
+use crate::{RingTensor, SharingError};
+use ppml_random::fill_u64;
 use rand::{CryptoRng, Rng};
 
 /// Shares a scalar among `n >= 1` parties.

@@ -158,7 +158,9 @@ impl<'de> Deserialize<'de> for Fp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::prg::seeded;
+    fn seeded(seed: u64) -> ppml_random::SecretRng {
+        ppml_random::insecure_deterministic_rng(seed, "test/sharing")
+    }
 
     #[test]
     fn field_laws_and_encoding() {

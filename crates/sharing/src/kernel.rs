@@ -243,7 +243,7 @@ mod tests {
     proptest! {
         #[test]
         fn matches_reference(m in 0usize..40, k in 0usize..300, n in 0usize..40, seed in any::<u64>()) {
-            let mut rng = crate::prg::seeded(seed);
+            let mut rng = ppml_random::PublicSeed::new(seed).rng("test/kernel");
             let a = crate::prg::random_u64s(&mut rng, m * k);
             let b = crate::prg::random_u64s(&mut rng, k * n);
             let packed = PackedRhs::pack(&b, k, n).unwrap();
@@ -260,7 +260,7 @@ mod tests {
 
     #[test]
     fn portable_and_avx_agree() {
-        let mut rng = crate::prg::seeded(3);
+        let mut rng = ppml_random::PublicSeed::new(3).rng("test/kernel");
         let a = crate::prg::random_u64s(&mut rng, 7 * MR);
         let b = crate::prg::random_u64s(&mut rng, 7 * NR);
         let mut x = [[0u64; NR]; MR];

@@ -12,13 +12,14 @@
 //! * [`field`]: the prime field F_p with p = 2^255 - 19 (on crypto-bigint),
 //!   and [`shamir`]: t-of-n Shamir sharing over it plus additive sharing.
 //! * [`z67`]: the small field Z_67 that SecureNN uses for bit-wise shares.
-//! * [`prg`]: seeded ChaCha PRGs (reproducible tests, seed-derived
-//!   correlated randomness) and the OS-seeded CSPRNG.
+//! * [`prg`]: ring-element fills from any generator. Generators themselves
+//!   live in `ppml-random` (secrets from the OS, public seeds, test seeds).
 //!
 //! ```
-//! use ppml_sharing::{additive, prg, RingTensor};
+//! use ppml_sharing::{additive, RingTensor};
 //!
-//! let mut rng = prg::seeded(7);
+//! // Shares are secrets: their randomness comes from the OS.
+//! let mut rng = ppml_random::os_rng();
 //! let x = RingTensor::new(vec![2, 2], vec![1, 2, 3, 4]).unwrap();
 //! let shares = additive::share_tensor(&x, 3, &mut rng);
 //! // Any single share looks uniform; all three together give x back.

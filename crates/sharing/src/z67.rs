@@ -129,7 +129,9 @@ pub fn reconstruct(shares: &[Z67]) -> Z67 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::prg::seeded;
+    fn seeded(seed: u64) -> ppml_random::SecretRng {
+        ppml_random::insecure_deterministic_rng(seed, "test/sharing")
+    }
 
     #[test]
     fn field_laws_exhaustive() {

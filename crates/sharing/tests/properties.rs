@@ -2,7 +2,15 @@
 //! uniformity of single shares, and the ring matmul against a naive reference.
 
 use ppml_sharing::ring::{matmul_reference, u64s_to_le_bytes};
-use ppml_sharing::{Fp, RingTensor, SharingError, additive, prg, shamir};
+use ppml_sharing::{Fp, RingTensor, SharingError, additive, shamir};
+
+/// Reproducible test randomness (shares included): insecure by design.
+mod prg {
+    pub use ppml_random::random_u64s;
+    pub fn seeded(seed: u64) -> ppml_random::SecretRng {
+        ppml_random::insecure_deterministic_rng(seed, "test/sharing")
+    }
+}
 use proptest::prelude::*;
 
 fn tensor_strategy() -> impl Strategy<Value = RingTensor> {

@@ -9,7 +9,14 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use ppml_net::{NetConfig, Network};
-use ppml_sharing::prg;
+use ppml_smpc::SecretSource;
+/// Reproducible test randomness: insecure by design (benchmarks only).
+mod prg {
+    pub use ppml_random::random_u64s;
+    pub fn seeded(seed: u64) -> ppml_random::SecretRng {
+        ppml_random::insecure_deterministic_rng(seed, "bench/smpc")
+    }
+}
 use ppml_smpc::party::{P0, P1, P2, Party, ProtocolConfig};
 use ppml_smpc::{beaver, compare, sim};
 use std::sync::Barrier;
@@ -24,18 +31,23 @@ fn session<S: Send>(
 ) -> (Duration, u64, u64) {
     let barrier = Barrier::new(3);
     let nets = Network::in_memory(3, &NetConfig::default());
-    let runs = sim::run_networks(nets, ProtocolConfig::default(), Some(1), |p| {
-        let state = prepare(p);
-        barrier.wait();
-        let before = p.net.stats().total;
-        let t = Instant::now();
-        for _ in 0..iters {
-            step(p, &state);
-        }
-        let el = t.elapsed();
-        let d = p.net.stats().total - before;
-        Ok((el, d.bytes_sent, d.rounds))
-    })
+    let runs = sim::run_networks(
+        nets,
+        ProtocolConfig::default(),
+        SecretSource::InsecureDeterministic(1),
+        |p| {
+            let state = prepare(p);
+            barrier.wait();
+            let before = p.net.stats().total;
+            let t = Instant::now();
+            for _ in 0..iters {
+                step(p, &state);
+            }
+            let el = t.elapsed();
+            let d = p.net.stats().total - before;
+            Ok((el, d.bytes_sent, d.rounds))
+        },
+    )
     .expect("session");
     let bytes: u64 = runs.iter().map(|r| r.output.1).sum();
     let rounds = runs.iter().map(|r| r.output.2).max().unwrap_or(0);

@@ -1,11 +1,11 @@
 //! Times the ring matmul kernel on 1000x784 by 784x500 (median of 7).
-use ppml_sharing::prg;
+use ppml_random as prg;
 use ppml_smpc::kernel::{PackedRhs, matmul};
 use std::time::Instant;
 
 fn main() {
     let (m, k, n) = (1000, 784, 500);
-    let mut rng = prg::seeded(1);
+    let mut rng = prg::PublicSeed::new(1).rng("example/kernel");
     let a = prg::random_u64s(&mut rng, m * k);
     let b = prg::random_u64s(&mut rng, k * n);
     let p = PackedRhs::pack(&b, k, n).unwrap();

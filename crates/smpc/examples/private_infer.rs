@@ -23,7 +23,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let test = data.test.slice(0..count.min(data.test.len()));
     let cfg = InferConfig {
         batch,
-        seed: Some(7),
+        // Secrets (shares, masks, dealer seeds) come from the OS (the default).
         ..Default::default()
     };
     let r = run_in_process(&model, &test.images, &test.labels, &cfg)?;

@@ -11,7 +11,7 @@
 //! * [`FixedRhs::from_shares`]: `S02`: b0; `S12`: b1.
 
 use crate::kernel::{self, PackedRhs};
-use crate::party::{DATA_OWNER, MODEL_OWNER, P0, P1, P2, Party, Stream};
+use crate::party::{DATA_OWNER, MODEL_OWNER, P0, P1, P2, Party, Stream, TestOnlyLeak};
 use crate::{SmpcError, error::expect_len};
 
 fn add(a: &[u64], b: &[u64]) -> Vec<u64> {
@@ -139,7 +139,7 @@ impl FixedRhs {
         }
         expect_len("weights", w.len(), k * n)?;
         let b0 = owner.draw(Stream::M02, k * n)?;
-        let b1 = owner.draw(Stream::M12, k * n)?;
+        let b1 = weight_mask_b1(owner, k * n)?;
         let f: Vec<u64> = (0..k * n)
             .map(|i| w[i].wrapping_sub(b0[i]).wrapping_sub(b1[i]))
             .collect();
@@ -153,12 +153,15 @@ impl FixedRhs {
         match party.id {
             P2 => {
                 let b0 = party.draw(Stream::M02, k * n)?;
-                let b1 = party.draw(Stream::M12, k * n)?;
+                let b1 = weight_mask_b1(party, k * n)?;
                 Self::helper(&add(&b0, &b1), k, n)
             }
             j @ (P0 | P1) => {
-                let s = if j == P0 { Stream::M02 } else { Stream::M12 };
-                let b = party.draw(s, k * n)?;
+                let b = if j == P0 {
+                    party.draw(Stream::M02, k * n)?
+                } else {
+                    weight_mask_b1(party, k * n)?
+                };
                 let f = party.recv_len(MODEL_OWNER, k * n, "masked weights")?;
                 Self::computing(j, &f, &b, k, n)
             }
@@ -211,6 +214,16 @@ impl FixedRhs {
             f: PackedRhs::pack(f, k, n)?,
         })
     }
+}
+
+/// `B1`, P1's part of the weight mask (from `M12`). The TEST-ONLY
+/// `WeightMaskKnownToP0` mutation zeroes it, so P0 alone knows the mask.
+fn weight_mask_b1(party: &mut Party, len: usize) -> Result<Vec<u64>, SmpcError> {
+    let mut b1 = party.draw(Stream::M12, len)?;
+    if party.test_only.leak == TestOnlyLeak::WeightMaskKnownToP0 {
+        b1.fill(0);
+    }
+    Ok(b1)
 }
 
 /// A shared left operand after masking: P0/P1 hold the opened `E = X - A`

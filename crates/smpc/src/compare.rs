@@ -1,7 +1,9 @@
 //! Comparisons: DReLU, ReLU and selection, via a single PrivateCompare per
 //! element over Z_67 (SecureNN's PrivateCompare, used Falcon-style: one
-//! comparison gives the MSB directly, no ShareConvert), comparing only the
-//! `m = cmp_bits` low bits that can be non-zero.
+//! comparison gives the MSB directly, no ShareConvert), comparing the
+//! `m` low bits (`m = 63`, the default `cmp_bits`: every ring element; a
+//! narrower `m` when the caller has proved `|x| < 2^m`, as private inference
+//! does from the model owner's bounds).
 //!
 //! For a shared `x` with `-2^m <= x < 2^m` (as a signed ring integer):
 //! 1. P0 and P1 open `c = x + 2^m + r` with `r = r0 + r1` uniform in Z_2^64
@@ -17,12 +19,18 @@
 //!    `r v` and of `t v` for each payload mask `t`, from which P0/P1 get
 //!    shares of `DReLU(x)`, `ReLU(x) = x DReLU(x)` and `y DReLU(x)` locally.
 //!
+//! With [`select_trunc`], P2 also deals the shares that give P0/P1 the exact
+//! truncation of `x` from the same opening (no extra round).
+//!
 //! Three rounds, whatever the number of elements. Draw order:
-//! `S02`: r0, t0, rho0, then v0, rv0, tv0; `S12`: r1, t1;
+//! `S02`: r0, t0, rho0, then P0's reply shares (v0, rv0, [the six truncation
+//! values], tv0) in one draw; `S12`: r1, t1;
 //! `S01`: beta, s, u, rot. rho0 and the `S01` masks are drawn chunk by chunk
 //! (chunks of 8000 elements, in order).
 
-use crate::party::{P0, P1, P2, Party, Prg, Stream, fill_below, fill_z67, fill_z67_nonzero};
+use crate::party::{
+    FULL_CMP_BITS, P0, P1, P2, Party, Prg, Stream, fill_below, fill_z67, fill_z67_nonzero,
+};
 use crate::{SmpcError, error::expect_len};
 
 const P: u32 = 67;
@@ -38,6 +46,10 @@ pub struct SelectOut {
     pub relu: Vec<u64>,
     /// For each payload `y`, shares of `y * DReLU(x)`.
     pub products: Vec<Vec<u64>>,
+    /// [`select_trunc`] only: shares of `x` truncated by `frac_bits`.
+    pub trunc: Vec<u64>,
+    /// [`select_trunc`] only: shares of `DReLU(x)` times the truncated `x`.
+    pub relu_trunc: Vec<u64>,
 }
 
 /// Common randomness of P0 and P1 for one PrivateCompare batch of `n`
@@ -188,18 +200,187 @@ fn rho_correction_impl(m: usize, r: &[u64], rho0: &[u8], rho1: &mut [u8]) {
 }
 
 /// Vectorised selection on `n` shared elements: shares of `DReLU(x)`,
-/// `ReLU(x)` and `y * DReLU(x)` for each payload `y` (each `n` elements).
-/// Requires `-2^m <= x < 2^m` (`m = cmp_bits`); payloads are unrestricted.
-/// P2 passes empty slices for `x` and the payloads (their count matters).
+/// `ReLU(x)` and `y * DReLU(x)` for each payload `y` (each `n` elements),
+/// comparing `m = party.cfg.cmp_bits` bits (default 63: exact for every ring
+/// element). Payloads are unrestricted. P2 passes empty slices for `x` and
+/// the payloads (their count matters).
 pub fn select(
     party: &mut Party,
     n: usize,
     x: &[u64],
     payloads: &[&[u64]],
 ) -> Result<SelectOut, SmpcError> {
-    let m = party.cfg.cmp_bits as usize;
+    let m = party.cfg.cmp_bits;
+    select_at(party, m, n, x, payloads)
+}
+
+/// [`select`] at an explicit width `m` (`1..=63`): exact when
+/// `-2^m <= x < 2^m` as signed ring integers; outside, `DReLU` is bit `m` of
+/// `x + 2^m`, i.e. wrong. Callers prove the range first (private inference
+/// does, from the model owner's bounds).
+pub fn select_at(
+    party: &mut Party,
+    m: u32,
+    n: usize,
+    x: &[u64],
+    payloads: &[&[u64]],
+) -> Result<SelectOut, SmpcError> {
+    select_inner(party, m, n, x, payloads, None)
+}
+
+/// Selection with exact truncation of its input by `f = party.cfg.frac_bits`
+/// (for `x` carrying `2f` fractional bits): `trunc` holds shares of
+/// `t = floor(x / 2^f)` or `t + 1` (one ulp, like local truncation, but never
+/// a wrap-around failure), `drelu` shares of `[t >= 0]`, `relu_trunc` shares
+/// of `max(t, 0)`, and `products` of `y [t >= 0]`. Exact for every `x` with
+/// `-2^m + 2^f <= x < 2^m - 2^f`; requires `m > f`. (`relu`, the untruncated
+/// ReLU, is left empty.)
+///
+/// The opening is the same as [`select_at`]'s, `c = x + 2^m + r`, but the
+/// PrivateCompare runs on bits `f..m` only: it computes the carry `w` of
+/// `(c >> f) - (r >> f)` in Z_2^(64-f), so `m - f` positions instead of `m`.
+/// There, `x~ = (c >> f) - (r >> f) + 2^(64-f) W` (as integers) equals
+/// `((x + 2^m) >> f) + b` with `b` in {0, 1}, where the wrap-around bit `W`
+/// is the carry out of bit `m - f` (the majority of `DReLU`, `r_m` and `w`)
+/// times `A = [bits m+1..63 of r are all one]`. P2 deals shares of
+/// `r >> f`, `(r >> f) v` and, modulo `2^f` only (they are multiplied by
+/// `2^(64-f)`), of `A`, `A r_m`, `A v` and `A r_m v`; P0 and P1 assemble `W`,
+/// `t = x~ - 2^(m-f)` and `[t >= 0] t` linearly. docs/PROTOCOLS.md has the
+/// derivation.
+pub fn select_trunc(
+    party: &mut Party,
+    m: u32,
+    n: usize,
+    x: &[u64],
+    payloads: &[&[u64]],
+) -> Result<SelectOut, SmpcError> {
+    let f = party.cfg.frac_bits;
+    if m <= f {
+        return Err(SmpcError::Config(format!(
+            "exact truncation by {f} bits needs a comparison width above {f}, got {m}"
+        )));
+    }
+    select_inner(party, m, n, x, payloads, Some(f))
+}
+
+/// Lane width of the packed shares of `A`, `A r_m`, `A v` and `A r_m v`:
+/// they are only ever multiplied by `2^(64-f)`, so their shares matter
+/// modulo `2^f` only, and four of them share one or two ring words.
+fn lane_bits(f: u32) -> u32 {
+    if f <= 16 { 16 } else { 32 }
+}
+
+/// Ring words per element in P2's reply besides the payload products:
+/// `v`, `r v`; with truncation `v`, `r >> f`, `(r >> f) v` and the packed
+/// lanes (one word for `f <= 16`, two up to 32).
+fn reply_width(trunc: Option<u32>) -> usize {
+    match trunc {
+        None => 2,
+        Some(f) => 3 + (4 * lane_bits(f) / 64) as usize,
+    }
+}
+
+/// Lane `i` (of four) of the packed words of one element (`words[k]` is word
+/// `k` of it), as a ring value that is right modulo `2^lane_bits`.
+#[inline(always)]
+fn lane(words: [u64; 2], i: usize, lb: u32) -> u64 {
+    let per = (64 / lb) as usize;
+    let mask = u64::MAX >> (64 - lb);
+    (words[i / per] >> ((i % per) as u32 * lb)) & mask
+}
+
+/// P2's reply for one batch of elements: `r`, `t` (payload masks, `n * np`)
+/// and `bp` (the PrivateCompare outcomes `w xor beta`).
+struct DealerShares<'a> {
+    r: &'a [u64],
+    t: &'a [u64],
+    bp: &'a [u8],
+}
+
+crate::simd::dispatch!(fn dealer_reply(m: u32, trunc: Option<u32>, d: &DealerShares<'_>, p0: &[u64], reply: &mut [u64]) => dealer_reply_impl);
+
+/// `reply[k * n + e]` = word `k` of element `e` minus P0's share
+/// `p0[k * n + e]` (lane-wise for the packed words); words in the order of
+/// [`reply_width`], then the payload products `t v`.
+#[inline(always)]
+fn dealer_reply_impl(
+    m: u32,
+    trunc: Option<u32>,
+    d: &DealerShares<'_>,
+    p0: &[u64],
+    reply: &mut [u64],
+) {
+    let n = d.r.len();
+    let k = reply_width(trunc);
+    let np = d.t.len() / n.max(1);
+    for e in 0..n {
+        let r = d.r[e];
+        let a = (r >> m) & 1;
+        let v = u64::from(d.bp[e]) ^ a;
+        match trunc {
+            None => {
+                reply[e] = v.wrapping_sub(p0[e]);
+                reply[n + e] = r.wrapping_mul(v).wrapping_sub(p0[n + e]);
+            }
+            Some(f) => {
+                let rs = r >> f;
+                reply[e] = v.wrapping_sub(p0[e]);
+                reply[n + e] = rs.wrapping_sub(p0[n + e]);
+                reply[2 * n + e] = rs.wrapping_mul(v).wrapping_sub(p0[2 * n + e]);
+                // A: the bits of r above m are all one (m = 63: none, A = 1).
+                let big_a = if m >= 63 {
+                    1
+                } else {
+                    u64::from((r >> (m + 1)) == (u64::MAX >> (m + 1)))
+                };
+                let g = [big_a, big_a & a, big_a & v, big_a & a & v];
+                let lb = lane_bits(f);
+                let per = (64 / lb) as usize;
+                let mask = u64::MAX >> (64 - lb);
+                let mine = [p0[3 * n + e], if k > 4 { p0[4 * n + e] } else { 0 }];
+                let mut words = [0u64; 2];
+                for (i, gi) in g.iter().enumerate() {
+                    let corr = gi.wrapping_sub(lane(mine, i, lb)) & mask;
+                    words[i / per] |= corr << ((i % per) as u32 * lb);
+                }
+                for (w, word) in words.iter().enumerate().take(k - 3) {
+                    reply[(3 + w) * n + e] = *word;
+                }
+            }
+        }
+        for p in 0..np {
+            let idx = p * n + e;
+            reply[k * n + idx] = d.t[idx].wrapping_mul(v).wrapping_sub(p0[k * n + idx]);
+        }
+    }
+}
+
+fn select_inner(
+    party: &mut Party,
+    m: u32,
+    n: usize,
+    x: &[u64],
+    payloads: &[&[u64]],
+    trunc: Option<u32>,
+) -> Result<SelectOut, SmpcError> {
+    if m == 0 || m > FULL_CMP_BITS {
+        return Err(SmpcError::Config(format!(
+            "comparison width {m} must be in 1..={FULL_CMP_BITS}"
+        )));
+    }
+    let mb = m;
+    // With truncation the PrivateCompare skips the f low bits: it compares
+    // c >> f with r >> f on m - f bits (see `select_trunc`).
+    let shift = trunc.unwrap_or(0);
+    if shift >= mb {
+        return Err(SmpcError::Config(format!(
+            "comparison width {mb} must exceed the truncation shift {shift}"
+        )));
+    }
+    let m = (mb - shift) as usize;
     let np = payloads.len();
     let w = m + 1;
+    let kw = reply_width(trunc);
     // Local work runs in chunks of CHUNK elements (working set in L2); the
     // messages are chunk-major, position-major within a chunk.
     let chunks = || (0..n).step_by(CHUNK).map(move |s| (s, CHUNK.min(n - s)));
@@ -219,12 +400,13 @@ pub fn select(
                 .zip(&t1)
                 .map(|(a, b)| a.wrapping_add(*b))
                 .collect();
+            let r_pc: Vec<u64> = r.iter().map(|v| v >> shift).collect();
             let mut rho1 = vec![0u8; n * m];
             let mut rho0 = vec![0u8; CHUNK * m];
             for (s0, len) in chunks() {
                 let z = &mut rho0[..len * m];
                 fill_z67(party.prg(Stream::S02)?, z);
-                rho_correction(m, &r[s0..s0 + len], z, &mut rho1[s0 * m..(s0 + len) * m]);
+                rho_correction(m, &r_pc[s0..s0 + len], z, &mut rho1[s0 * m..(s0 + len) * m]);
             }
             party.net.send_bytes(P1, rho1)?;
             let d0 = party.net.recv_bytes(P0)?;
@@ -239,19 +421,14 @@ pub fn select(
                     &d1[s0 * w..(s0 + len) * w],
                 ));
             }
-            let v0 = party.draw(Stream::S02, n)?;
-            let rv0 = party.draw(Stream::S02, n)?;
-            let tv0 = party.draw(Stream::S02, n * np)?;
-            let mut reply = vec![0u64; n * (2 + np)];
-            for e in 0..n {
-                let v = u64::from(bp[e]) ^ ((r[e] >> m) & 1);
-                reply[e] = v.wrapping_sub(v0[e]);
-                reply[n + e] = r[e].wrapping_mul(v).wrapping_sub(rv0[e]);
-                for p in 0..np {
-                    let idx = p * n + e;
-                    reply[2 * n + idx] = t[idx].wrapping_mul(v).wrapping_sub(tv0[idx]);
-                }
-            }
+            let p0 = party.draw(Stream::S02, n * (kw + np))?;
+            let mut reply = vec![0u64; n * (kw + np)];
+            let dealt = DealerShares {
+                r: &r,
+                t: &t,
+                bp: &bp,
+            };
+            dealer_reply(mb, trunc, &dealt, &p0, &mut reply);
             party.net.send_u64s(P1, &reply)?;
             Ok(SelectOut::default())
         }
@@ -263,7 +440,7 @@ pub fn select(
             let s = if j == P0 { Stream::S02 } else { Stream::S12 };
             let r = party.draw(s, n)?;
             let t = party.draw(s, n * np)?;
-            let offset = if j == P0 { 1u64 << m } else { 0 };
+            let offset = if j == P0 { 1u64 << mb } else { 0 };
             let mut msg = Vec::with_capacity(n * (1 + np));
             msg.extend((0..n).map(|e| x[e].wrapping_add(r[e]).wrapping_add(offset)));
             for (p, y) in payloads.iter().enumerate() {
@@ -271,6 +448,7 @@ pub fn select(
             }
             let opened = party.open(&msg)?;
             let (c, e_all) = opened.split_at(n);
+            let c_pc: Vec<u64> = c.iter().map(|v| v >> shift).collect();
             let rho_all = if j == P1 {
                 let v = party.net.recv_bytes(P2)?;
                 expect_len("bit shares", v.len(), n * m)?;
@@ -293,7 +471,7 @@ pub fn select(
                 pc_message_into(
                     j,
                     m,
-                    &c[s0..s0 + len],
+                    &c_pc[s0..s0 + len],
                     rho,
                     &masks,
                     &mut d[s0 * w..(s0 + len) * w],
@@ -302,42 +480,131 @@ pub fn select(
                 beta.extend_from_slice(&masks.beta);
             }
             party.net.send_bytes(P2, d)?;
-            let (v, rv, tv) = if j == P0 {
-                let v = party.draw(Stream::S02, n)?;
-                let rv = party.draw(Stream::S02, n)?;
-                let tv = party.draw(Stream::S02, n * np)?;
-                (v, rv, tv)
+            let dealt = if j == P0 {
+                party.draw(Stream::S02, n * (kw + np))?
             } else {
-                let mut reply = party.recv_len(P2, n * (2 + np), "select reply")?;
-                let tv = reply.split_off(2 * n);
-                let rv = reply.split_off(n);
-                (reply, rv, tv)
+                party.recv_len(P2, n * (kw + np), "select reply")?
             };
-            let lead = u64::from(j == P0);
             let mut out = SelectOut {
                 drelu: vec![0; n],
-                relu: vec![0; n],
+                relu: vec![0; if trunc.is_some() { 0 } else { n }],
                 products: vec![vec![0; n]; np],
+                trunc: Vec::new(),
+                relu_trunc: Vec::new(),
             };
-            for e in 0..n {
-                let u = ((c[e] >> m) & 1) ^ u64::from(beta[e]);
-                // (1 - 2u) as a ring element: 1 or -1.
-                let sign = 1u64.wrapping_sub(u << 1);
-                out.drelu[e] = (lead * u).wrapping_add(sign.wrapping_mul(v[e]));
-                let xv = c[e]
-                    .wrapping_sub(1u64 << m)
-                    .wrapping_mul(v[e])
-                    .wrapping_sub(rv[e]);
-                out.relu[e] = u.wrapping_mul(x[e]).wrapping_add(sign.wrapping_mul(xv));
-                for (p, y) in payloads.iter().enumerate() {
-                    let idx = p * n + e;
-                    let yv = e_all[idx].wrapping_mul(v[e]).wrapping_sub(tv[idx]);
-                    out.products[p][e] = u.wrapping_mul(y[e]).wrapping_add(sign.wrapping_mul(yv));
-                }
+            let opened = Opened {
+                c,
+                e_all,
+                beta: &beta,
+            };
+            combine(j, mb, kw, x, payloads, &opened, &dealt, &mut out);
+            if let Some(f) = trunc {
+                out.trunc = vec![0; n];
+                out.relu_trunc = vec![0; n];
+                combine_trunc(j, mb, f, &opened, &dealt, &mut out);
             }
             Ok(out)
         }
         other => Err(SmpcError::Role(format!("party {other} cannot compare"))),
+    }
+}
+
+/// What P0 and P1 hold in common after the opening: `c`, the opened
+/// payloads and the PrivateCompare flips `beta`.
+struct Opened<'a> {
+    c: &'a [u64],
+    e_all: &'a [u64],
+    beta: &'a [u8],
+}
+
+/// Shares of `DReLU(x)`, `ReLU(x)` and the payload products from the dealt
+/// `v`, `r v`, `t v` (layout of [`dealer_reply_impl`]).
+#[allow(clippy::too_many_arguments)]
+fn combine(
+    j: usize,
+    m: u32,
+    kw: usize,
+    x: &[u64],
+    payloads: &[&[u64]],
+    o: &Opened<'_>,
+    dealt: &[u64],
+    out: &mut SelectOut,
+) {
+    let n = o.c.len();
+    let lead = u64::from(j == P0);
+    let v = &dealt[..n];
+    // Without truncation, word 1 is r v (for ReLU of the untruncated x).
+    let rv = if out.relu.is_empty() {
+        &[][..]
+    } else {
+        &dealt[n..2 * n]
+    };
+    let tv = &dealt[kw * n..];
+    for e in 0..n {
+        let u = ((o.c[e] >> m) & 1) ^ u64::from(o.beta[e]);
+        // (1 - 2u) as a ring element: 1 or -1.
+        let sign = 1u64.wrapping_sub(u << 1);
+        out.drelu[e] = (lead * u).wrapping_add(sign.wrapping_mul(v[e]));
+        if !rv.is_empty() {
+            let xv = o.c[e]
+                .wrapping_sub(1u64 << m)
+                .wrapping_mul(v[e])
+                .wrapping_sub(rv[e]);
+            out.relu[e] = u.wrapping_mul(x[e]).wrapping_add(sign.wrapping_mul(xv));
+        }
+        for (p, y) in payloads.iter().enumerate() {
+            let idx = p * n + e;
+            let yv = o.e_all[idx].wrapping_mul(v[e]).wrapping_sub(tv[idx]);
+            out.products[p][e] = u.wrapping_mul(y[e]).wrapping_add(sign.wrapping_mul(yv));
+        }
+    }
+}
+
+/// Shares of the exact truncation `t` and of `DReLU(x) t` (see
+/// [`select_trunc`]; docs/PROTOCOLS.md derives the formulas).
+fn combine_trunc(j: usize, m: u32, f: u32, o: &Opened<'_>, dealt: &[u64], out: &mut SelectOut) {
+    let n = o.c.len();
+    let lead = u64::from(j == P0);
+    let col = |k: usize| &dealt[k * n..(k + 1) * n];
+    let (v, rs, rsv) = (col(0), col(1), col(2));
+    let lb = lane_bits(f);
+    let two = reply_width(Some(f)) > 4;
+    // 2^(m-f): the offset 2^m after the shift; 2^(64-f): the wrap-around.
+    let k_off = 1u64 << (m - f);
+    let wrap = 1u64 << (64 - f);
+    for e in 0..n {
+        let words = [dealt[3 * n + e], if two { dealt[4 * n + e] } else { 0 }];
+        let (ga, gaa, gav, gaav) = (
+            lane(words, 0, lb),
+            lane(words, 1, lb),
+            lane(words, 2, lb),
+            lane(words, 3, lb),
+        );
+        let c = o.c[e];
+        let cm = (c >> m) & 1;
+        let ncm = 1 - cm;
+        let beta = o.beta[e] == 1;
+        let u = cm ^ u64::from(o.beta[e]);
+        let sign = 1u64.wrapping_sub(u << 1);
+        let pub_part = (c >> f).wrapping_sub(k_off);
+        // W = A * maj(DReLU, r_m, w): for beta = 0, A r_m - A r_m v + (1 - c_m) A v;
+        // for beta = 1, A r_m v + (1 - c_m)(A - A v).
+        let w_share = if beta {
+            gaav.wrapping_add(ncm.wrapping_mul(ga.wrapping_sub(gav)))
+        } else {
+            gaa.wrapping_sub(gaav).wrapping_add(ncm.wrapping_mul(gav))
+        };
+        let t = (lead * pub_part)
+            .wrapping_sub(rs[e])
+            .wrapping_add(wrap.wrapping_mul(w_share));
+        // W v: for beta = 0, (1 - c_m) A v; for beta = 1, A r_m v.
+        let wv = if beta { gaav } else { ncm.wrapping_mul(gav) };
+        let tv = pub_part
+            .wrapping_mul(v[e])
+            .wrapping_sub(rsv[e])
+            .wrapping_add(wrap.wrapping_mul(wv));
+        out.trunc[e] = t;
+        out.relu_trunc[e] = u.wrapping_mul(t).wrapping_add(sign.wrapping_mul(tv));
     }
 }
 
@@ -351,15 +618,26 @@ pub fn drelu(party: &mut Party, n: usize, x: &[u64]) -> Result<Vec<u64>, SmpcErr
     Ok(select(party, n, x, &[])?.drelu)
 }
 
-/// Element-wise `max(a, b) = b + ReLU(a - b)` (`a - b` must be within the
-/// compare range).
+/// [`drelu`] at an explicit width (see [`select_at`]).
+pub fn drelu_at(party: &mut Party, m: u32, n: usize, x: &[u64]) -> Result<Vec<u64>, SmpcError> {
+    Ok(select_at(party, m, n, x, &[])?.drelu)
+}
+
+/// [`relu`] at an explicit width (see [`select_at`]).
+pub fn relu_at(party: &mut Party, m: u32, n: usize, x: &[u64]) -> Result<Vec<u64>, SmpcError> {
+    Ok(select_at(party, m, n, x, &[])?.relu)
+}
+
+/// Element-wise `max(a, b) = b + ReLU(a - b)`, exact for all ring values at
+/// the default width.
 pub fn max2(party: &mut Party, n: usize, a: &[u64], b: &[u64]) -> Result<Vec<u64>, SmpcError> {
+    let m = party.cfg.cmp_bits;
     if party.id == P2 {
-        select(party, n, &[], &[])?;
+        select_at(party, m, n, &[], &[])?;
         return Ok(Vec::new());
     }
     let diff: Vec<u64> = a.iter().zip(b).map(|(x, y)| x.wrapping_sub(*y)).collect();
-    let r = select(party, n, &diff, &[])?.relu;
+    let r = select_at(party, m, n, &diff, &[])?.relu;
     Ok(b.iter().zip(&r).map(|(x, y)| x.wrapping_add(*y)).collect())
 }
 
@@ -369,6 +647,20 @@ pub fn max2(party: &mut Party, n: usize, a: &[u64], b: &[u64]) -> Result<Vec<u64
 /// index of the maximum within its group (first index on ties).
 pub fn max_groups(
     party: &mut Party,
+    count: usize,
+    size: usize,
+    groups: &[u64],
+    with_index: bool,
+) -> Result<(Vec<u64>, Vec<u64>), SmpcError> {
+    let m = party.cfg.cmp_bits;
+    max_groups_at(party, m, count, size, groups, with_index)
+}
+
+/// [`max_groups`] comparing `m` bits: exact when every difference of two
+/// group members satisfies `-2^m <= a - b < 2^m`.
+pub fn max_groups_at(
+    party: &mut Party,
+    m: u32,
     count: usize,
     size: usize,
     groups: &[u64],
@@ -409,7 +701,7 @@ pub fn max_groups(
         let next_width = width - pairs;
         if helper {
             let payloads: Vec<&[u64]> = if with_index { vec![&[]] } else { vec![] };
-            select(party, n, &[], &payloads)?;
+            select_at(party, m, n, &[], &payloads)?;
             width = next_width;
             continue;
         }
@@ -428,7 +720,7 @@ pub fn max_groups(
             }
         }
         let payloads: Vec<&[u64]> = if with_index { vec![&idiff] } else { vec![] };
-        let out = select(party, n, &diff, &payloads)?;
+        let out = select_at(party, m, n, &diff, &payloads)?;
         let mut nvals = vec![0u64; next_width * count];
         let mut nidx = vec![0u64; if with_index { next_width * count } else { 0 }];
         for q in 0..pairs {
@@ -463,4 +755,15 @@ pub fn argmax(
     x: &[u64],
 ) -> Result<Vec<u64>, SmpcError> {
     Ok(max_groups(party, rows, cols, x, true)?.1)
+}
+
+/// [`argmax`] comparing `m` bits (see [`max_groups_at`]).
+pub fn argmax_at(
+    party: &mut Party,
+    m: u32,
+    rows: usize,
+    cols: usize,
+    x: &[u64],
+) -> Result<Vec<u64>, SmpcError> {
+    Ok(max_groups_at(party, m, rows, cols, x, true)?.1)
 }

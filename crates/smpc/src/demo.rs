@@ -19,7 +19,7 @@ use crate::SmpcError;
 use crate::inference::PartyTraffic;
 use ppml_fixedpoint::FixedPoint;
 use ppml_net::{NetConfig, Network};
-use ppml_sharing::{RingTensor, additive, prg};
+use ppml_sharing::{RingTensor, additive};
 
 /// What a run of [`affine_on_shares`] gives the owner, and what it cost.
 #[derive(Clone, Debug)]
@@ -78,7 +78,7 @@ pub fn affine_on_shares(
             s.spawn(move || compute_party(&mut p1, fp, enc_a, enc_b, true).map(|_| p1.stats()));
         let h2 =
             s.spawn(move || compute_party(&mut p2, fp, enc_a, enc_b, false).map(|_| p2.stats()));
-        let shares = additive::share_tensor(&x, 2, &mut prg::from_entropy());
+        let shares = additive::share_tensor(&x, 2, &mut ppml_random::os_rng());
         owner.send(1, &shares[0])?;
         owner.send(2, &shares[1])?;
         let y1: RingTensor = owner.recv(1)?;

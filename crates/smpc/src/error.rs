@@ -33,6 +33,11 @@ pub enum SmpcError {
     /// An invalid configuration value.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A value the protocols cannot represent or compare correctly: the
+    /// message names the range (e.g. a model whose pre-activations can exceed
+    /// the ring, or an input outside the model's declared input range).
+    #[error("out of range: {0}")]
+    Range(String),
     /// A party thread panicked (in-process runs only).
     #[error("party {0} panicked")]
     Panicked(String),

@@ -13,13 +13,16 @@
 
 use crate::beaver::{self, FixedRhs, Masked};
 use crate::party::{
-    DATA_OWNER, MODEL_OWNER, P0, P1, P2, Party, ProtocolConfig, Stream, party_name,
+    DATA_OWNER, MODEL_OWNER, P0, P1, P2, Party, ProtocolConfig, Stream, TestOnlyLeak, Truncation,
+    party_name,
 };
+pub use crate::range::{DEFAULT_INPUT_RANGE, RangePlan};
 use crate::sim::{self, PartyRun};
 use crate::{SmpcError, compare, error::expect_len};
 use ppml_fixedpoint::FixedPoint;
 use ppml_net::{NetConfig, Network, NetworkStats};
 use ppml_nn::{Layer, Model};
+use ppml_random::SecretSource;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
@@ -51,13 +54,19 @@ pub enum LayerPlan {
     },
 }
 
-/// The public description of a model: its layers' shapes.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// The public description of a model: its layers' shapes, and what the
+/// model owner proved about its value ranges (the comparison widths).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelPlan {
     pub arch: String,
     pub input_size: usize,
     pub output_size: usize,
     pub layers: Vec<LayerPlan>,
+    /// Input range, comparison widths and failure bound (see [`RangePlan`]);
+    /// empty from [`ModelPlan::from_model`], filled by
+    /// [`ModelPlan::for_protocol`].
+    #[serde(default)]
+    pub ranges: RangePlan,
 }
 
 impl LayerPlan {
@@ -158,10 +167,60 @@ impl ModelPlan {
             input_size: model.input_size(),
             output_size: out,
             layers,
+            ranges: RangePlan::default(),
         })
     }
 
-    fn check(&self) -> Result<(), SmpcError> {
+    /// The plan the model owner sends: shapes plus the range analysis of
+    /// `model` for inputs in `input_range` under `cfg` (fails with
+    /// [`SmpcError::Range`] when the model's values cannot be computed
+    /// exactly).
+    pub fn for_protocol(
+        model: &Model,
+        cfg: &ProtocolConfig,
+        input_range: (f64, f64),
+    ) -> Result<ModelPlan, SmpcError> {
+        let mut plan = Self::from_model(model)?;
+        plan.ranges = RangePlan::analyse(model, &plan, cfg, input_range)?;
+        Ok(plan)
+    }
+
+    /// A received plan against this party's configuration: same fixed point
+    /// and truncation, one width per comparison stage, none wider than
+    /// `cfg.cmp_bits`.
+    fn check_ranges(&self, cfg: &ProtocolConfig) -> Result<(), SmpcError> {
+        let r = &self.ranges;
+        if r.frac_bits != cfg.frac_bits || r.truncation != cfg.truncation {
+            return Err(SmpcError::Config(format!(
+                "the model owner's plan is for {} fractional bits and {} truncation, \
+                 this party runs {} and {}",
+                r.frac_bits, r.truncation, cfg.frac_bits, cfg.truncation
+            )));
+        }
+        let want = RangePlan::stage_count(self, r.truncation);
+        if r.widths.len() != want {
+            return Err(SmpcError::Model(format!(
+                "plan has {} comparison widths, its layers need {want}",
+                r.widths.len()
+            )));
+        }
+        if let Some(w) = r.widths.iter().find(|&&w| w == 0 || w > cfg.cmp_bits) {
+            return Err(SmpcError::Range(format!(
+                "the plan asks for a {w}-bit comparison; this party allows 1..={}",
+                cfg.cmp_bits
+            )));
+        }
+        let (lo, hi) = r.input_range;
+        if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
+            return Err(SmpcError::Model(format!(
+                "plan declares input range [{lo}, {hi}]"
+            )));
+        }
+        Ok(())
+    }
+
+    fn check(&self, cfg: &ProtocolConfig) -> Result<(), SmpcError> {
+        self.check_ranges(cfg)?;
         let mut size = self.input_size;
         for l in &self.layers {
             if let LayerPlan::Linear { in_features, .. } = l
@@ -254,7 +313,7 @@ fn weighted_dims(plan: &ModelPlan) -> Vec<(usize, usize)> {
 
 /// The model owner's role: announces the plan and shares the weights.
 pub fn model_owner(party: &mut Party, model: &Model) -> Result<(), SmpcError> {
-    let plan = ModelPlan::from_model(model)?;
+    let plan = ModelPlan::for_protocol(model, &party.cfg, DEFAULT_INPUT_RANGE)?;
     let fp = FixedPoint::new(party.cfg.frac_bits)?;
     let layers = ring_layers(model, fp)?;
     for peer in [P0, P1, P2, DATA_OWNER] {
@@ -262,7 +321,10 @@ pub fn model_owner(party: &mut Party, model: &Model) -> Result<(), SmpcError> {
     }
     for l in &layers {
         FixedRhs::share_as_owner(party, &l.w, l.k, l.n)?;
-        let b0 = party.draw(Stream::M02, l.n)?;
+        let mut b0 = party.draw(Stream::M02, l.n)?;
+        if party.test_only.leak == TestOnlyLeak::ShareUnmasked {
+            b0.fill(0); // TEST-ONLY mutation: P1's share is the bias itself
+        }
         let b1: Vec<u64> = l
             .bias
             .iter()
@@ -279,6 +341,10 @@ fn prepare(party: &mut Party, plan: &ModelPlan) -> Result<Vec<PreparedLayer>, Sm
     for (k, n) in weighted_dims(plan) {
         let rhs = FixedRhs::from_owner(party, k, n)?;
         let bias = match party.id {
+            P0 if party.test_only.leak == TestOnlyLeak::ShareUnmasked => {
+                party.draw(Stream::M02, n)?;
+                vec![0; n]
+            }
             P0 => party.draw(Stream::M02, n)?,
             P1 => party.recv_len(MODEL_OWNER, n, "bias share")?,
             _ => {
@@ -359,8 +425,32 @@ fn pool_groups(
     out
 }
 
+/// The comparison widths of a plan, consumed in protocol order.
+struct Widths<'a>(std::slice::Iter<'a, u32>);
+
+impl Widths<'_> {
+    fn next(&mut self) -> Result<u32, SmpcError> {
+        self.0
+            .next()
+            .copied()
+            .ok_or_else(|| SmpcError::Model("plan has too few comparison widths".into()))
+    }
+}
+
+/// Exact truncation of `x` (carrying `2f` fractional bits) at width `m`.
+fn exact_trunc(party: &mut Party, m: u32, x: &[u64], n: usize) -> Result<Vec<u64>, SmpcError> {
+    Ok(compare::select_trunc(party, m, n, x, &[])?.trunc)
+}
+
 /// Runs one batch through the plan; returns this party's shares of the
 /// predicted class of each image (P2: empty).
+///
+/// With exact truncation, a weighted layer's output keeps its `2f`
+/// fractional bits (bias scaled up to match) until the next comparison
+/// truncates it exactly: the following ReLU, or a standalone truncation
+/// before the next weighted layer; max pooling and the final argmax compare
+/// `2f`-bit values directly. With local truncation every product is
+/// truncated at once. Every comparison uses the plan's width for it.
 fn infer_batch(
     party: &mut Party,
     plan: &ModelPlan,
@@ -368,14 +458,22 @@ fn infer_batch(
     batch: usize,
 ) -> Result<Vec<u64>, SmpcError> {
     let helper = party.id == P2;
+    let exact = plan.ranges.truncation == Truncation::Exact;
+    let f = party.cfg.frac_bits;
+    let mut widths = Widths(plan.ranges.widths.iter());
     let mut x: Vec<u64> = Vec::new();
     let mut size = plan.input_size;
     let mut weighted = 0;
     let mut first = true;
+    // Whether x carries 2f fractional bits (exact mode, not yet truncated).
+    let mut scale2 = false;
     for l in &plan.layers {
         let out_size = l.out_size(size);
         match *l {
             LayerPlan::Linear { .. } | LayerPlan::Conv { .. } => {
+                if scale2 {
+                    x = exact_trunc(party, widths.next()?, &x, batch * size)?;
+                }
                 let prepared = layers.get(weighted).ok_or_else(|| {
                     SmpcError::Model("fewer prepared layers than the plan has".into())
                 })?;
@@ -387,6 +485,12 @@ fn infer_batch(
                 };
                 first = false;
                 let n = prepared.rhs.n();
+                // Bias at the product's scale: 2f bits (exact) or f (local).
+                let bias: Vec<u64> = if exact {
+                    prepared.bias.iter().map(|b| b.wrapping_shl(f)).collect()
+                } else {
+                    prepared.bias.clone()
+                };
                 if let LayerPlan::Conv {
                     in_channels,
                     kernel,
@@ -400,7 +504,9 @@ fn infer_batch(
                     let masked: Masked = masked.map(|v| im2col(v, batch, geo));
                     let np = out_size / n;
                     let mut z = beaver::fixed_product(party, batch * np, &masked, &prepared.rhs)?;
-                    beaver::truncate(party, &mut z);
+                    if !exact {
+                        beaver::truncate(party, &mut z);
+                    }
                     if !helper {
                         // (b, p, o) -> (b, o, p), plus bias.
                         let mut y = vec![0u64; batch * out_size];
@@ -408,7 +514,7 @@ fn infer_batch(
                             for p in 0..np {
                                 for o in 0..n {
                                     y[b * out_size + o * np + p] =
-                                        z[(b * np + p) * n + o].wrapping_add(prepared.bias[o]);
+                                        z[(b * np + p) * n + o].wrapping_add(bias[o]);
                                 }
                             }
                         }
@@ -416,19 +522,28 @@ fn infer_batch(
                     }
                 } else {
                     let mut z = beaver::fixed_product(party, batch, &masked, &prepared.rhs)?;
-                    beaver::truncate(party, &mut z);
+                    if !exact {
+                        beaver::truncate(party, &mut z);
+                    }
                     if !helper {
                         for row in z.chunks_exact_mut(n) {
-                            for (v, b) in row.iter_mut().zip(&prepared.bias) {
+                            for (v, b) in row.iter_mut().zip(&bias) {
                                 *v = v.wrapping_add(*b);
                             }
                         }
                     }
                     x = z;
                 }
+                scale2 = exact;
             }
             LayerPlan::Relu => {
-                x = compare::relu(party, batch * size, &x)?;
+                let m = widths.next()?;
+                x = if scale2 {
+                    compare::select_trunc(party, m, batch * size, &x, &[])?.relu_trunc
+                } else {
+                    compare::relu_at(party, m, batch * size, &x)?
+                };
+                scale2 = false;
             }
             LayerPlan::MaxPool {
                 kernel,
@@ -442,23 +557,34 @@ fn infer_batch(
                 } else {
                     pool_groups(&x, batch, kernel, stride, channels, input_hw)
                 };
-                x = compare::max_groups(party, count, kernel * kernel, &groups, false)?.0;
+                let m = widths.next()?;
+                x = compare::max_groups_at(party, m, count, kernel * kernel, &groups, false)?.0;
             }
         }
         size = out_size;
     }
+    let m = widths.next()?;
+    if widths.0.next().is_some() {
+        return Err(SmpcError::Model(
+            "plan has too many comparison widths".into(),
+        ));
+    }
+    if party.test_only.leak == TestOnlyLeak::LogitsToDataOwner {
+        // TEST-ONLY mutation: the data owner gets shares of the logits.
+        return Ok(x);
+    }
     if plan.output_size == 1 {
         // Binary model: the class is DReLU of the single logit ([z >= 0]).
-        return compare::drelu(party, batch, &x);
+        return compare::drelu_at(party, m, batch, &x);
     }
-    compare::argmax(party, batch, plan.output_size, &x)
+    compare::argmax_at(party, m, batch, plan.output_size, &x)
 }
 
 /// A computing party's role (P0, P1 or P2): receives the plan and the
 /// weights, then runs every batch the data owner announces.
 pub fn computing_party(party: &mut Party) -> Result<(), SmpcError> {
     let plan: ModelPlan = party.net.recv(MODEL_OWNER)?;
-    plan.check()?;
+    plan.check(&party.cfg)?;
     let layers = prepare(party, &plan)?;
     let batches: Vec<usize> = party.net.recv(DATA_OWNER)?;
     for b in batches {
@@ -477,6 +603,7 @@ pub fn data_owner(party: &mut Party, images: &[f32], batch: usize) -> Result<Vec
         return Err(SmpcError::Config("batch size must be at least 1".into()));
     }
     let plan: ModelPlan = party.net.recv(MODEL_OWNER)?;
+    plan.check(&party.cfg)?;
     let per = plan.input_size;
     if !images.len().is_multiple_of(per) {
         return Err(SmpcError::Shape(format!(
@@ -485,6 +612,20 @@ pub fn data_owner(party: &mut Party, images: &[f32], batch: usize) -> Result<Vec
         )));
     }
     let count = images.len() / per;
+    // The comparison widths are proven for inputs in the declared range only.
+    let (lo, hi) = plan.ranges.input_range;
+    if let Some(i) = images
+        .iter()
+        .position(|&v| !(lo..=hi).contains(&f64::from(v)))
+    {
+        return Err(SmpcError::Range(format!(
+            "value {} (image {}, pixel {}) is outside the model's declared input range \
+             [{lo}, {hi}], for which the model owner proved the comparison widths",
+            images[i],
+            i / per,
+            i % per
+        )));
+    }
     let batches: Vec<usize> = (0..count)
         .step_by(batch)
         .map(|s| batch.min(count - s))
@@ -503,6 +644,21 @@ pub fn data_owner(party: &mut Party, images: &[f32], batch: usize) -> Result<Vec
         start += b;
     }
     // Collect the outputs after sending everything: the parties pipeline.
+    if party.test_only.leak == TestOnlyLeak::LogitsToDataOwner {
+        // TEST-ONLY mutation: logits arrive; the data owner takes the argmax.
+        let out = plan.output_size;
+        for &b in &batches {
+            let s0 = party.recv_len(P0, b * out, "logit share")?;
+            let s1 = party.recv_len(P1, b * out, "logit share")?;
+            let logits: Vec<f32> = s0
+                .iter()
+                .zip(&s1)
+                .map(|(a, c)| fp.decode(a.wrapping_add(*c)) as f32)
+                .collect();
+            preds.extend(ppml_nn::argmax_rows(&logits, out));
+        }
+        return Ok(preds);
+    }
     for &b in &batches {
         let s0 = party.recv_len(P0, b, "prediction share")?;
         let s1 = party.recv_len(P1, b, "prediction share")?;
@@ -526,6 +682,26 @@ pub enum RoleInput<'a> {
     Data { images: &'a [f32], batch: usize },
 }
 
+impl RoleInput<'_> {
+    /// Checks what can be checked before any connection: the data owner has
+    /// at least one image and a positive batch, so a bad parameter is reported
+    /// as itself rather than as the peers' disconnects.
+    pub fn validate(&self) -> Result<(), SmpcError> {
+        match self {
+            RoleInput::Data { images, batch } => {
+                if *batch == 0 {
+                    return Err(SmpcError::Config("batch size must be at least 1".into()));
+                }
+                if images.is_empty() {
+                    return Err(SmpcError::Config("the data owner has no images".into()));
+                }
+                Ok(())
+            }
+            RoleInput::Model(_) | RoleInput::Computing => Ok(()),
+        }
+    }
+}
+
 /// Runs the role of `party.id` to completion; the data owner returns the
 /// predictions, the others an empty vector.
 pub fn run_role(party: &mut Party, input: &RoleInput<'_>) -> Result<Vec<u8>, SmpcError> {
@@ -547,8 +723,8 @@ pub struct InferConfig {
     pub batch: usize,
     /// Fixed-point and comparison parameters.
     pub protocol: ProtocolConfig,
-    /// Seed of every party's generator (`None`: from the OS).
-    pub seed: Option<u64>,
+    /// Where every party's secret randomness comes from (default: the OS).
+    pub secrets: SecretSource,
     /// Receive timeout of every channel.
     pub timeout: Duration,
 }
@@ -558,7 +734,7 @@ impl Default for InferConfig {
         Self {
             batch: 1000,
             protocol: ProtocolConfig::default(),
-            seed: None,
+            secrets: SecretSource::Os,
             timeout: Duration::from_secs(60),
         }
     }
@@ -609,7 +785,19 @@ pub struct InferenceReport {
     /// Largest number of rounds of a computing party.
     pub rounds: u64,
     pub frac_bits: u32,
+    /// The widest comparison allowed (`ProtocolConfig::cmp_bits`).
     pub cmp_bits: u32,
+    /// The width of each comparison stage the model owner's bounds proved
+    /// sufficient, in protocol order.
+    pub cmp_widths: Vec<u32>,
+    /// `exact` or `local`.
+    pub truncation: String,
+    /// Upper bound on the probability that a local truncation fails on one
+    /// image (0 with exact truncation); comparisons never fail for inputs in
+    /// the declared range.
+    pub truncation_failure_per_image: f64,
+    /// The declared input range the widths are proven for.
+    pub input_range: (f64, f64),
     /// Per role: p0, p1, p2, model-owner, data-owner.
     pub parties: Vec<PartyTraffic>,
     #[serde(skip)]
@@ -635,7 +823,7 @@ pub struct PrivateRun {
 /// Runs private inference of `model` on `images` (row-major, normalised as
 /// the model expects, a whole number of `model.input_size()`-value images)
 /// with all five roles as threads of this process. Only the data owner's
-/// reconstructed predictions come back.
+/// reconstructed predictions come back (the Python bindings' `encrypted_predict`).
 pub fn predict_in_process(
     model: &Model,
     images: &[f32],
@@ -649,19 +837,28 @@ pub fn predict_in_process(
         )));
     }
     let count = images.len() / per;
+    // The model owner's analysis: a model whose values cannot be computed
+    // exactly fails before any party starts.
+    ModelPlan::for_protocol(model, &cfg.protocol, DEFAULT_INPUT_RANGE)?;
+    RoleInput::Data {
+        images,
+        batch: cfg.batch,
+    }
+    .validate()?;
     let nets = Network::in_memory(5, &NetConfig::default().with_timeout(cfg.timeout));
     let start = Instant::now();
-    let runs: Vec<PartyRun<Vec<u8>>> = sim::run_networks(nets, cfg.protocol, cfg.seed, |party| {
-        let input = match party.id {
-            MODEL_OWNER => RoleInput::Model(model),
-            DATA_OWNER => RoleInput::Data {
-                images,
-                batch: cfg.batch,
-            },
-            _ => RoleInput::Computing,
-        };
-        run_role(party, &input)
-    })?;
+    let runs: Vec<PartyRun<Vec<u8>>> =
+        sim::run_networks(nets, cfg.protocol, cfg.secrets, |party| {
+            let input = match party.id {
+                MODEL_OWNER => RoleInput::Model(model),
+                DATA_OWNER => RoleInput::Data {
+                    images,
+                    batch: cfg.batch,
+                },
+                _ => RoleInput::Computing,
+            };
+            run_role(party, &input)
+        })?;
     let seconds = start.elapsed().as_secs_f64();
     let predictions = runs[DATA_OWNER].output.clone();
     expect_len("predictions", predictions.len(), count)?;
@@ -697,6 +894,8 @@ pub fn run_in_process(
         )));
     }
     let count = labels.len();
+    // The model owner's analysis, for the report.
+    let ranges = ModelPlan::for_protocol(model, &cfg.protocol, DEFAULT_INPUT_RANGE)?.ranges;
     let run = predict_in_process(model, images, cfg)?;
     let preds = run.predictions;
     let plain = predict_plain(model, images, count);
@@ -717,6 +916,10 @@ pub fn run_in_process(
         rounds: run.rounds,
         frac_bits: cfg.protocol.frac_bits,
         cmp_bits: cfg.protocol.cmp_bits,
+        cmp_widths: ranges.widths,
+        truncation: cfg.protocol.truncation.to_string(),
+        truncation_failure_per_image: ranges.truncation_failure_per_image,
+        input_range: ranges.input_range,
         parties: run.parties,
         predictions: preds,
     })
@@ -744,7 +947,7 @@ pub fn run_tcp_role(
     input: &RoleInput<'_>,
     protocol: ProtocolConfig,
     timeout: Duration,
-    seed: Option<u64>,
+    secrets: SecretSource,
 ) -> Result<(Vec<u8>, NetworkStats), SmpcError> {
     if addrs.len() != 5 {
         return Err(SmpcError::Config(format!(
@@ -752,6 +955,7 @@ pub fn run_tcp_role(
             addrs.len()
         )));
     }
+    input.validate()?;
     let cfg = NetConfig::default()
         .with_timeout(timeout)
         .with_connect_timeout(timeout);
@@ -759,7 +963,7 @@ pub fn run_tcp_role(
         Some(l) => Network::tcp_with_listener(id, Some(l), addrs, &cfg)?,
         None => Network::tcp(id, addrs, &cfg)?,
     };
-    let mut rng = sim::party_rng(seed, id);
+    let mut rng = sim::party_rng(secrets, id);
     let mut party = Party::setup(net, protocol, &mut rng)?;
     let preds = run_role(&mut party, input)?;
     Ok((preds, party.net.stats()))

@@ -12,7 +12,10 @@
 //!   triples, matrices masked once and reused ([`beaver::FixedRhs`]), local
 //!   truncation.
 //! * [`compare`]: DReLU / ReLU / selection with one PrivateCompare over Z_67
-//!   per element, max, argmax and max-pooling tournaments.
+//!   per element (exact on the whole ring by default), exact truncation
+//!   fused into a comparison, max, argmax and max-pooling tournaments.
+//! * [`range`]: the model owner's range analysis: proven comparison widths
+//!   for the plan, and errors naming the range instead of wrong answers.
 //! * [`kernel`]: the register-blocked ring matmul (AVX-512 at run time).
 //! * [`inference`]: private inference of `ppml-nn` models (Linear, ReLU,
 //!   Conv2d, MaxPool2d, Flatten) with a model owner and a data owner.
@@ -28,7 +31,7 @@
 //! let (x, y) = ([1.5, -2.0], [4.0, 3.0]);
 //! let xs: Vec<u64> = x.iter().map(|v| fp.encode(*v).unwrap()).collect();
 //! let ys: Vec<u64> = y.iter().map(|v| fp.encode(*v).unwrap()).collect();
-//! let runs = sim::run_in_memory(3, ProtocolConfig::default(), Some(1), |party| {
+//! let runs = sim::run_in_memory(3, ProtocolConfig::default(), ppml_smpc::SecretSource::InsecureDeterministic(1), |party| {
 //!     // Toy sharing: P0 holds the values, P1 holds zeros.
 //!     let (mx, my) = match party.id {
 //!         P0 => (xs.clone(), ys.clone()),
@@ -56,9 +59,12 @@ pub mod inference;
 /// The ring matmul kernel lives in ppml-sharing; re-exported for the protocols.
 pub use ppml_sharing::kernel;
 pub mod party;
+pub mod range;
 pub mod sim;
 mod simd;
 
 pub use alloc::tune_allocator;
 pub use error::SmpcError;
 pub use inference::{InferConfig, InferenceReport, PrivateRun, predict_in_process, run_in_process};
+/// Where secret randomness comes from (the OS, or an insecure test seed).
+pub use ppml_random::SecretSource;

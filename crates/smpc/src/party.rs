@@ -2,50 +2,13 @@
 //! shares with other parties (from which correlated randomness is derived).
 
 use crate::SmpcError;
-use aes::cipher::{KeyIvInit, StreamCipher};
 use ppml_net::Network;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-type Aes128Ctr = ctr::Ctr128LE<aes::Aes128>;
-
-/// A seed-expansion stream: AES-128-CTR keyed by a 32-byte seed (key, IV).
-/// Two parties holding the same seed draw identical values.
-pub struct Prg {
-    cipher: Aes128Ctr,
-}
-
-impl Prg {
-    /// The stream of a 32-byte seed.
-    pub fn from_seed(seed: [u8; 32]) -> Prg {
-        let (key, iv) = seed.split_at(16);
-        Prg {
-            cipher: Aes128Ctr::new(key.into(), iv.into()),
-        }
-    }
-
-    /// Fills `out` with the next keystream bytes.
-    pub fn fill_bytes(&mut self, out: &mut [u8]) {
-        out.fill(0);
-        self.cipher.apply_keystream(out);
-    }
-
-    /// Fills `out` with uniform ring elements (little-endian keystream words).
-    pub fn fill_u64(&mut self, out: &mut [u64]) {
-        out.fill(0);
-        // SAFETY: u64 has no invalid bit patterns and u8 has alignment 1, so a
-        // byte view of exactly 8 * len bytes of the same memory is valid, and
-        // the borrow of `out` is held for the view's whole lifetime.
-        let bytes =
-            unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<u8>(), out.len() * 8) };
-        self.cipher.apply_keystream(bytes);
-        if cfg!(target_endian = "big") {
-            for v in out.iter_mut() {
-                *v = u64::from_le(*v);
-            }
-        }
-    }
-}
+/// The seed-expansion stream (AES-128-CTR keyed by a 32-byte seed) of
+/// `ppml-random`: two parties holding the same seed draw identical values.
+pub use ppml_random::SeedStream as Prg;
 
 /// Computing party 0 (holds one additive share).
 pub const P0: usize = 0;
@@ -121,22 +84,80 @@ impl Stream {
     }
 }
 
+/// How products are brought back from `2f` to `f` fractional bits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Truncation {
+    /// Exact: products stay at `2f` fractional bits until the next
+    /// comparison, which also returns `floor(x / 2^f)` (or one ulp above) of
+    /// its input from the wrap-around bit of the masked opening (see
+    /// [`crate::compare::select_trunc`]). Never fails for values within the
+    /// plan's range; costs seven ring elements more per ReLU than `Local`.
+    #[default]
+    Exact,
+    /// SecureML local truncation: no communication, but each truncated value
+    /// `x` (a ring integer with `2f` fractional bits) fails, i.e. comes out
+    /// wildly wrong, with probability at most `2^(lx + 1 - 64)` for
+    /// `|x| < 2^lx` (`ppml_fixedpoint::share_trunc`). Private inference
+    /// reports the resulting bound per image.
+    Local,
+}
+
+impl std::str::FromStr for Truncation {
+    type Err = SmpcError;
+    fn from_str(s: &str) -> Result<Self, SmpcError> {
+        match s {
+            "exact" => Ok(Truncation::Exact),
+            "local" => Ok(Truncation::Local),
+            other => Err(SmpcError::Config(format!(
+                "truncation {other:?}: expected exact or local"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for Truncation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Truncation::Exact => "exact",
+            Truncation::Local => "local",
+        })
+    }
+}
+
+/// The largest number of fractional bits the protocols accept: a product of
+/// two fixed-point values carries `2f` fractional bits and must fit in the
+/// signed 63 bits of Z_2^64 with room for its integer part. With `f = 24`
+/// products up to `|x y| < 2^15` fit; with more bits, products of ordinary
+/// activations and weights would wrap. (Each model is also checked exactly
+/// against its own bounds when its plan is made.)
+pub const MAX_FRAC_BITS: u32 = 24;
+
+/// The widest comparison: all 63 value bits of Z_2^64, exact for every ring
+/// element.
+pub const FULL_CMP_BITS: u32 = 63;
+
 /// Protocol parameters every party must agree on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProtocolConfig {
-    /// Fractional bits of the fixed-point encoding (default 16).
+    /// Fractional bits of the fixed-point encoding (default 16, at most
+    /// [`MAX_FRAC_BITS`]).
     pub frac_bits: u32,
-    /// Bits compared by DReLU: inputs must satisfy `|x| < 2^cmp_bits` as
-    /// ring integers, i.e. `|x| < 2^(cmp_bits - frac_bits)` as reals
-    /// (default 28: `|x| < 4096`). Must be in `frac_bits+1 ..= 62`.
+    /// Bits compared by DReLU: the comparison is exact for ring integers
+    /// `-2^cmp_bits <= x < 2^cmp_bits`. The default, [`FULL_CMP_BITS`] = 63,
+    /// covers every ring element. Private inference uses, per comparison, the
+    /// narrowest width the model owner's bounds prove sufficient, and fails
+    /// with [`SmpcError::Range`] when a model needs more than `cmp_bits`.
     pub cmp_bits: u32,
+    /// Truncation after products (default exact).
+    pub truncation: Truncation,
 }
 
 impl Default for ProtocolConfig {
     fn default() -> Self {
         Self {
             frac_bits: 16,
-            cmp_bits: 28,
+            cmp_bits: FULL_CMP_BITS,
+            truncation: Truncation::Exact,
         }
     }
 }
@@ -144,15 +165,17 @@ impl Default for ProtocolConfig {
 impl ProtocolConfig {
     /// Checks the ranges.
     pub fn validate(&self) -> Result<(), SmpcError> {
-        if self.frac_bits == 0 || self.frac_bits > 30 {
+        if self.frac_bits == 0 || self.frac_bits > MAX_FRAC_BITS {
             return Err(SmpcError::Config(format!(
-                "frac_bits {} must be in 1..=30",
-                self.frac_bits
+                "frac_bits {} must be in 1..={MAX_FRAC_BITS}: a product carries 2 x frac_bits \
+                 fractional bits and must fit in the signed 64-bit ring with at least {} integer bits",
+                self.frac_bits,
+                63 - 2 * MAX_FRAC_BITS
             )));
         }
-        if self.cmp_bits <= self.frac_bits || self.cmp_bits > 62 {
+        if self.cmp_bits <= self.frac_bits || self.cmp_bits > FULL_CMP_BITS {
             return Err(SmpcError::Config(format!(
-                "cmp_bits {} must be in {}..=62",
+                "cmp_bits {} must be in {}..={FULL_CMP_BITS}",
                 self.cmp_bits,
                 self.frac_bits + 1
             )));
@@ -160,9 +183,58 @@ impl ProtocolConfig {
         Ok(())
     }
 
-    /// Largest magnitude (as a real) DReLU and max compare correctly.
+    /// Largest magnitude (as a real with `frac_bits` fractional bits) that
+    /// DReLU and max compare correctly at width `cmp_bits`.
     pub fn compare_range(&self) -> f64 {
         2f64.powi(self.cmp_bits as i32 - self.frac_bits as i32)
+    }
+}
+
+/// TEST-ONLY. Deliberately leaky protocol variants, one per mutation of the
+/// privacy tests (`crates/smpc/tests/views.rs`): each must make a privacy
+/// check fail. Production code never sets one ([`Party::setup`] uses
+/// `None`); only [`Party::setup_test_only`] does.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TestOnlyLeak {
+    /// The real protocol.
+    #[default]
+    None,
+    /// The model owner uses `B1 = 0`, so P0 knows the whole weight mask.
+    WeightMaskKnownToP0,
+    /// The data owner's input masks are the same in every batch.
+    InputMaskReused,
+    /// The data owner also sends its `D12` seed to P0.
+    SeedToWrongParty,
+    /// The model owner sends P1 the bias itself as P1's share (P0's share 0).
+    ShareUnmasked,
+    /// The computing parties send the data owner shares of the logits, not
+    /// of the predicted class.
+    LogitsToDataOwner,
+}
+
+/// TEST-ONLY hooks of a party (see [`TestOnlyLeak`]).
+#[doc(hidden)]
+#[derive(Clone, Debug, Default)]
+pub struct TestOnlyHooks {
+    /// A leaky variant to run (all parties of a run must agree).
+    pub leak: TestOnlyLeak,
+    /// Seeds for the streams this party originates (indexed like
+    /// [`Stream`]'s variants), instead of drawing them from the generator:
+    /// lets a privacy test fix one role's randomness and vary the rest.
+    pub seeds: Option<[[u8; 32]; 7]>,
+    /// `InputMaskReused`: the first masks drawn from `D02` and `D12`.
+    saved_masks: [Vec<u64>; 2],
+}
+
+impl TestOnlyHooks {
+    /// TEST-ONLY: hooks running `leak`, with fixed stream seeds if given.
+    pub fn new(leak: TestOnlyLeak, seeds: Option<[[u8; 32]; 7]>) -> Self {
+        Self {
+            leak,
+            seeds,
+            saved_masks: Default::default(),
+        }
     }
 }
 
@@ -175,6 +247,10 @@ pub struct Party {
     /// Protocol parameters.
     pub cfg: ProtocolConfig,
     streams: [Option<Prg>; 7],
+    /// TEST-ONLY: leaky variants for the mutation tests; always the default
+    /// outside [`Party::setup_test_only`].
+    #[doc(hidden)]
+    pub test_only: TestOnlyHooks,
 }
 
 impl std::fmt::Debug for Party {
@@ -201,11 +277,24 @@ impl Party {
     /// Seeds travel in the clear: the security model is semi-honest parties on
     /// private links (in-process channels, or TCP on a trusted network).
     pub fn setup<R: Rng + ?Sized>(
-        mut net: Network,
+        net: Network,
         cfg: ProtocolConfig,
         rng: &mut R,
     ) -> Result<Party, SmpcError> {
+        Self::setup_test_only(net, cfg, rng, TestOnlyHooks::default())
+    }
+
+    /// TEST-ONLY: [`Party::setup`] with hooks (leaky variants, fixed seeds)
+    /// for the privacy tests. Never called by production code.
+    #[doc(hidden)]
+    pub fn setup_test_only<R: Rng + ?Sized>(
+        mut net: Network,
+        cfg: ProtocolConfig,
+        rng: &mut R,
+        hooks: TestOnlyHooks,
+    ) -> Result<Party, SmpcError> {
         cfg.validate()?;
+        let leak = hooks.leak;
         let me = net.me();
         let n = net.parties();
         let mut streams: [Option<Prg>; 7] = Default::default();
@@ -216,9 +305,15 @@ impl Party {
                 continue;
             }
             let mut seed = [0u8; 32];
-            rng.fill_bytes(&mut seed);
+            match &hooks.seeds {
+                Some(fixed) => seed = fixed[s.index()],
+                None => rng.fill_bytes(&mut seed),
+            }
             for &h in &holders[1..] {
                 net.send(h, &seed)?;
+            }
+            if leak == TestOnlyLeak::SeedToWrongParty && s == Stream::D12 {
+                net.send(P0, &seed)?;
             }
             streams[s.index()] = Some(Prg::from_seed(seed));
         }
@@ -231,11 +326,15 @@ impl Party {
             let seed: [u8; 32] = net.recv(holders[0])?;
             streams[s.index()] = Some(Prg::from_seed(seed));
         }
+        if leak == TestOnlyLeak::SeedToWrongParty && me == P0 && n > DATA_OWNER {
+            let _leaked: [u8; 32] = net.recv(DATA_OWNER)?;
+        }
         Ok(Party {
             id: me,
             net,
             cfg,
             streams,
+            test_only: hooks,
         })
     }
 
@@ -254,6 +353,17 @@ impl Party {
     pub fn draw(&mut self, s: Stream, len: usize) -> Result<Vec<u64>, SmpcError> {
         let mut v = vec![0u64; len];
         self.prg(s)?.fill_u64(&mut v);
+        if self.test_only.leak == TestOnlyLeak::InputMaskReused
+            && matches!(s, Stream::D02 | Stream::D12)
+        {
+            // TEST-ONLY mutation: every batch reuses the first batch's masks.
+            let saved = &mut self.test_only.saved_masks[usize::from(s == Stream::D12)];
+            if saved.is_empty() {
+                *saved = v.clone();
+            } else if saved.len() >= len {
+                v.copy_from_slice(&saved[..len]);
+            }
+        }
         Ok(v)
     }
 

@@ -3,7 +3,7 @@
 use crate::SmpcError;
 use crate::party::{Party, ProtocolConfig};
 use ppml_net::{NetConfig, Network, NetworkStats};
-use ppml_sharing::prg;
+use ppml_random::{SecretRng, SecretSource};
 
 /// The outcome of one party in an in-process run.
 #[derive(Debug)]
@@ -12,13 +12,12 @@ pub struct PartyRun<T> {
     pub stats: NetworkStats,
 }
 
-/// Seeds of each party's private generator: from `seed` (reproducible) or
-/// from the OS.
-pub fn party_rng(seed: Option<u64>, id: usize) -> prg::Prg {
-    match seed {
-        Some(s) => prg::seeded(s ^ (0x9E37_79B9_7F4A_7C15u64.wrapping_mul(id as u64 + 1))),
-        None => prg::from_entropy(),
-    }
+/// Party `id`'s private generator, from which it draws the seeds it deals:
+/// from the OS ([`SecretSource::Os`]), or, for reproducible tests and
+/// benchmarks only, derived from an insecure seed with the label
+/// `smpc/party/{id}` (then every party can recompute every other's seeds).
+pub fn party_rng(secrets: SecretSource, id: usize) -> SecretRng {
+    secrets.rng(&format!("smpc/party/{id}"))
 }
 
 /// Runs `f` as party `i` of `networks.len()` parties, each in its own thread,
@@ -27,7 +26,7 @@ pub fn party_rng(seed: Option<u64>, id: usize) -> prg::Prg {
 pub fn run_networks<T, F>(
     networks: Vec<Network>,
     cfg: ProtocolConfig,
-    seed: Option<u64>,
+    secrets: SecretSource,
     f: F,
 ) -> Result<Vec<PartyRun<T>>, SmpcError>
 where
@@ -41,7 +40,7 @@ where
             .map(|net| {
                 scope.spawn(move || {
                     let id = net.me();
-                    let mut rng = party_rng(seed, id);
+                    let mut rng = party_rng(secrets, id);
                     let mut party = Party::setup(net, cfg, &mut rng)?;
                     let output = f(&mut party)?;
                     Ok(PartyRun {
@@ -88,7 +87,7 @@ where
 pub fn run_in_memory<T, F>(
     n: usize,
     cfg: ProtocolConfig,
-    seed: Option<u64>,
+    secrets: SecretSource,
     f: F,
 ) -> Result<Vec<PartyRun<T>>, SmpcError>
 where
@@ -96,5 +95,5 @@ where
     F: Fn(&mut Party) -> Result<T, SmpcError> + Sync,
 {
     let nets = Network::in_memory(n, &NetConfig::default());
-    run_networks(nets, cfg, seed, f)
+    run_networks(nets, cfg, secrets, f)
 }

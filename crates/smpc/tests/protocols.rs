@@ -1,9 +1,16 @@
 //! Every protocol against plaintext, on random and edge inputs.
 
 use ppml_fixedpoint::FixedPoint;
-use ppml_sharing::prg;
 use ppml_smpc::party::{P0, P1, ProtocolConfig};
-use ppml_smpc::{beaver, compare, sim};
+use ppml_smpc::{SecretSource, beaver, compare, sim};
+
+/// Reproducible test randomness: insecure by design (tests only).
+mod prg {
+    pub use ppml_random::random_u64s;
+    pub fn seeded(seed: u64) -> ppml_random::SecretRng {
+        ppml_random::insecure_deterministic_rng(seed, "test/smpc")
+    }
+}
 use proptest::prelude::*;
 
 const F: u32 = 16;
@@ -72,9 +79,12 @@ fn check_mul(x: &[f64], y: &[f64], seed: u64) -> Result<(), TestCaseError> {
     let (xe, ye) = (enc(x), enc(y));
     let (xs, ys) = (share(&xe, seed), share(&ye, seed + 1));
     let n = x.len();
-    let runs = sim::run_in_memory(3, ProtocolConfig::default(), Some(seed), |p| {
-        beaver::mul_fixed(p, n, &pick(p.id, &xs), &pick(p.id, &ys))
-    })
+    let runs = sim::run_in_memory(
+        3,
+        ProtocolConfig::default(),
+        SecretSource::InsecureDeterministic(seed),
+        |p| beaver::mul_fixed(p, n, &pick(p.id, &xs), &pick(p.id, &ys)),
+    )
     .unwrap();
     let z = reconstruct(&runs);
     for i in 0..n {
@@ -110,7 +120,7 @@ proptest! {
         let (x, y) = (draw(m * k), draw(k * n));
         let (xe, ye) = (enc(&x), enc(&y));
         let (xs, ys) = (share(&xe, seed), share(&ye, seed ^ 5));
-        let runs = sim::run_in_memory(3, ProtocolConfig::default(), Some(seed), |p| {
+        let runs = sim::run_in_memory(3, ProtocolConfig::default(), SecretSource::InsecureDeterministic(seed), |p| {
             beaver::matmul_fixed(p, m, k, n, &pick(p.id, &xs), &pick(p.id, &ys))
         }).unwrap();
         let z = reconstruct(&runs);
@@ -128,7 +138,7 @@ proptest! {
         let xe = enc(&x);
         let xs = share(&xe, seed);
         let n = x.len();
-        let runs = sim::run_in_memory(3, ProtocolConfig::default(), Some(seed), |p| {
+        let runs = sim::run_in_memory(3, ProtocolConfig::default(), SecretSource::InsecureDeterministic(seed), |p| {
             let o = compare::select(p, n, &pick(p.id, &xs), &[])?;
             Ok([o.drelu, o.relu].concat())
         }).unwrap();
@@ -176,7 +186,7 @@ fn relu_edge_values_at_the_compare_limit() {
     let n = xe.len();
     for seed in 0..8u64 {
         let xs = share(&xe, seed);
-        let runs = sim::run_in_memory(3, cfg, Some(seed), |p| {
+        let runs = sim::run_in_memory(3, cfg, SecretSource::InsecureDeterministic(seed), |p| {
             compare::relu(p, n, &pick(p.id, &xs))
         })
         .unwrap();
@@ -200,10 +210,15 @@ fn select_products_and_argmax_match_plaintext() {
     // A row with ties: first index wins.
     xe[..cols].fill(5);
     let xs = share(&xe, 3);
-    let runs = sim::run_in_memory(3, ProtocolConfig::default(), Some(9), |p| {
-        let (mx, idx) = compare::max_groups(p, rows, cols, &pick(p.id, &xs), true)?;
-        Ok([mx, idx].concat())
-    })
+    let runs = sim::run_in_memory(
+        3,
+        ProtocolConfig::default(),
+        SecretSource::InsecureDeterministic(9),
+        |p| {
+            let (mx, idx) = compare::max_groups(p, rows, cols, &pick(p.id, &xs), true)?;
+            Ok([mx, idx].concat())
+        },
+    )
     .unwrap();
     let z = reconstruct(&runs);
     for r in 0..rows {
@@ -219,5 +234,172 @@ fn select_products_and_argmax_match_plaintext() {
         }
         assert_eq!(z[r] as i64, row[best], "max of row {r}");
         assert_eq!(z[rows + r], best as u64, "argmax of row {r}");
+    }
+}
+
+/// The examples of issue 11 that the old 28-bit default got wrong
+/// (ReLU(-4097) = -4097, ReLU(5000) = 0, argmax([5000, 0, 1]) = 2): at the
+/// default full width they are right, as is every extreme ring value.
+#[test]
+fn full_width_default_is_right_for_every_ring_value() {
+    let cfg = ProtocolConfig::default();
+    assert_eq!(cfg.cmp_bits, 63);
+    let mut xe = enc(&[-4097.0, 5000.0, 4096.0, -4096.0, 1e9, -1e9, 1.4e14, -1.4e14]);
+    xe.extend([
+        i64::MAX as u64,
+        i64::MIN as u64,
+        (i64::MIN + 1) as u64,
+        0,
+        1,
+        u64::MAX,
+        1u64 << 62,
+        (1u64 << 62).wrapping_neg(),
+    ]);
+    xe.extend(prg::random_u64s(&mut prg::seeded(5), 200));
+    let n = xe.len();
+    for seed in 0..4u64 {
+        let xs = share(&xe, seed);
+        let runs = sim::run_in_memory(3, cfg, SecretSource::InsecureDeterministic(seed), |p| {
+            let o = compare::select(p, n, &pick(p.id, &xs), &[])?;
+            Ok([o.drelu, o.relu].concat())
+        })
+        .unwrap();
+        let z = reconstruct(&runs);
+        for i in 0..n {
+            let pos = (xe[i] as i64) >= 0;
+            assert_eq!(z[i], u64::from(pos), "drelu of {}", xe[i] as i64);
+            assert_eq!(
+                z[n + i],
+                if pos { xe[i] } else { 0 },
+                "relu of {}",
+                xe[i] as i64
+            );
+        }
+    }
+    // argmax([5000, 0, 1]) and rows whose differences overflow 28 bits.
+    let rows = enc(&[5000.0, 0.0, 1.0, -9000.0, 9000.0, 0.0, 1e6, -1e6, 3.0]);
+    let xs = share(&rows, 1);
+    let runs = sim::run_in_memory(3, cfg, SecretSource::InsecureDeterministic(2), |p| {
+        compare::argmax(p, 3, 3, &pick(p.id, &xs))
+    })
+    .unwrap();
+    assert_eq!(reconstruct(&runs), vec![0, 1, 0]);
+}
+
+/// Ring integers in `-2^m <= x < 2^m`, edges included.
+fn in_range(m: u32, raw: &[u64]) -> Vec<u64> {
+    let span = 1u128 << (m + 1);
+    let mut xe: Vec<u64> = raw
+        .iter()
+        .map(|v| ((*v as u128 % span) as i128 - (1i128 << m)) as i64 as u64)
+        .collect();
+    let top = (1i64 << m) as u64;
+    xe.extend([
+        0,
+        1,
+        u64::MAX,
+        top.wrapping_sub(1),
+        top.wrapping_neg(),
+        top.wrapping_neg().wrapping_add(1),
+        (1u64 << F) - 1,
+        (1u64 << F).wrapping_neg(),
+    ]);
+    xe
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Any width m is exact on its range, edges included.
+    #[test]
+    fn narrow_width_is_exact_on_its_range(m in 17u32..=63, seed in any::<u64>()) {
+        let xe = in_range(m, &prg::random_u64s(&mut prg::seeded(seed), 64));
+        let n = xe.len();
+        let xs = share(&xe, seed);
+        let runs = sim::run_in_memory(3, ProtocolConfig::default(), SecretSource::InsecureDeterministic(seed), |p| {
+            compare::drelu_at(p, m, n, &pick(p.id, &xs))
+        }).unwrap();
+        let z = reconstruct(&runs);
+        for i in 0..n {
+            prop_assert_eq!(z[i], u64::from((xe[i] as i64) >= 0), "m {} x {}", m, xe[i] as i64);
+        }
+    }
+
+    /// Exact truncation: floor(x / 2^f) or one more, never a wrap-around
+    /// failure, at every width and for every x in range (the edges, where
+    /// local truncation fails most, included); relu_trunc = max(trunc, 0).
+    #[test]
+    fn select_trunc_truncates_exactly(m in 17u32..=63, seed in any::<u64>()) {
+        // In range for select_trunc: -2^m + 2^f <= x < 2^m - 2^f.
+        let lim = (1i128 << m) - (1i128 << F);
+        let xe: Vec<u64> = in_range(m, &prg::random_u64s(&mut prg::seeded(seed ^ 9), 64))
+            .into_iter()
+            .map(|v| (v as i64 as i128).clamp(-lim, lim - 1) as i64 as u64)
+            .collect();
+        let n = xe.len();
+        let xs = share(&xe, seed);
+        let runs = sim::run_in_memory(3, ProtocolConfig::default(), SecretSource::InsecureDeterministic(seed), |p| {
+            let o = compare::select_trunc(p, m, n, &pick(p.id, &xs), &[])?;
+            Ok([o.trunc, o.relu_trunc, o.drelu].concat())
+        }).unwrap();
+        let z = reconstruct(&runs);
+        for i in 0..n {
+            let x = xe[i] as i64;
+            let t = z[i] as i64;
+            let floor = x >> F;
+            prop_assert!(t == floor || t == floor + 1, "m {} x {}: trunc {} floor {}", m, x, t, floor);
+            prop_assert_eq!(z[n + i] as i64, t.max(0), "relu_trunc m {} x {}", m, x);
+            prop_assert_eq!(z[2 * n + i], u64::from(t >= 0));
+        }
+    }
+}
+
+#[test]
+fn select_trunc_rejects_a_width_below_the_shift() {
+    let r = sim::run_in_memory(
+        3,
+        ProtocolConfig::default(),
+        SecretSource::InsecureDeterministic(1),
+        |p| compare::select_trunc(p, 16, 1, &[0], &[]),
+    );
+    assert!(matches!(r, Err(ppml_smpc::SmpcError::Config(_))), "{r:?}");
+}
+
+/// Exact truncation with two packed words of lane shares (f > 16) and one
+/// (f <= 16), at widths where the wrap-around bit is often set.
+#[test]
+fn select_trunc_is_exact_for_every_fraction_width() {
+    for f in [1u32, 8, 16, 17, 20, 24] {
+        let cfg = ProtocolConfig {
+            frac_bits: f,
+            ..Default::default()
+        };
+        for m in [f + 1, 40, 61, 62, 63] {
+            let lim = (1i128 << m) - (1i128 << f);
+            let mut xe: Vec<u64> = prg::random_u64s(&mut prg::seeded(u64::from(m * 100 + f)), 300)
+                .iter()
+                .map(|v| ((*v as i128).rem_euclid(2 * lim) - lim) as i64 as u64)
+                .collect();
+            xe.extend([0, u64::MAX, (lim - 1) as i64 as u64, (-lim) as i64 as u64]);
+            let n = xe.len();
+            let xs = share(&xe, u64::from(m));
+            let runs = sim::run_in_memory(
+                3,
+                cfg,
+                SecretSource::InsecureDeterministic(u64::from(f)),
+                |p| {
+                    let o = compare::select_trunc(p, m, n, &pick(p.id, &xs), &[])?;
+                    Ok([o.trunc, o.relu_trunc].concat())
+                },
+            )
+            .unwrap();
+            let z = reconstruct(&runs);
+            for i in 0..n {
+                let (x, t) = (xe[i] as i64, z[i] as i64);
+                let floor = x >> f;
+                assert!(t == floor || t == floor + 1, "f {f} m {m} x {x}: {t}");
+                assert_eq!(z[n + i] as i64, t.max(0), "f {f} m {m} x {x}");
+            }
+        }
     }
 }

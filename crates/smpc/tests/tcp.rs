@@ -5,7 +5,7 @@ use ppml_net::{NetConfig, Network};
 use ppml_nn::Model;
 use ppml_smpc::inference::{RoleInput, run_tcp_role};
 use ppml_smpc::party::{DATA_OWNER, MODEL_OWNER, P2, Party, ProtocolConfig};
-use ppml_smpc::{InferConfig, SmpcError, run_in_process, sim};
+use ppml_smpc::{InferConfig, SecretSource, SmpcError, run_in_process, sim};
 use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,7 @@ fn listeners() -> (Vec<TcpListener>, Vec<SocketAddr>) {
 
 fn images(count: usize) -> Vec<f32> {
     (0..count * 784)
-        .map(|i| ((i * 31) % 97) as f32 / 40.0 - 1.0)
+        .map(|i| ((i * 31) % 97) as f32 / 40.0 - 0.4)
         .collect()
 }
 
@@ -53,7 +53,7 @@ fn tcp_run_matches_in_process_run() {
                             &input,
                             ProtocolConfig::default(),
                             Duration::from_secs(20),
-                            Some(3),
+                            SecretSource::InsecureDeterministic(3),
                         )
                     })
                 })
@@ -63,7 +63,7 @@ fn tcp_run_matches_in_process_run() {
     let outs: Vec<_> = results.into_iter().map(|r| r.unwrap()).collect();
     let cfg = InferConfig {
         batch: 5,
-        seed: Some(3),
+        secrets: SecretSource::InsecureDeterministic(3),
         ..Default::default()
     };
     let local = run_in_process(&model, &imgs, &labels, &cfg).unwrap();
@@ -98,7 +98,7 @@ fn a_dead_party_makes_the_others_fail_quickly() {
                         let _party = Party::setup(
                             net,
                             ProtocolConfig::default(),
-                            &mut sim::party_rng(Some(1), id),
+                            &mut sim::party_rng(SecretSource::InsecureDeterministic(1), id),
                         )?;
                         return Ok(());
                     }
@@ -117,7 +117,7 @@ fn a_dead_party_makes_the_others_fail_quickly() {
                         &input,
                         ProtocolConfig::default(),
                         timeout,
-                        Some(1),
+                        SecretSource::InsecureDeterministic(1),
                     )
                     .map(|_| ())
                 })

@@ -4,7 +4,6 @@
 use ppml_nn::{Model, Normalization, Sgd, TrainConfig, Workspace, mnist, train_epoch};
 use ppml_splitnn::wire::{self, Expect, TensorKind};
 use ppml_splitnn::{Event, SplitConfig, process_cpu_seconds, train_in_process};
-use rand::SeedableRng;
 use std::time::Instant;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -47,7 +46,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
         let mut opt = Sgd::new(0.03, 0.0);
         let mut ws = Workspace::new();
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(42);
+        let mut rng = ppml_splitnn::order_rng(42);
         for e in 0..epochs {
             let c0 = process_cpu_seconds();
             let st = train_epoch(

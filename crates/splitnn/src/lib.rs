@@ -79,7 +79,8 @@ pub mod wire;
 
 pub use ppml_net::ChannelStats;
 pub use roles::{
-    DataHolder, Images, LabelHolder, MiddleServer, RemoteConfig, RoundRobin, load_mnist_labels,
+    DataHolder, Images, LabelHolder, MiddleServer, RemoteConfig, RoundRobin, holder_shuffle_seed,
+    load_mnist_labels, order_rng,
 };
 pub use wire::Variant;
 
@@ -130,8 +131,10 @@ pub struct SplitConfig {
     /// The data holder's learning rate (the remote party has its own, [`RemoteConfig`]).
     pub lr: f32,
     pub momentum: f32,
-    /// Seed of the shared shuffling PRG (ChaCha8, Fisher-Yates per epoch, as ppml-nn's
-    /// `train_epoch`: a split run visits the samples in the same order as an unsplit one).
+    /// Public seed of the shared sample order (holder `i` announces
+    /// [`holder_shuffle_seed`]`(shuffle_seed, i)` and both parties draw from
+    /// [`order_rng`] of it, as ppml-nn's `train_epoch` does: a split run
+    /// visits the samples in the same order as an unsplit one).
     pub shuffle_seed: u64,
     /// Test images per evaluation message.
     pub eval_chunk: usize,

@@ -8,8 +8,7 @@ use crate::{BatchBytes, EpochReport, Event, RemoteReport, RunReport, SplitConfig
 use ppml_net::Channel;
 use ppml_nn::mnist::{self, Normalization};
 use ppml_nn::{Dataset, InferBuffers, Model, Sgd, Workspace, argmax_rows, loss_grad};
-use rand::{RngExt, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use ppml_random::{PublicRng, PublicSeed};
 use std::path::Path;
 use std::time::Instant;
 
@@ -98,15 +97,24 @@ fn find(dir: &Path, stem: &str) -> Result<std::path::PathBuf, SplitError> {
     ))))
 }
 
-/// The order of the samples in one epoch: Fisher-Yates with `rng`, exactly as
+/// The order of the samples in one epoch: the workspace's one shuffle
+/// ([`ppml_random::permutation`]) with `rng`, exactly as
 /// `ppml_nn::train_epoch` does, so both parties (and an unsplit run) agree.
-pub fn epoch_order(n: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..n).collect();
-    for i in (1..n).rev() {
-        let j = rng.random_range(0..=i);
-        order.swap(i, j);
-    }
-    order
+pub fn epoch_order(n: usize, rng: &mut PublicRng) -> Vec<usize> {
+    ppml_random::permutation(n, rng)
+}
+
+/// The public shuffle seed data holder `index` announces in its handshake:
+/// the run's seed through the label `splitnn/holder/{index}`.
+pub fn holder_shuffle_seed(shuffle_seed: u64, index: usize) -> u64 {
+    PublicSeed::new(shuffle_seed).derive_u64(&format!("splitnn/holder/{index}"))
+}
+
+/// The stream both parties draw the epoch orders from, given the agreed
+/// shuffle seed: the same stream as `ppml_nn::TrainConfig::order_rng` with
+/// that seed, so a split run visits samples in an unsplit run's order.
+pub fn order_rng(agreed_seed: u64) -> PublicRng {
+    PublicSeed::new(agreed_seed).rng("nn/train-order")
 }
 
 fn check_labels(labels: &[u8], classes: usize, what: &str) -> Result<(), SplitError> {
@@ -334,6 +342,13 @@ impl DataHolder {
                 cfg.batch, cfg.eval_chunk
             )));
         }
+        // The data holder's own optimiser: checked here, before any message, so
+        // a bad rate is reported as such instead of as the peer's bad gradients.
+        RemoteConfig {
+            lr: cfg.lr,
+            momentum: cfg.momentum,
+        }
+        .validate()?;
         let n = self.train.len();
         let steps = n.div_ceil(cfg.batch);
         if (steps as u64) * (cfg.epochs as u64) >= u32::MAX as u64 {
@@ -357,7 +372,7 @@ impl DataHolder {
             test_samples: self.test.len() as u64,
             batch: cfg.batch as u32,
             epochs: cfg.epochs as u32,
-            shuffle_seed: cfg.shuffle_seed.wrapping_add(index as u64),
+            shuffle_seed: holder_shuffle_seed(cfg.shuffle_seed, index),
             eval_chunk: cfg.eval_chunk as u32,
             evaluate: cfg.evaluate,
             holder: index as u32,
@@ -376,7 +391,7 @@ impl DataHolder {
         }
         let setup_traffic = ch.stats() - s0;
 
-        let mut rng = ChaCha8Rng::seed_from_u64(cfg.shuffle_seed.wrapping_add(index as u64));
+        let mut rng = order_rng(holder_shuffle_seed(cfg.shuffle_seed, index));
         let mut peer_traffic = ppml_net::ChannelStats::default();
         let mut opt_b = Sgd::new(cfg.lr, cfg.momentum);
         let mut opt_h = Sgd::new(cfg.lr, cfg.momentum);
@@ -645,6 +660,25 @@ pub struct RemoteConfig {
     pub momentum: f32,
 }
 
+impl RemoteConfig {
+    /// A finite positive learning rate and a momentum in `[0, 1)`.
+    pub fn validate(&self) -> Result<(), SplitError> {
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(SplitError::Config(format!(
+                "learning rate must be finite and positive, got {}",
+                self.lr
+            )));
+        }
+        if !(self.momentum.is_finite() && (0.0..1.0).contains(&self.momentum)) {
+            return Err(SplitError::Config(format!(
+                "momentum must be in [0, 1), got {}",
+                self.momentum
+            )));
+        }
+        Ok(())
+    }
+}
+
 impl Default for RemoteConfig {
     fn default() -> Self {
         RemoteConfig {
@@ -729,6 +763,7 @@ impl LabelHolder {
         test_labels: Vec<u8>,
         cfg: RemoteConfig,
     ) -> Result<Self, SplitError> {
+        cfg.validate()?;
         let classes = top.output_size();
         if classes < 2 {
             return Err(SplitError::Config(
@@ -812,10 +847,7 @@ impl LabelHolder {
         }
         let epochs = hellos[0].epochs as usize;
         let out = self.top.output_size();
-        let mut rngs: Vec<ChaCha8Rng> = hellos
-            .iter()
-            .map(|h| ChaCha8Rng::seed_from_u64(h.shuffle_seed))
-            .collect();
+        let mut rngs: Vec<PublicRng> = hellos.iter().map(|h| order_rng(h.shuffle_seed)).collect();
         let mut opt = Sgd::new(self.cfg.lr, self.cfg.momentum);
         let mut ws = Workspace::new();
         let mut abuf = Vec::new();
@@ -901,6 +933,7 @@ pub struct MiddleServer {
 impl MiddleServer {
     /// A server running `middle`.
     pub fn new(middle: Model, cfg: RemoteConfig) -> Result<Self, SplitError> {
+        cfg.validate()?;
         Ok(Self { middle, cfg })
     }
 

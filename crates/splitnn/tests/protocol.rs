@@ -99,7 +99,7 @@ fn split_training_equals_unsplit_training() {
     };
     let mut opt = Sgd::new(0.05, 0.0);
     let mut ws = Workspace::new();
-    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let mut rng = ppml_splitnn::order_rng(ppml_splitnn::holder_shuffle_seed(9, 0));
     let mut losses = Vec::new();
     for e in 0..2 {
         let st = train_epoch(
@@ -595,7 +595,9 @@ fn round_robin_shared_bottom_equals_sequential_training() {
     };
     let mut opt = Sgd::new(0.05, 0.0);
     let mut ws = Workspace::new();
-    let mut rngs: Vec<ChaCha8Rng> = (0..3).map(|k| ChaCha8Rng::seed_from_u64(5 + k)).collect();
+    let mut rngs: Vec<_> = (0..3)
+        .map(|k| ppml_splitnn::order_rng(ppml_splitnn::holder_shuffle_seed(5, k)))
+        .collect();
     for e in 0..2 {
         for (k, rng) in rngs.iter_mut().enumerate() {
             let shard = data.slice(k * 30..(k + 1) * 30);
@@ -701,4 +703,24 @@ fn roles_load_only_their_half_of_mnist() {
         (10_000, 784, 10_000)
     );
     assert!(images.values.iter().all(|v| (0.0..=1.0).contains(v)));
+}
+
+/// A NaN or negative learning rate is reported as such before any message, not as the
+/// peer's bad gradients.
+#[test]
+fn bad_learning_rates_are_rejected_up_front() {
+    let data = synthetic(20, 1);
+    let test = synthetic(10, 2);
+    for lr in [f32::NAN, -0.1, 0.0, f32::INFINITY] {
+        for variant in [Variant::Vanilla, Variant::UShaped] {
+            let cfg = SplitConfig {
+                variant,
+                lr,
+                ..SplitConfig::default()
+            };
+            let err = train_in_process(&data, &test, &cfg, 1, &mut |_| {}).unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.contains("learning rate"), "{variant:?} lr {lr}: {msg}");
+        }
+    }
 }

@@ -155,9 +155,10 @@ def encrypted_predict(model, x, **options):
     (int64) and a dict with ``seconds``, ``images_per_second``,
     ``bytes_per_party``, ``bytes_total``, ``rounds`` and more.
 
-    Options: ``batch_size`` (1000), ``frac_bits`` (16), ``cmp_bits`` (28),
+    Options: ``batch_size`` (1000), ``frac_bits`` (16), ``cmp_bits`` (widest
+    comparison allowed, 63), ``truncation`` (``exact`` or ``local``),
     ``timeout`` (seconds, 60)."""
-    known = {"batch_size", "frac_bits", "cmp_bits", "timeout"}
+    known = {"batch_size", "frac_bits", "cmp_bits", "truncation", "timeout"}
     unknown = set(options) - known
     if unknown:
         raise ValueError(f"unknown options {sorted(unknown)}; known: {sorted(known)}")
