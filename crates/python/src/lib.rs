@@ -43,6 +43,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(model::load_mnist, m)?)?;
     m.add_function(wrap_pyfunction!(secagg::secagg_quantize, m)?)?;
     m.add("ARCHS", ppml_nn::ARCHS.to_vec())?;
+    m.add("INPUT_RANGE", ppml_smpc::inference::DEFAULT_INPUT_RANGE)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -89,7 +89,8 @@ def test_module_with_layers_in_order():
 
     net = Net()
     model = ppml.Model.from_torch(net, (20,))
-    x = np.random.default_rng(0).standard_normal((64, 20)).astype(np.float32)
+    lo, hi = ppml.INPUT_RANGE  # what the model owner's range analysis covers
+    x = np.random.default_rng(0).uniform(lo, hi, (64, 20)).astype(np.float32)
     with torch.no_grad():
         want = net(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(model.logits(x), want, rtol=1e-4, atol=1e-5)

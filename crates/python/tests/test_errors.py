@@ -81,12 +81,22 @@ def test_nan_weights_in_torch_module():
         ppml.Model.from_torch(net, (4,))
 
 
+def test_inputs_outside_the_declared_range():
+    m = ppml.Model.arch("2nn", seed=0)
+    x = np.zeros((2, 784), np.float32)
+    x[1, 3] = ppml.INPUT_RANGE[1] + 1.0
+    with pytest.raises(ValueError, match="input range"):
+        ppml.encrypted_predict(m, x)
+
+
 def test_out_of_range_activations_need_wider_comparisons():
     # cmp_bits = frac_bits + 1 only compares |x| < 2; bad options are ValueErrors.
     m = ppml.Model.arch("2nn", seed=0)
     x = np.zeros((2, 784), np.float32)
     with pytest.raises(ValueError, match="cmp_bits"):
         ppml.encrypted_predict(m, x, cmp_bits=70)
+    with pytest.raises(ValueError, match="truncation"):
+        ppml.encrypted_predict(m, x, truncation="round")
     with pytest.raises(ValueError, match="batch_size"):
         ppml.encrypted_predict(m, x, batch_size=0)
     with pytest.raises(ValueError, match="unknown options"):

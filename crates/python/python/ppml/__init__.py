@@ -18,11 +18,12 @@ files, ``ppml.ProtocolError`` (a ``RuntimeError``) when a protocol fails.
 import numpy as _np
 
 from . import _native
-from ._native import ARCHS, ProtocolError, SecAggClient, SecAggServer, secagg_quantize
+from ._native import ARCHS, INPUT_RANGE, ProtocolError, SecAggClient, SecAggServer, secagg_quantize
 
 __version__ = _native.__version__
 __all__ = [
     "ARCHS",
+    "INPUT_RANGE",
     "Model",
     "ProtocolError",
     "SecAggClient",
@@ -154,6 +155,11 @@ def encrypted_predict(model, x, **options):
     channels. Returns ``(predictions, report)``: the data owner's predictions
     (int64) and a dict with ``seconds``, ``images_per_second``,
     ``bytes_per_party``, ``bytes_total``, ``rounds`` and more.
+
+    Inputs must lie in ``ppml.INPUT_RANGE`` (MNIST pixels normalised with
+    mean 0.1307 and std 0.3081, as ``load_mnist`` gives them): the model
+    owner's range analysis proves the comparison widths for that range, and
+    an input outside it is a ValueError rather than a silently wrong answer.
 
     Options: ``batch_size`` (1000), ``frac_bits`` (16), ``cmp_bits`` (widest
     comparison allowed, 63), ``truncation`` (``exact`` or ``local``),
