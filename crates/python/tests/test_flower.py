@@ -28,6 +28,7 @@ def test_flower_deployment_two_supernodes_two_rounds():
     assert res["rounds"] == 2 and res["supernodes"] == 2
     assert res["aggregation"] == "flower-secaggplus" and res["runtime"] == "flower-deployment"
     assert res["seconds_per_round"] > 0
+    assert res["failed_client_updates"] == 0
     # Two rounds of two 600-image clients: far above chance (0.1), and rising.
     acc = res["accuracy_per_round"]
     assert len(acc) == 3 and acc[0] < 0.2 and res["accuracy"] > 0.4 and acc[2] > acc[0], res

@@ -47,4 +47,12 @@ def client_fn(context: Context):
     return PpmlClient(context).to_client()
 
 
-app = ClientApp(client_fn=client_fn, mods=[secaggplus_mod])
+def secaggplus_when_asked(msg, context, call_next):
+    """Flower's SecAgg+ mod for the messages of its workflow; other messages
+    (plain FedAvg runs with `secagg=false`, evaluation) pass straight through."""
+    if "secaggplus_configs" in msg.content.config_records:
+        return secaggplus_mod(msg, context, call_next)
+    return call_next(msg, context)
+
+
+app = ClientApp(client_fn=client_fn, mods=[secaggplus_when_asked])

@@ -16,6 +16,20 @@ from ppml_flower import task
 app = ServerApp()
 
 
+class CheckedFedAvg(FedAvg):
+    """FedAvg that counts failed clients and refuses a round in which no client
+    succeeded (instead of silently keeping the old model)."""
+
+    failures = 0
+
+    def aggregate_fit(self, server_round, results, failures):
+        CheckedFedAvg.failures += len(failures)
+        if not results:
+            raise RuntimeError(f"round {server_round}: no client update arrived "
+                               f"({len(failures)} failures, first: {failures[:1]!r})")
+        return super().aggregate_fit(server_round, results, failures)
+
+
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     cfg = context.run_config
@@ -35,7 +49,7 @@ def main(grid: Grid, context: Context) -> None:
         return r["loss"], {"accuracy": r["accuracy"]}
 
     n = nodes or 2
-    strategy = FedAvg(
+    strategy = CheckedFedAvg(
         fraction_fit=1.0,
         fraction_evaluate=float(cfg["fraction-evaluate"]),
         min_fit_clients=n,
@@ -72,6 +86,7 @@ def main(grid: Grid, context: Context) -> None:
         "aggregation": "flower-secaggplus" if secagg else "plain-fedavg",
         "fraction_evaluate": float(cfg["fraction-evaluate"]),
         "clients": "ppml",
+        "failed_client_updates": CheckedFedAvg.failures,
     }
     print("[ppml-server] " + json.dumps(res), flush=True)
     if cfg.get("result-file"):
