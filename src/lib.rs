@@ -27,5 +27,6 @@ pub use ppml_nn as nn;
 pub use ppml_random as random;
 pub use ppml_secagg as secagg;
 pub use ppml_sharing as sharing;
+pub use ppml_simd as simd;
 pub use ppml_smpc as smpc;
 pub use ppml_splitnn as splitnn;

@@ -97,6 +97,7 @@ fn party_has_only_an_insecure_deterministic_flag() {
         "party",
         "--role",
         "p2",
+        "--insecure",
         "--peers",
         "127.0.0.1:1,127.0.0.1:2,127.0.0.1:3",
         "--deterministic",
@@ -192,6 +193,7 @@ fn a_process_with_several_roles_reports_the_root_cause() {
             "party",
             "--role",
             "p1,data-owner",
+            "--insecure",
             "--peers",
             &ports.join(","),
             "--count",
@@ -208,6 +210,7 @@ fn a_process_with_several_roles_reports_the_root_cause() {
             "party",
             "--role",
             "p1,data-owner",
+            "--insecure",
             "--peers",
             &ports.join(","),
             "--count",
@@ -216,5 +219,59 @@ fn a_process_with_several_roles_reports_the_root_cause() {
             "5",
         ],
         "no images",
+    );
+}
+
+/// Five roles in one process on loopback, with and without the insecure flag.
+fn party_all_roles(extra: &[&str]) -> std::process::Output {
+    let ports: Vec<String> = (0..5)
+        .map(|_| {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+            l.local_addr().expect("addr").to_string()
+        })
+        .collect();
+    let peers = ports.join(",");
+    let mut args = vec![
+        "party",
+        "--role",
+        "p0,p1,p2,model-owner,data-owner",
+        "--insecure",
+        "--peers",
+        &peers,
+        "--arch",
+        "net-a",
+        "--count",
+        "8",
+        "--batch",
+        "4",
+        "--timeout",
+        "30",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    ppml(&args)
+}
+
+#[test]
+fn insecure_deterministic_party_warns_and_says_so_in_json() {
+    let out = party_all_roles(&["--insecure-deterministic"]);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let v = last_json(&out);
+    assert_eq!(v["insecure"], serde_json::Value::Bool(true));
+    assert_eq!(v["insecure_deterministic"], serde_json::Value::Bool(true));
+    assert!(
+        stderr.contains("WARNING: --insecure-deterministic"),
+        "{stderr}"
+    );
+    let out = party_all_roles(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let v = last_json(&out);
+    // These runs use plaintext loopback links (--insecure), so "insecure" is
+    // true for the transport; the randomness is the OS's.
+    assert_eq!(v["insecure_deterministic"], serde_json::Value::Bool(false));
+    assert_eq!(v["insecure_transport"], serde_json::Value::Bool(true));
+    assert!(
+        !stderr.contains("WARNING: --insecure-deterministic"),
+        "{stderr}"
     );
 }

@@ -19,6 +19,7 @@ pub mod fedavg;
 pub mod fl_client;
 pub mod fl_server;
 pub mod infer;
+pub mod keygen;
 pub mod party;
 pub mod secagg_bench;
 pub mod splitnn;
@@ -95,6 +96,8 @@ pub enum Command {
     Splitnn(splitnn::SplitnnArgs),
     /// Run one SMPC party (p0, p1 or p2) as its own process over TCP.
     Party(party::PartyArgs),
+    /// Make a party's private key and self-signed certificate (for --parties/--keys).
+    Keygen(keygen::KeygenArgs),
 }
 
 /// What a subcommand returns: the JSON summary printed with `--json`, and a
@@ -108,6 +111,9 @@ pub fn run(cli: Cli) -> anyhow::Result<Report> {
     if cli.common.threads == Some(0) {
         anyhow::bail!("--threads must be at least 1");
     }
+    // A PPML_BACKEND this CPU cannot run (or that names no backend) is a
+    // clear error up front, not a silent fallback.
+    ppml_simd::selected()?;
     if let Some(n) = cli.common.threads {
         // Ignore the error if a pool already exists (only possible in tests).
         let _ = rayon::ThreadPoolBuilder::new()
@@ -125,5 +131,6 @@ pub fn run(cli: Cli) -> anyhow::Result<Report> {
         Command::SecaggBench(a) => secagg_bench::run(a, common),
         Command::Splitnn(a) => splitnn::run(a, common),
         Command::Party(a) => party::run(a, common),
+        Command::Keygen(a) => keygen::run(a, common),
     }
 }

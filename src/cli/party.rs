@@ -1,31 +1,34 @@
 //! `ppml party`: run SMPC roles of a private inference as separate processes
-//! over TCP (ppml-smpc).
+//! (ppml-smpc's `deploy` module does the work).
 //!
 //! Five roles take part: the computing parties `p0`, `p1`, the helper `p2`,
 //! the `model-owner` (holds the model file, shares it once) and the
 //! `data-owner` (holds the images, alone learns the predictions). One process
-//! may host several roles (`--role p0,model-owner`); each role still talks to
-//! the others over its own TCP connections. Three terminals on loopback:
+//! may host several roles (`--role p0,model-owner`); each role has its own
+//! address and key and talks to the others over its own connections.
+//!
+//! By default every link is TLS 1.3 with the certificates pinned in the
+//! parties file (`--parties FILE --keys DIR`; see docs/DEPLOY.md):
 //!
 //! ```text
-//! ppml party --role p2 --peers 127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002
-//! ppml party --role p1,data-owner --peers 127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002 --count 1000 --json
-//! ppml party --role p0,model-owner --peers 127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002 --model mlp500.ppml
+//! ppml party --role p2 --parties parties.toml --keys keys
+//! ppml party --role p1,data-owner --parties parties.toml --keys keys --count 1000 --json
+//! ppml party --role p0,model-owner --parties parties.toml --keys keys --model mlp500.ppml
 //! ```
 //!
-//! With three `--peers`, the model owner listens on p0's host at port + 100
-//! and the data owner on p1's host at port + 100; or give all five addresses
-//! (p0, p1, p2, model-owner, data-owner). A role whose peer dies or stops
+//! `--insecure --peers A,B,C[,MO,DO]` runs plaintext and unauthenticated
+//! links, for loopback benchmarks only. A role whose peer dies or stops
 //! answering fails with a network error after `--timeout` seconds at most.
 
 use super::{CommonArgs, Report};
 use anyhow::{Context, bail};
 use clap::Args;
+use ppml_net::{NetConfig, Parties};
 use ppml_nn::{Model, Normalization, mnist};
-use ppml_smpc::inference::{PartyTraffic, RoleInput, run_tcp_role};
-use ppml_smpc::party::{DATA_OWNER, MODEL_OWNER, P0, P1, P2, ProtocolConfig, party_name};
+use ppml_smpc::deploy::{Link, parse_roles, peers_to_parties, run_role_over};
+use ppml_smpc::inference::{PartyTraffic, RoleInput};
+use ppml_smpc::party::{DATA_OWNER, MODEL_OWNER, ProtocolConfig, party_name};
 use serde_json::json;
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -38,9 +41,19 @@ pub struct PartyArgs {
     /// Role(s) this process runs: p0, p1, p2, model-owner, data-owner (comma-separated).
     #[arg(long)]
     pub role: String,
-    /// Addresses: p0,p1,p2 (owners at p0/p1's port + 100) or p0,p1,p2,model-owner,data-owner.
+    /// Parties file (TOML: name, address, certificate of every role).
+    #[arg(long, conflicts_with = "peers")]
+    pub parties: Option<PathBuf>,
+    /// Directory holding this host's private keys (<role>.key for each --role).
+    #[arg(long, requires = "parties")]
+    pub keys: Option<PathBuf>,
+    /// Plaintext, unauthenticated links (loopback benchmarks only).
     #[arg(long)]
-    pub peers: String,
+    pub insecure: bool,
+    /// With --insecure: addresses p0,p1,p2 (owners at p0/p1's port + 100) or
+    /// p0,p1,p2,model-owner,data-owner.
+    #[arg(long, requires = "insecure")]
+    pub peers: Option<String>,
     /// Model file of the model owner: .ppml, or .safetensors with --arch.
     #[arg(long)]
     pub model: Option<PathBuf>,
@@ -78,53 +91,49 @@ pub struct PartyArgs {
     /// other parties' masks and with them the weights and the images.
     #[arg(long)]
     pub insecure_deterministic: bool,
+    /// Data owner: also write the predicted classes to this file, one per line.
+    #[arg(long)]
+    pub predictions: Option<PathBuf>,
 }
 
-fn parse_role(s: &str) -> anyhow::Result<usize> {
-    Ok(match s.trim() {
-        "p0" => P0,
-        "p1" => P1,
-        "p2" => P2,
-        "model-owner" | "model" | "server" => MODEL_OWNER,
-        "data-owner" | "data" | "client" => DATA_OWNER,
-        other => bail!("unknown role `{other}` (p0, p1, p2, model-owner, data-owner)"),
-    })
-}
-
-fn resolve(s: &str) -> anyhow::Result<SocketAddr> {
-    s.trim()
-        .to_socket_addrs()
-        .with_context(|| format!("resolving {s}"))?
-        .next()
-        .with_context(|| format!("{s} resolves to no address"))
-}
-
-/// The five role addresses from `--peers`.
-fn addresses(peers: &str) -> anyhow::Result<Vec<SocketAddr>> {
-    let mut addrs: Vec<SocketAddr> = peers.split(',').map(resolve).collect::<Result<_, _>>()?;
-    match addrs.len() {
-        5 => {}
-        3 => {
-            for base in [addrs[P0], addrs[P1]] {
-                let port = base
-                    .port()
-                    .checked_add(100)
-                    .context("port + 100 overflows; give all five addresses")?;
-                addrs.push(SocketAddr::new(base.ip(), port));
-            }
+/// How the roles reach each other, from the flags.
+fn link(args: &PartyArgs) -> anyhow::Result<Link> {
+    match (&args.parties, &args.keys, &args.peers, args.insecure) {
+        (Some(file), Some(keys), None, false) => Ok(Link::Tls {
+            parties: Parties::load(file)?,
+            keys: keys.clone(),
+        }),
+        (Some(_), None, None, false) => {
+            bail!("--parties needs --keys DIR (the directory with this host's private keys)")
         }
-        n => bail!("--peers needs 3 or 5 addresses, got {n}"),
+        (Some(file), _, None, true) => Ok(Link::Insecure {
+            parties: Parties::parse(
+                &std::fs::read_to_string(file)
+                    .with_context(|| format!("reading {}", file.display()))?,
+                std::path::Path::new("."),
+                false,
+            )
+            .map_err(|e| anyhow::anyhow!("parties file {}: {e}", file.display()))?,
+        }),
+        (None, _, Some(peers), true) => Ok(Link::Insecure {
+            parties: peers_to_parties(peers)?,
+        }),
+        (None, _, _, false) => {
+            bail!("give --parties FILE --keys DIR (TLS), or --insecure --peers A,B,C for plaintext")
+        }
+        _ => bail!("give either --parties FILE or --peers A,B,C (with --insecure)"),
     }
-    Ok(addrs)
 }
 
 pub fn run(args: PartyArgs, common: &CommonArgs) -> anyhow::Result<Report> {
-    let roles: Vec<usize> = args
-        .role
-        .split(',')
-        .map(parse_role)
-        .collect::<Result<_, _>>()?;
-    let addrs = addresses(&args.peers)?;
+    let roles = parse_roles(&args.role)?;
+    let link = link(&args)?;
+    if args.insecure {
+        eprintln!(
+            "WARNING: --insecure: links are plaintext and unauthenticated; anyone on the network \
+             can read the shares, the seeds and the masked model, or act as any party"
+        );
+    }
     let protocol = ProtocolConfig {
         frac_bits: args.frac_bits,
         cmp_bits: args.cmp_bits,
@@ -151,6 +160,15 @@ pub fn run(args: PartyArgs, common: &CommonArgs) -> anyhow::Result<Report> {
     } else {
         None
     };
+    // Rejected before any connection: a bad batch or an empty test set.
+    if let Some(t) = &test {
+        RoleInput::Data {
+            images: &t.images,
+            batch: args.batch,
+        }
+        .validate()
+        .context("role data-owner")?;
+    }
     let secrets = if args.insecure_deterministic {
         eprintln!(
             "WARNING: --insecure-deterministic: every share, mask and dealer seed is derived from \
@@ -163,12 +181,15 @@ pub fn run(args: PartyArgs, common: &CommonArgs) -> anyhow::Result<Report> {
         ppml_smpc::SecretSource::Os
     };
     let timeout = Duration::from_secs(args.timeout.max(1));
+    let net_config = NetConfig::default()
+        .with_timeout(timeout)
+        .with_connect_timeout(timeout);
     let start = Instant::now();
     let results: Vec<(usize, RoleResult)> = std::thread::scope(|s| {
         let handles: Vec<_> = roles
             .iter()
             .map(|&id| {
-                let (addrs, model, test) = (&addrs, &model, &test);
+                let (link, net_config, model, test) = (&link, &net_config, &model, &test);
                 let batch = args.batch;
                 s.spawn(move || {
                     let input = match (id, model, test) {
@@ -179,7 +200,7 @@ pub fn run(args: PartyArgs, common: &CommonArgs) -> anyhow::Result<Report> {
                         },
                         _ => RoleInput::Computing,
                     };
-                    let r = run_tcp_role(id, addrs, None, &input, protocol, timeout, secrets)
+                    let r = run_role_over(link, id, None, &input, protocol, net_config, secrets)
                         .with_context(|| format!("role {}", party_name(id)));
                     (id, r)
                 })
@@ -235,12 +256,18 @@ pub fn run(args: PartyArgs, common: &CommonArgs) -> anyhow::Result<Report> {
         "frac_bits": protocol.frac_bits,
         "cmp_bits": protocol.cmp_bits,
         "truncation": protocol.truncation.to_string(),
-        "insecure": secrets.is_insecure(),
+        "insecure": args.insecure || secrets.is_insecure(),
+        "insecure_transport": args.insecure,
+        "insecure_deterministic": secrets.is_insecure(),
     });
     let mut human = format!(
         "{} done in {seconds:.2} s; sent {bytes_sent} bytes, {rounds} rounds",
         names.join("+")
     );
+    if let (Some(preds), Some(path)) = (&predictions, &args.predictions) {
+        let text: String = preds.iter().map(|p| format!("{p}\n")).collect();
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
     if let (Some(preds), Some(test)) = (predictions, &test) {
         let correct = preds
             .iter()

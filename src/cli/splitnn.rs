@@ -1,28 +1,32 @@
 //! `ppml splitnn`: split learning between a data holder and a label holder (ppml-splitnn).
 //!
 //! Without `--role`, both parties run as two threads of this process over an in-memory
-//! channel. With `--role`, this process is ONE party over TCP:
+//! channel. With `--role`, this process is ONE party over a TLS link (parties
+//! `data-holder` and `label-holder` in the parties file; see docs/DEPLOY.md):
 //!
 //! ```text
-//! ppml splitnn --role label --listen 127.0.0.1:7100            # top + labels (or the U-shaped middle)
-//! ppml splitnn --role data  --connect 127.0.0.1:7100 --json    # bottom + images, drives the session
+//! ppml splitnn --role label --parties parties.toml --keys keys           # top + labels (or the U-shaped middle)
+//! ppml splitnn --role data  --parties parties.toml --keys keys --json    # bottom + images, drives the session
 //! ```
 //!
-//! Either role may listen or connect. The label process reads only the MNIST label files,
-//! the vanilla data process only the image files.
+//! The label holder listens at its address, the data holder connects. `--insecure` with
+//! `--listen ADDR` (label) / `--connect ADDR` (data) runs a plaintext link instead. The
+//! label process reads only the MNIST label files, the vanilla data process only the image
+//! files.
 
 use super::{CommonArgs, Report};
 use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use ppml_net::{Channel, NetConfig, tcp};
+use ppml_net::{Channel, NetConfig, Parties};
 use ppml_nn::{Dataset, Normalization, mnist};
+use ppml_splitnn::wire::{self, DATA_HOLDER, LABEL_HOLDER};
 use ppml_splitnn::{
     DataHolder, Event, Images, LabelHolder, MiddleServer, RemoteConfig, RunReport, SplitConfig,
     Variant, load_mnist_labels, split_parts, train_in_process, train_round_robin,
 };
 use serde_json::json;
-use std::net::TcpListener;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Split learning of 784-128-640 | 640-10 on MNIST ([0,1] inputs, plain SGD by default).
@@ -60,11 +64,20 @@ pub struct SplitnnArgs {
     /// (vanilla: labels + top; u-shaped: the middle server; alias `server`).
     #[arg(long)]
     pub role: Option<String>,
-    /// With --role: listen on this address and accept the peer.
+    /// With --role: the parties file (data-holder, label-holder).
     #[arg(long)]
+    pub parties: Option<PathBuf>,
+    /// With --role: the directory with this host's private key.
+    #[arg(long)]
+    pub keys: Option<PathBuf>,
+    /// Plaintext, unauthenticated link (loopback benchmarks only).
+    #[arg(long)]
+    pub insecure: bool,
+    /// With --insecure and --role label: listen on this address.
+    #[arg(long, requires = "insecure")]
     pub listen: Option<String>,
-    /// With --role: connect to the peer at this address.
-    #[arg(long)]
+    /// With --insecure and --role data: connect to the label holder at this address.
+    #[arg(long, requires = "insecure")]
     pub connect: Option<String>,
     /// Data holders taking turns against one label holder (in-process, vanilla): the
     /// training set is cut into this many contiguous shards, one per holder.
@@ -119,29 +132,49 @@ pub fn run(args: SplitnnArgs, common: &CommonArgs) -> anyhow::Result<Report> {
             anyhow::bail!("--holders > 1 runs in process only (drop --role)")
         }
         Some("data") => {
-            let mut ch = open_channel(&args, &net)?;
-            run_data(&args, &cfg, common, &mut ch, "tcp")
+            let mut ch = open_channel(&args, DATA_HOLDER, &net)?;
+            let mut r = run_data(&args, &cfg, common, &mut ch, "tcp")?;
+            r.json["insecure"] = json!(args.insecure);
+            Ok(r)
         }
         Some("label" | "server") => {
-            let mut ch = open_channel(&args, &net)?;
-            run_remote(&args, &cfg, common, &mut ch)
+            let mut ch = open_channel(&args, LABEL_HOLDER, &net)?;
+            let mut r = run_remote(&args, &cfg, common, &mut ch)?;
+            r.json["insecure"] = json!(args.insecure);
+            Ok(r)
         }
         Some(o) => anyhow::bail!("unknown --role `{o}` (data, label)"),
     }
 }
 
-fn open_channel(args: &SplitnnArgs, net: &NetConfig) -> anyhow::Result<Channel> {
-    match (&args.listen, &args.connect) {
-        (Some(addr), None) => {
-            let l = TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
-            eprintln!("listening on {}", l.local_addr()?);
-            Ok(tcp::accept(&l, net).with_context(|| format!("accepting a peer on {addr}"))?)
-        }
-        (None, Some(addr)) => Ok(
-            tcp::connect(addr.as_str(), net).with_context(|| format!("connecting to {addr}"))?
+/// This party's channel to the other: a session (TLS by default) through ppml-splitnn's
+/// wire helpers; the label holder listens, the data holder connects.
+fn open_channel(args: &SplitnnArgs, me: &str, net: &NetConfig) -> anyhow::Result<Channel> {
+    // --insecure without a parties file: the label holder's address from --listen/--connect.
+    let fallback = match (&args.listen, &args.connect, me) {
+        (Some(a), None, LABEL_HOLDER) | (None, Some(a), DATA_HOLDER) => Some(Parties::insecure(
+            &[DATA_HOLDER, LABEL_HOLDER],
+            &["0.0.0.0:0".to_owned(), a.clone()],
+        )?),
+        (None, None, _) => None,
+        _ => anyhow::bail!(
+            "with --insecure, the label holder takes --listen ADDR and the data holder --connect ADDR"
         ),
-        _ => anyhow::bail!("--role needs exactly one of --listen ADDR or --connect ADDR"),
-    }
+    };
+    let session = ppml_net::session::open(
+        me,
+        args.parties.as_deref(),
+        args.keys.as_deref(),
+        args.insecure,
+        fallback,
+        wire::SESSION_PROTOCOL,
+        net.clone(),
+    )?;
+    Ok(if me == LABEL_HOLDER {
+        wire::accept_data_holder(&session)?
+    } else {
+        wire::connect_label_holder(&session)?
+    })
 }
 
 fn progress_bar(epochs: usize) -> impl FnMut(Event<'_>) {
@@ -308,6 +341,7 @@ fn run_remote(
     let rcfg = RemoteConfig {
         lr: cfg.lr,
         momentum: cfg.momentum,
+        shuffle_share: cfg.shuffle_seed,
     };
     let r = match cfg.variant {
         Variant::Vanilla => {

@@ -25,6 +25,12 @@
 //! party ([`shift_opened`]). The result is `floor(x/2^f)` or one less
 //! (error at most one ulp) unless `c` and `r` overflow as signed integers,
 //! which happens with probability at most `|x| / 2^63 <= 2^(lx - 63)`.
+//!
+//! Neither is failure-free: both open a value masked by a uniform `r` and
+//! go wrong when the masked sum wraps around. `ppml-smpc`'s exact truncation
+//! (`compare::select_trunc`, the default of private inference) removes that
+//! failure by computing the wrap-around bit inside a comparison, which the
+//! protocols run anyway after every product that feeds a ReLU.
 
 /// SecureML local truncation of party `party`'s share (0 or 1 of a two-party
 /// sharing). See the module docs for the error bound.

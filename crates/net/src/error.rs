@@ -25,6 +25,16 @@ pub enum NetError {
     /// The connection handshake of a [`crate::Network`] failed (wrong or unknown party id).
     #[error("handshake failed: {0}")]
     Handshake(String),
+    /// A configuration problem: parties file, keys, addresses.
+    #[error("{0}")]
+    Config(String),
+    /// The peer could not be authenticated as `party` (TLS handshake failed, wrong
+    /// certificate).
+    #[error("could not authenticate {party}: {reason}")]
+    Auth { party: String, reason: String },
+    /// The handshake was refused (by us or by the peer); `reason` says why and names the party.
+    #[error("refused {party}: {reason}")]
+    Refused { party: String, reason: String },
     /// A party index that is not a peer of this network (out of range, or oneself).
     #[error("unknown peer {0}")]
     UnknownPeer(usize),

@@ -1,7 +1,6 @@
 use crate::channel::{PartyRounds, Transport};
 use crate::memory::{MemTransport, in_memory_transport_pair};
-use crate::tcp::{TcpTransport, accept_stream, connect_stream};
-use crate::{Channel, ChannelStats, NetConfig, NetError};
+use crate::{Acceptor, Channel, ChannelStats, NetConfig, NetError, Parties, Session};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::net::{SocketAddr, TcpListener};
@@ -26,37 +25,6 @@ pub struct Network {
     me: usize,
     channels: Vec<Option<Channel>>,
     party: Arc<PartyRounds>,
-}
-
-const HELLO_MAGIC: &[u8; 4] = b"PPML";
-const HELLO_VERSION: u8 = 1;
-const HELLO_LEN: usize = 17;
-
-fn hello(from: usize, to: usize, n: usize) -> Vec<u8> {
-    let mut v = Vec::with_capacity(HELLO_LEN);
-    v.extend_from_slice(HELLO_MAGIC);
-    v.push(HELLO_VERSION);
-    for x in [from, to, n] {
-        // Party counts are tiny; saturate rather than wrap on absurd values.
-        v.extend_from_slice(&u32::try_from(x).unwrap_or(u32::MAX).to_le_bytes());
-    }
-    v
-}
-
-/// Parses a hello frame into (from, to, n).
-fn parse_hello(frame: &[u8]) -> Result<(usize, usize, usize), NetError> {
-    if frame.len() != HELLO_LEN || &frame[..4] != HELLO_MAGIC || frame[4] != HELLO_VERSION {
-        return Err(NetError::Handshake(format!(
-            "not a ppml-net hello frame ({} bytes)",
-            frame.len()
-        )));
-    }
-    let word = |i: usize| {
-        let mut w = [0u8; 4];
-        w.copy_from_slice(&frame[5 + 4 * i..9 + 4 * i]);
-        u32::from_le_bytes(w) as usize
-    };
-    Ok((word(0), word(1), word(2)))
 }
 
 impl Network {
@@ -91,25 +59,17 @@ impl Network {
             .collect()
     }
 
-    /// Party `me` of a TCP mesh: listens on `addrs[me]`, connects to every `j < me` (retrying
-    /// until `connect_timeout`) and accepts every `j > me`. A handshake frame carrying both
-    /// party ids and `n` is checked on both sides (wrong or unknown id => [`NetError::Handshake`]).
-    /// The last party accepts nobody, so it does not bind `addrs[n - 1]`.
-    /// Handshake frames are not counted in the stats.
+    /// Party `me` of a plaintext TCP mesh of `addrs.len()` parties named `party-0`, ...
+    /// (an insecure [`Session`] for each): listens on `addrs[me]`, connects to every
+    /// `j < me` (retrying until `connect_timeout`) and accepts every `j > me`. The last
+    /// party accepts nobody, so it does not bind `addrs[n - 1]`. For tests and loopback
+    /// benchmarks; deployments use [`Network::mesh`] with a TLS session.
     pub fn tcp(me: usize, addrs: &[SocketAddr], config: &NetConfig) -> Result<Network, NetError> {
-        if me >= addrs.len() {
-            return Err(NetError::UnknownPeer(me));
-        }
-        let listener = if me + 1 < addrs.len() {
-            Some(TcpListener::bind(addrs[me])?)
-        } else {
-            None // the last party accepts nobody
-        };
-        Self::tcp_with_listener(me, listener.as_ref(), addrs, config)
+        Self::tcp_with_listener(me, None, addrs, config)
     }
 
     /// Like [`Network::tcp`] with a listener bound by the caller (e.g. to `127.0.0.1:0`
-    /// before the addresses are known). `listener` may be `None` only for the last party.
+    /// before the addresses are known). Without one, party `me` binds `addrs[me]`.
     pub fn tcp_with_listener(
         me: usize,
         listener: Option<&TcpListener>,
@@ -120,50 +80,63 @@ impl Network {
         if me >= n {
             return Err(NetError::UnknownPeer(me));
         }
+        let names: Vec<String> = (0..n).map(|i| format!("party-{i}")).collect();
+        let parties = Parties::insecure(
+            &names,
+            &addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        )?;
+        let session = Session::insecure(&names[me], parties, "ppml-net-mesh", config.clone())?;
+        let acceptor = match listener {
+            Some(l) if me + 1 < n => Some(session.listen_on(l.try_clone()?)?),
+            _ => None,
+        };
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        Self::mesh_with(&session, &refs, acceptor)
+    }
+
+    /// This session's party in a full mesh of the parties `names` (this party among
+    /// them): connects to every party listed before it and accepts every party listed
+    /// after it (the acceptor starts first, so the order in which processes start does
+    /// not matter). Party `i` of the network is `names[i]`.
+    pub fn mesh(session: &Session, names: &[&str]) -> Result<Network, NetError> {
+        Self::mesh_with(session, names, None)
+    }
+
+    /// Like [`Network::mesh`] with an acceptor started by the caller (e.g. on a listener
+    /// bound to an ephemeral port); without one, the party listens on its address from
+    /// the parties file if it has anybody to accept.
+    pub fn mesh_with(
+        session: &Session,
+        names: &[&str],
+        acceptor: Option<Acceptor>,
+    ) -> Result<Network, NetError> {
+        let n = names.len();
+        let me = names
+            .iter()
+            .position(|x| *x == session.name())
+            .ok_or_else(|| {
+                NetError::Config(format!(
+                    "{} is not one of the mesh's parties ({})",
+                    session.name(),
+                    names.join(", ")
+                ))
+            })?;
+        let later = &names[me + 1..];
+        let mut acceptor = match acceptor {
+            Some(a) => Some(a),
+            None if !later.is_empty() => Some(session.listen()?),
+            None => None,
+        };
         let mut channels: Vec<Option<Channel>> = (0..n).map(|_| None).collect();
-        for (j, addr) in addrs.iter().enumerate().take(me) {
-            let (stream, _) = connect_stream(addr, config)?;
-            let mut t =
-                TcpTransport::with_peer_name(stream, format!("party {j} ({addr})"), config)?;
-            t.send_frame(hello(me, j, n))?;
-            let (from, to, their_n) = parse_hello(&t.recv_frame()?)?;
-            if (from, to, their_n) != (j, me, n) {
-                return Err(NetError::Handshake(format!(
-                    "party {me} connected to {addr} expecting party {j} of {n}, \
-                     got a reply from party {from} to party {to} of {their_n}"
-                )));
-            }
-            channels[j] = Some(Channel::new(Box::new(t), config));
+        for (j, peer) in names.iter().enumerate().take(me) {
+            channels[j] = Some(session.connect(peer)?);
         }
-        let to_accept = n - 1 - me;
-        if to_accept > 0 {
-            let Some(listener) = listener else {
-                return Err(NetError::Handshake(format!(
-                    "party {me} of {n} must accept {to_accept} connections but has no listener"
-                )));
-            };
-            for _ in 0..to_accept {
-                let (stream, addr) = accept_stream(listener, config)?;
-                let mut t = TcpTransport::with_peer_name(stream, format!("tcp:{addr}"), config)?;
-                let (from, to, their_n) = parse_hello(&t.recv_frame()?)?;
-                if to != me || their_n != n {
-                    return Err(NetError::Handshake(format!(
-                        "party {me} of {n} got a hello addressed to party {to} of {their_n}"
-                    )));
-                }
-                if from <= me || from >= n {
-                    return Err(NetError::Handshake(format!(
-                        "party {me} of {n} got a hello from party {from}, which should not connect to it"
-                    )));
-                }
-                if channels[from].is_some() {
-                    return Err(NetError::Handshake(format!(
-                        "party {me} got a second connection claiming to be party {from}"
-                    )));
-                }
-                t.send_frame(hello(me, from, n))?;
-                t.set_peer_name(format!("party {from} ({addr})"));
-                channels[from] = Some(Channel::new(Box::new(t), config));
+        if let Some(acc) = acceptor.as_mut()
+            && !later.is_empty()
+        {
+            let got = acc.accept(later, session.config().connect_timeout)?;
+            for (k, ch) in got.into_iter().enumerate() {
+                channels[me + 1 + k] = Some(ch);
             }
         }
         Ok(Network::from_channels(me, channels))

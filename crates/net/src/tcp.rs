@@ -1,17 +1,20 @@
 //! TCP transport: separate processes or hosts.
 //!
-//! Each channel owns a background reader thread that drains the socket into an unbounded
-//! queue, so two parties that both send large frames before receiving never deadlock, and
-//! `recv` waits on the queue with the configured timeout. Dropping the channel shuts the
+//! Each channel owns a background reader thread that drains the socket into a queue bounded
+//! in bytes (`NetConfig::queue_bytes`, see `queue.rs`), so two parties that both send large
+//! frames before receiving never deadlock, a flooding peer is pushed back by TCP flow
+//! control once the queue is full, and `recv` waits on the queue with the configured
+//! timeout. The same transport carries plaintext or TLS (`crate::tls`) bytes. Dropping the channel shuts the
 //! socket down, which ends the reader thread (it is joined). Writes use the configured
 //! timeout as the socket write timeout; `TCP_NODELAY` is on.
 
 use crate::channel::Transport;
 use crate::frame::{self, FRAME_HEADER_BYTES};
+use crate::queue::{self, QueueReceiver, RecvError};
+use crate::tls::{TlsReadHalf, TlsWriteHalf};
 use crate::{Channel, NetConfig, NetError};
-use std::io::{ErrorKind, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -24,7 +27,8 @@ const MIN_TIMEOUT: Duration = Duration::from_millis(1);
 /// A [`Transport`] over a connected [`TcpStream`].
 pub struct TcpTransport {
     stream: TcpStream,
-    rx: Receiver<Result<Vec<u8>, NetError>>,
+    write: WriteHalf,
+    rx: QueueReceiver<Result<Vec<u8>, NetError>>,
     reader: Option<JoinHandle<()>>,
     timeout: Duration,
     peer: String,
@@ -57,29 +61,43 @@ impl TcpTransport {
         peer: impl Into<String>,
         config: &NetConfig,
     ) -> Result<Self, NetError> {
-        let peer = peer.into();
         stream.set_nodelay(true)?;
+        let read = ReadHalf::Plain(stream.try_clone()?);
+        let write = WriteHalf::Plain(stream.try_clone()?);
+        Self::from_halves(stream, read, write, peer.into(), config)
+    }
+
+    /// A transport over two halves of one connection (plaintext or TLS): sets the write
+    /// timeout and starts the reader thread. `stream` is kept to shut the socket down.
+    pub(crate) fn from_halves(
+        stream: TcpStream,
+        mut read: ReadHalf,
+        write: WriteHalf,
+        peer: String,
+        config: &NetConfig,
+    ) -> Result<Self, NetError> {
         stream.set_nonblocking(false)?;
         stream.set_write_timeout(Some(config.timeout.max(MIN_TIMEOUT)))?;
         stream.set_read_timeout(None)?;
-        let mut read_half = stream.try_clone()?;
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = queue::bounded(config.queue_bytes);
         let max = config.effective_max_frame();
         let reader_peer = peer.clone();
+        let shutdown = stream.try_clone()?;
         let reader = std::thread::Builder::new()
             .name(format!("ppml-net-reader {peer}"))
             .spawn(move || {
                 loop {
-                    match frame::read_frame(&mut read_half, max, &reader_peer) {
+                    match frame::read_frame(&mut read, max, &reader_peer) {
                         Ok(f) => {
-                            if tx.send(Ok(f)).is_err() {
+                            let len = f.len();
+                            if !tx.send(Ok(f), len) {
                                 break; // the channel was dropped
                             }
                         }
                         Err(e) => {
                             // The stream is finished or out of sync: report once and stop.
-                            let _ = read_half.shutdown(Shutdown::Both);
-                            let _ = tx.send(Err(e));
+                            let _ = shutdown.shutdown(Shutdown::Both);
+                            let _ = tx.send(Err(e), 0);
                             break;
                         }
                     }
@@ -87,16 +105,13 @@ impl TcpTransport {
             })?;
         Ok(Self {
             stream,
+            write,
             rx,
             reader: Some(reader),
             timeout: config.timeout,
             peer,
             broken: false,
         })
-    }
-
-    pub(crate) fn set_peer_name(&mut self, peer: String) {
-        self.peer = peer;
     }
 
     fn write_error(&mut self, e: std::io::Error) -> NetError {
@@ -127,29 +142,19 @@ impl Transport for TcpTransport {
                 peer: self.peer.clone(),
             });
         }
-        let header = frame::encode_frame_header(frame.len(), u32::MAX as usize)?;
-        let result = if frame.len() <= COALESCE_LIMIT {
-            let mut wire = Vec::with_capacity(FRAME_HEADER_BYTES + frame.len());
-            wire.extend_from_slice(&header);
-            wire.extend_from_slice(&frame);
-            self.stream.write_all(&wire)
-        } else {
-            self.stream
-                .write_all(&header)
-                .and_then(|()| self.stream.write_all(&frame))
-        };
+        let result = self.write.write_frame(&frame);
         result.map_err(|e| self.write_error(e))
     }
 
     fn recv_frame(&mut self) -> Result<Vec<u8>, NetError> {
         match self.rx.recv_timeout(self.timeout) {
             Ok(result) => result,
-            Err(RecvTimeoutError::Timeout) => Err(NetError::Timeout {
+            Err(RecvError::Timeout) => Err(NetError::Timeout {
                 peer: self.peer.clone(),
                 after: self.timeout,
             }),
             // The reader thread already reported why it stopped.
-            Err(RecvTimeoutError::Disconnected) => Err(NetError::Disconnected {
+            Err(RecvError::Disconnected) => Err(NetError::Disconnected {
                 peer: self.peer.clone(),
             }),
         }
@@ -162,10 +167,66 @@ impl Transport for TcpTransport {
 
 impl Drop for TcpTransport {
     fn drop(&mut self) {
+        if !self.broken {
+            self.write.close();
+        }
+        // Unblocks a reader thread waiting for room in the queue.
+        self.rx.close();
         // Wakes the reader thread's blocking read (it returns end of stream), so it exits.
         let _ = self.stream.shutdown(Shutdown::Both);
         if let Some(reader) = self.reader.take() {
             let _ = reader.join();
+        }
+    }
+}
+
+/// The receiving half of a connection: the socket, or TLS over it.
+pub(crate) enum ReadHalf {
+    Plain(TcpStream),
+    Tls(TlsReadHalf),
+}
+
+impl Read for ReadHalf {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            ReadHalf::Plain(s) => s.read(buf),
+            ReadHalf::Tls(t) => t.read(buf),
+        }
+    }
+}
+
+/// The sending half of a connection.
+pub(crate) enum WriteHalf {
+    Plain(TcpStream),
+    Tls(TlsWriteHalf),
+}
+
+impl WriteHalf {
+    /// Writes one frame: the 4-byte length prefix, then the payload.
+    pub(crate) fn write_frame(&mut self, frame: &[u8]) -> std::io::Result<()> {
+        let header = frame::encode_frame_header(frame.len(), u32::MAX as usize)
+            .map_err(|e| std::io::Error::new(ErrorKind::InvalidInput, e.to_string()))?;
+        match self {
+            WriteHalf::Plain(stream) => {
+                if frame.len() <= COALESCE_LIMIT {
+                    let mut wire = Vec::with_capacity(FRAME_HEADER_BYTES + frame.len());
+                    wire.extend_from_slice(&header);
+                    wire.extend_from_slice(frame);
+                    stream.write_all(&wire)
+                } else {
+                    stream
+                        .write_all(&header)
+                        .and_then(|()| stream.write_all(frame))
+                }
+            }
+            WriteHalf::Tls(t) => t.write_parts(&header, frame),
+        }
+    }
+
+    /// Ends the stream cleanly (TLS close_notify; nothing for plaintext).
+    fn close(&mut self) {
+        if let WriteHalf::Tls(t) = self {
+            t.close();
         }
     }
 }
@@ -188,6 +249,19 @@ pub(crate) fn connect_stream(
     addr: impl ToSocketAddrs,
     config: &NetConfig,
 ) -> Result<(TcpStream, SocketAddr), NetError> {
+    connect_stream_until(
+        addr,
+        Instant::now() + config.connect_timeout,
+        config.connect_timeout,
+    )
+}
+
+/// Connects, retrying until `deadline`; `budget` is reported in the timeout error.
+pub(crate) fn connect_stream_until(
+    addr: impl ToSocketAddrs,
+    deadline: Instant,
+    budget: Duration,
+) -> Result<(TcpStream, SocketAddr), NetError> {
     let addrs: Vec<SocketAddr> = addr.to_socket_addrs()?.collect();
     let Some(first) = addrs.first().copied() else {
         return Err(NetError::Io(std::io::Error::new(
@@ -195,8 +269,6 @@ pub(crate) fn connect_stream(
             "address resolved to nothing",
         )));
     };
-    let start = Instant::now();
-    let deadline = start + config.connect_timeout;
     loop {
         for &a in &addrs {
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -210,7 +282,7 @@ pub(crate) fn connect_stream(
         if now >= deadline {
             return Err(NetError::Timeout {
                 peer: format!("tcp:{first}"),
-                after: config.connect_timeout,
+                after: budget,
             });
         }
         std::thread::sleep((deadline - now).min(Duration::from_millis(20)));

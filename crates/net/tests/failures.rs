@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::TRANSPORTS;
+use common::ALL_TRANSPORTS as TRANSPORTS;
 use ppml_net::{Channel, NetConfig, NetError, in_memory_transport_pair, read_frame};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -167,11 +167,11 @@ fn tcp_receiver_fed_with(bytes: &[u8], config: &NetConfig, close: bool) -> (Chan
 
 #[test]
 fn hostile_length_prefix_over_tcp_is_rejected_without_allocating() {
-    // Default config (512 MiB max): a header claiming 4 GiB - 1 must not be allocated.
+    // Default config (256 MiB max): a header claiming 4 GiB - 1 must not be allocated.
     let (mut ch, _raw) = tcp_receiver_fed_with(&u32::MAX.to_le_bytes(), &cfg(), false);
     let err = ch.recv_bytes().unwrap_err();
     assert!(
-        matches!(err, NetError::FrameTooLarge { len: 4_294_967_295, max } if max == 512 << 20),
+        matches!(err, NetError::FrameTooLarge { len: 4_294_967_295, max } if max == 256 << 20),
         "got {err:?}"
     );
     // Smaller limit, a 2 KB claim.

@@ -1,5 +1,6 @@
 //! Full-mesh networks: in-memory and loopback TCP, party-level rounds, handshake checks.
 
+use ppml_net::session::{HANDSHAKE_VERSION, Hello, Reply};
 use ppml_net::{
     ChannelStats, FrameLog, NetConfig, NetError, Network, RecordingTransport, Transport,
 };
@@ -183,61 +184,79 @@ fn recording_transport_logs_what_each_party_received() {
     assert_eq!(seen(2), vec![ppml_net::encode(&8u64).unwrap()]);
 }
 
-/// Writes one raw hello frame (magic, version, from, to, n) to `addr`; keeps the socket open.
-fn fake_hello(addr: SocketAddr, payload: &[u8]) -> TcpStream {
+/// Sends one raw frame to `addr` and returns the reply frame (if any).
+fn raw_exchange(addr: SocketAddr, payload: &[u8]) -> Option<Vec<u8>> {
     let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     s.write_all(&(payload.len() as u32).to_le_bytes()).unwrap();
     s.write_all(payload).unwrap();
-    s
+    let mut hdr = [0u8; 4];
+    std::io::Read::read_exact(&mut s, &mut hdr).ok()?;
+    let mut body = vec![0u8; u32::from_le_bytes(hdr) as usize];
+    std::io::Read::read_exact(&mut s, &mut body).ok()?;
+    Some(body)
 }
 
-fn hello(from: u32, to: u32, n: u32) -> Vec<u8> {
-    let mut v = b"PPML\x01".to_vec();
-    for x in [from, to, n] {
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v
+fn hello(from: &str, to: &str, version: u16, protocol: &str) -> Vec<u8> {
+    ppml_net::encode(&Hello {
+        magic: *b"PPMS",
+        version,
+        protocol: protocol.into(),
+        from: from.into(),
+        to: to.into(),
+        insecure: true,
+    })
+    .unwrap()
 }
 
-fn party0_with_client(payload: Vec<u8>) -> NetError {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addrs = vec![l.local_addr().unwrap(), "127.0.0.1:9".parse().unwrap()];
-    let _client = fake_hello(addrs[0], &payload);
-    Network::tcp_with_listener(0, Some(&l), &addrs, &cfg()).unwrap_err()
-}
-
+/// Bad hellos and garbage are refused with a reason (and logged); party 0 keeps
+/// waiting, and the mesh completes when the real party 1 connects.
 #[test]
-fn handshake_rejects_wrong_ids_and_garbage() {
-    for (what, payload) in [
-        ("claims to be party 0 (itself)", hello(0, 0, 2)),
-        ("unknown party id 7", hello(7, 0, 2)),
-        ("addressed to another party", hello(1, 1, 2)),
-        ("different party count", hello(1, 0, 3)),
-        ("not a hello", b"GET / HTTP/1.1".to_vec()),
+fn bad_hellos_are_refused_and_the_mesh_still_completes() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let l1 = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addrs = vec![l.local_addr().unwrap(), l1.local_addr().unwrap()];
+    drop(l1);
+    let a2 = addrs.clone();
+    let p0 = std::thread::spawn(move || {
+        all_to_all(Network::tcp_with_listener(0, Some(&l), &a2, &cfg()).unwrap())
+    });
+    for (payload, reason) in [
+        (
+            hello("party-0", "party-0", HANDSHAKE_VERSION, "ppml-net-mesh"),
+            "itself",
+        ),
+        (
+            hello("party-7", "party-0", HANDSHAKE_VERSION, "ppml-net-mesh"),
+            "not in the parties file",
+        ),
+        (
+            hello("party-1", "party-1", HANDSHAKE_VERSION, "ppml-net-mesh"),
+            "it asked for party-1",
+        ),
+        (
+            hello("party-1", "party-0", 99, "ppml-net-mesh"),
+            "handshake version 99",
+        ),
+        (
+            hello("party-1", "party-0", HANDSHAKE_VERSION, "fedavg"),
+            "protocol `fedavg`",
+        ),
     ] {
-        let err = party0_with_client(payload);
-        assert!(matches!(err, NetError::Handshake(_)), "{what}: got {err:?}");
+        let reply = raw_exchange(addrs[0], &payload).expect("a reply");
+        match ppml_net::decode::<Reply>(&reply).unwrap() {
+            Reply::Refused(r) => assert!(r.contains(reason), "{r} should contain {reason}"),
+            Reply::Accepted => panic!("accepted a bad hello ({reason})"),
+        }
     }
+    // Garbage gets no reply; the connection is dropped.
+    assert!(raw_exchange(addrs[0], b"GET / HTTP/1.1").is_none());
+    let p1 = std::thread::spawn(move || all_to_all(Network::tcp(1, &addrs, &cfg()).unwrap()));
+    check_all_to_all(vec![p0.join().unwrap(), p1.join().unwrap()]);
 }
 
 #[test]
-fn handshake_rejects_duplicate_party() {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addrs = vec![
-        l.local_addr().unwrap(),
-        "127.0.0.1:9".parse().unwrap(),
-        "127.0.0.1:9".parse().unwrap(),
-    ];
-    let _a = fake_hello(addrs[0], &hello(1, 0, 3));
-    std::thread::sleep(Duration::from_millis(50));
-    let _b = fake_hello(addrs[0], &hello(1, 0, 3));
-    let err = Network::tcp_with_listener(0, Some(&l), &addrs, &cfg()).unwrap_err();
-    assert!(matches!(err, NetError::Handshake(_)), "got {err:?}");
-}
-
-#[test]
-fn connector_rejects_a_reply_from_the_wrong_party() {
-    // Party 1 connects to "party 0", which answers as if it were party 5.
+fn connector_rejects_a_reply_that_is_not_a_session_reply() {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addrs = vec![l.local_addr().unwrap(), "127.0.0.1:9".parse().unwrap()];
     let server = std::thread::spawn(move || {
@@ -246,12 +265,19 @@ fn connector_rejects_a_reply_from_the_wrong_party() {
         std::io::Read::read_exact(&mut s, &mut hdr).unwrap();
         let mut body = vec![0u8; u32::from_le_bytes(hdr) as usize];
         std::io::Read::read_exact(&mut s, &mut body).unwrap();
-        let reply = hello(5, 1, 2);
-        s.write_all(&(reply.len() as u32).to_le_bytes()).unwrap();
-        s.write_all(&reply).unwrap();
+        s.write_all(&3u32.to_le_bytes()).unwrap();
+        s.write_all(b"xyz").unwrap();
         body
     });
-    let err = Network::tcp_with_listener(1, None, &addrs, &cfg()).unwrap_err();
-    assert!(matches!(err, NetError::Handshake(_)), "got {err:?}");
-    assert_eq!(server.join().unwrap(), hello(1, 0, 2));
+    let config = cfg().with_connect_timeout(Duration::from_millis(300));
+    let err = Network::tcp_with_listener(1, None, &addrs, &config).unwrap_err();
+    assert!(
+        err.to_string().contains("bad reply") || matches!(err, NetError::Timeout { .. }),
+        "got {err:?}"
+    );
+    let hello: Hello = ppml_net::decode(&server.join().unwrap()).unwrap();
+    assert_eq!(
+        (hello.from.as_str(), hello.to.as_str()),
+        ("party-1", "party-0")
+    );
 }

@@ -1,4 +1,4 @@
-//! Throughput check of the packed u64 fast path (run in release):
+//! Throughput check of the packed u64 fast path, plaintext TCP and TLS side by side (run in release):
 //! `cargo test -p ppml-net --release --test perf -- --ignored --nocapture`
 
 mod common;
@@ -8,12 +8,12 @@ use std::time::Instant;
 
 #[test]
 #[ignore = "timing; run in release with --ignored --nocapture"]
-fn six_million_u64s_in_memory_and_tcp() {
+fn six_million_u64s_in_memory_tcp_and_tls() {
     const N: usize = 6_000_000;
     let v: Vec<u64> = (0..N as u64)
         .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
         .collect();
-    for (name, make) in common::TRANSPORTS {
+    for (name, make) in common::ALL_TRANSPORTS {
         let (mut a, mut b) = make(&NetConfig::default());
         let mut best = f64::INFINITY;
         for _ in 0..5 {

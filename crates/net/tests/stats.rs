@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{TRANSPORTS, tcp_pair};
+use common::{ALL_TRANSPORTS as TRANSPORTS, tcp_pair};
 use ppml_net::{Channel, ChannelStats, NetConfig};
 use std::time::Duration;
 

@@ -4,7 +4,8 @@
 //! For batches this small `matrixmultiply` spends most of its time packing the
 //! weight matrix and allocating its packing buffer. These loops instead walk
 //! the `out x in` weight rows once per pass with the batch rows kept in L1.
-//! Compiled twice: generic, and with AVX2+FMA selected at run time.
+//! Compiled twice: generic, and with AVX2+FMA for the AVX2 and AVX-512
+//! backends of `ppml-simd` (chosen once per process; `PPML_BACKEND` forces one).
 
 /// Batches up to this size use these kernels.
 pub const SMALL_BATCH: usize = 16;
@@ -338,34 +339,49 @@ mod x86 {
     }
 }
 
+/// Defines `pub fn $name(args)` on the process's backend
+/// ([`ppml_simd::backend`]) and `pub fn $on(backend, args)` on an explicit
+/// one: the AVX2+FMA build for the AVX2 and AVX-512 backends (these are f32
+/// FMA loops; 512-bit vectors gain nothing at these batch sizes), the
+/// generic build otherwise.
 macro_rules! dispatch {
-    ($name:ident, $imp:ident, $avx:ident, ($($a:ident : $t:ty),*)) => {
+    ($name:ident, $on:ident, $imp:ident, $avx:ident, ($($a:ident : $t:ty),*)) => {
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx2,fma")]
+        #[allow(clippy::too_many_arguments)]
         unsafe fn $avx($($a: $t),*) {
             $imp::<true>($($a),*)
         }
 
+        #[doc = concat!("[`", stringify!($name), "`] on an explicit backend (an unsupported one runs the generic build).")]
         #[allow(clippy::too_many_arguments)]
-        pub fn $name($($a: $t),*) {
+        pub fn $on(backend: ppml_simd::Backend, $($a: $t),*) {
             #[cfg(target_arch = "x86_64")]
             {
-                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                    // SAFETY: the CPU supports the features the function was compiled for.
+                if backend.has_avx2() && backend.is_supported() {
+                    // SAFETY: the backend includes AVX2 and FMA, the features
+                    // the function is compiled with, and the CPU supports it
+                    // (checked on the line above).
                     unsafe { $avx($($a),*) };
                     return;
                 }
             }
+            let _ = backend;
             $imp::<false>($($a),*)
+        }
+
+        #[allow(clippy::too_many_arguments)]
+        pub fn $name($($a: $t),*) {
+            $on(ppml_simd::backend(), $($a),*)
         }
     };
 }
 
-dispatch!(forward, forward_impl, forward_avx2,
+dispatch!(forward, forward_on, forward_impl, forward_avx2,
     (x: &[f32], batch: usize, w: &[f32], bias: &[f32], nin: usize, nout: usize, y: &mut [f32]));
-dispatch!(grad_w, grad_w_impl, grad_w_avx2,
+dispatch!(grad_w, grad_w_on, grad_w_impl, grad_w_avx2,
     (gy: &[f32], x: &[f32], batch: usize, nin: usize, nout: usize, gw: &mut [f32]));
-dispatch!(grad_x, grad_x_impl, grad_x_avx2,
+dispatch!(grad_x, grad_x_on, grad_x_impl, grad_x_avx2,
     (gy: &[f32], w: &[f32], batch: usize, nin: usize, nout: usize, gx: &mut [f32]));
 
 #[cfg(test)]
@@ -419,7 +435,20 @@ mod tests {
             &mut want_gx,
         );
 
-        // the dispatched kernels (AVX2/FMA where available)
+        // every backend this CPU has
+        for b in ppml_simd::Backend::available() {
+            let mut y = vec![0.0; batch * nout];
+            super::forward_on(b, &x, batch, &w, &bias, nin, nout, &mut y);
+            assert!(close(&y, &want_y), "{b}");
+            let mut gw = vec![9.0; nin * nout];
+            super::grad_w_on(b, &gy, &x, batch, nin, nout, &mut gw);
+            assert!(close(&gw, &want_gw), "{b}");
+            let mut gx = vec![9.0; batch * nin];
+            super::grad_x_on(b, &gy, &w, batch, nin, nout, &mut gx);
+            assert!(close(&gx, &want_gx), "{b}");
+        }
+
+        // the dispatched kernels (the process's backend)
         let mut y = vec![0.0; batch * nout];
         super::forward(&x, batch, &w, &bias, nin, nout, &mut y);
         assert!(close(&y, &want_y));

@@ -66,6 +66,8 @@ pub fn encrypted_predict<'py>(
         protocol,
         secrets: ppml_random::SecretSource::Os,
         timeout: Duration::from_secs_f64(timeout),
+        // Free in-memory channels: measure the computation, not an emulated link.
+        emulate: None,
     };
     // The run goes to its own thread so that this one can wait for Ctrl-C:
     // it owns copies of the model and the images (the protocol encodes the

@@ -214,8 +214,65 @@ pub struct ServerRun {
 /// Runs the server over one channel per client, in any order: each client's
 /// [`AdvertiseKeys`] names it. A client whose channel fails, or whose message is rejected
 /// by the state machine, is treated as dropped from that step on.
-pub fn run_server(
-    mut channels: Vec<Channel>,
+pub fn run_server(channels: Vec<Channel>, state: ServerState) -> Result<ServerRun, SecAggError> {
+    run_server_with_ids(channels.into_iter().map(|c| (None, c)).collect(), state)
+}
+
+/// Protocol name of secure aggregation links in the session handshake (ppml-net).
+pub const SESSION_PROTOCOL: &str = "secagg";
+
+/// Party name of client `id` in the parties file (`client-0`, `client-1`, ...).
+pub fn client_name(id: u32) -> String {
+    format!("client-{id}")
+}
+
+/// Party name of the server in the parties file.
+pub const SERVER_NAME: &str = "server";
+
+/// A client's channel to the server over its session (TLS: only the server's pinned
+/// certificate is accepted).
+pub fn connect_server(session: &ppml_net::Session) -> Result<Channel, SecAggError> {
+    Ok(session.connect(SERVER_NAME)?)
+}
+
+/// The server's side over a session: accepts the clients `client-0 .. client-(n-1)`
+/// (concurrently, each authenticated by its certificate; strays and impostors are refused
+/// and logged), waiting at most `timeout` for all of them (clients that never come are
+/// dropouts), then runs [`run_server`] with every channel bound to its authenticated
+/// id: a client claiming another client's id in its keys is rejected.
+pub fn run_server_over(
+    acceptor: &mut ppml_net::Acceptor,
+    state: ServerState,
+    timeout: std::time::Duration,
+) -> Result<ServerRun, SecAggError> {
+    let n = state.params().n;
+    let deadline = Instant::now() + timeout;
+    let mut chans: Vec<(Option<u32>, Channel)> = Vec::new();
+    while chans.len() < n {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let Some((name, ch)) = acceptor.next(left)? else {
+            break;
+        };
+        let id = name
+            .strip_prefix("client-")
+            .and_then(|k| k.parse::<u32>().ok())
+            .filter(|&k| (k as usize) < n);
+        match id {
+            Some(k) if !chans.iter().any(|(i, _)| *i == Some(k)) => chans.push((Some(k), ch)),
+            _ => eprintln!(
+                "secagg server: ignored a connection from {name} (not a client of this round, or a second connection)"
+            ),
+        }
+    }
+    run_server_with_ids(chans, state)
+}
+
+/// [`run_server`] where a channel may be bound to the client id it authenticated as.
+fn run_server_with_ids(
+    mut channels: Vec<(Option<u32>, Channel)>,
     mut state: ServerState,
 ) -> Result<ServerRun, SecAggError> {
     let n = state.params().n;
@@ -224,7 +281,7 @@ pub fn run_server(
     // Step 0: learn who is on which channel.
     let mut by_id: Vec<Option<Channel>> = (0..n).map(|_| None).collect();
     let mut unassigned = Vec::new();
-    for mut ch in channels.drain(..) {
+    for (bound, mut ch) in channels.drain(..) {
         let Ok(bytes) = ch.recv_bytes() else {
             unassigned.push(ch);
             continue;
@@ -234,6 +291,14 @@ pub fn run_server(
             .map_err(SecAggError::from)
             .and_then(|m| {
                 let id = m.id;
+                if let Some(b) = bound
+                    && b != id
+                {
+                    return Err(SecAggError::Internal(format!(
+                        "{} claims to be client {id}",
+                        client_name(b)
+                    )));
+                }
                 if by_id.get(id as usize).is_some_and(|c| c.is_some()) {
                     return Err(SecAggError::Duplicate(id));
                 }

@@ -2,9 +2,9 @@
 //!
 //! All arithmetic wraps mod 2^64, which is exactly the arithmetic of additive
 //! shares and of fixed-point encodings. [`RingTensor::matmul`] runs the kernel
-//! of [`crate::kernel`]: cache- and register-blocked, row chunks on rayon, an
-//! AVX-512 micro-kernel (64-bit lane multiplies, `vpmullq`) picked at run time
-//! and a portable micro-kernel everywhere else.
+//! of [`crate::kernel`]: cache- and register-blocked, row chunks on rayon, with
+//! an AVX-512, AVX2 or portable micro-kernel picked once per process by
+//! `ppml_simd::backend` (`PPML_BACKEND` forces one).
 
 use crate::SharingError;
 use serde::{Deserialize, Serialize};

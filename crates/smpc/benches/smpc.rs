@@ -6,6 +6,10 @@
 //!   prepared (once-opened) 784x500 weight matrix, with truncation.
 //! * `relu_1e6`: ReLU on 10^6 shared elements.
 //! * `argmax_1000x10`: argmax of 1000 rows of 10 shared logits.
+//! * `compare_kernels_cpu/*/{portable,avx2,avx512}`: the local PrivateCompare
+//!   loops (both parties' messages and the helper's evaluation, 10^5
+//!   elements, 28 bits) and mask expansion (10^6 values of Z_67) on every
+//!   backend this CPU has, timed in on-CPU time (stable on a shared machine).
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use ppml_net::{NetConfig, Network};
@@ -21,6 +25,9 @@ use ppml_smpc::party::{P0, P1, P2, Party, ProtocolConfig};
 use ppml_smpc::{beaver, compare, sim};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
+
+#[path = "../../../benches/support/cputime.rs"]
+mod cputime;
 
 /// Runs `iters` calls of `step` in one 3-party session (after `prepare`),
 /// returns P0's wall time for the calls and the traffic of all parties per call.
@@ -122,5 +129,43 @@ fn benches(c: &mut Criterion) {
     g.finish();
 }
 
+fn compare_kernels(c: &mut Criterion<cputime::CpuTime>) {
+    use ppml_simd::Backend;
+    use ppml_smpc::compare::{PcMasks, pc_eval_on, pc_message_on};
+    use ppml_smpc::party::{Prg, fill_mod_on};
+    let mut g = c.benchmark_group("compare_kernels_cpu");
+    g.sample_size(10);
+    let (n, m) = (100_000usize, 28usize);
+    let w = m + 1;
+    let c_open = prg::random_u64s(&mut prg::seeded(1), n);
+    let mut p = Prg::from_seed([3; 32]);
+    let masks = PcMasks::draw(&mut p, n, m);
+    let mut rho = vec![0u8; n * m];
+    fill_mod_on(Backend::Portable, &mut p, &mut rho, 67, 0);
+    for backend in Backend::available() {
+        let mut d0 = vec![0u8; n * w];
+        let mut d1 = vec![0u8; n * w];
+        let mut scratch = Vec::new();
+        g.bench_function(format!("pc_messages_and_eval_1e5/{backend}"), |b| {
+            b.iter(|| {
+                pc_message_on(backend, 0, m, &c_open, &rho, &masks, &mut d0, &mut scratch);
+                pc_message_on(backend, 1, m, &c_open, &rho, &masks, &mut d1, &mut scratch);
+                std::hint::black_box(pc_eval_on(backend, w, &d0, &d1))
+            })
+        });
+        let mut out = vec![0u8; 1_000_000];
+        let mut prg = Prg::from_seed([5; 32]);
+        g.bench_function(format!("fill_z67_1e6/{backend}"), |b| {
+            b.iter(|| fill_mod_on(backend, &mut prg, &mut out, 67, 0))
+        });
+    }
+    g.finish();
+}
+
 criterion_group!(smpc, benches);
-criterion_main!(smpc);
+criterion_group! {
+    name = kernels;
+    config = Criterion::default().with_measurement(cputime::CpuTime);
+    targets = compare_kernels
+}
+criterion_main!(smpc, kernels);

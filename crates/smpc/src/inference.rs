@@ -18,9 +18,10 @@ use crate::party::{
 };
 pub use crate::range::{DEFAULT_INPUT_RANGE, RangePlan};
 use crate::sim::{self, PartyRun};
-use crate::{SmpcError, compare, error::expect_len};
+use crate::{SmpcError, compare, error::expect_len, latency};
 use ppml_fixedpoint::FixedPoint;
-use ppml_net::{NetConfig, Network, NetworkStats};
+use ppml_net::emulator::{LinkProfile, MODELLED, critical_path, in_memory_with_hops};
+use ppml_net::{NetConfig, NetworkStats};
 use ppml_nn::{Layer, Model};
 use ppml_random::SecretSource;
 use serde::{Deserialize, Serialize};
@@ -577,6 +578,10 @@ fn infer_batch(
         // Binary model: the class is DReLU of the single logit ([z >= 0]).
         return compare::drelu_at(party, m, batch, &x);
     }
+    if batch <= latency::ALL_PAIRS_MAX_BATCH && latency::all_pairs_saves_rounds(plan.output_size) {
+        // Single queries: two comparison levels instead of ceil(log2 classes).
+        return latency::argmax_all_pairs(party, m, batch, plan.output_size, &x);
+    }
     compare::argmax_at(party, m, batch, plan.output_size, &x)
 }
 
@@ -584,9 +589,12 @@ fn infer_batch(
 /// weights, then runs every batch the data owner announces.
 pub fn computing_party(party: &mut Party) -> Result<(), SmpcError> {
     let plan: ModelPlan = party.net.recv(MODEL_OWNER)?;
+    // Sizes from peers are checked before anything is allocated from them.
+    let per_image = crate::limits::check_plan(&plan)?;
     plan.check(&party.cfg)?;
     let layers = prepare(party, &plan)?;
     let batches: Vec<usize> = party.net.recv(DATA_OWNER)?;
+    crate::limits::check_batches(&batches, per_image)?;
     for b in batches {
         let idx = infer_batch(party, &plan, &layers, b)?;
         if party.id != P2 {
@@ -599,10 +607,24 @@ pub fn computing_party(party: &mut Party) -> Result<(), SmpcError> {
 /// The data owner's role: sends its images (`images.len() / input_size`
 /// of them) masked, in batches of `batch`, and reconstructs the predictions.
 pub fn data_owner(party: &mut Party, images: &[f32], batch: usize) -> Result<Vec<u8>, SmpcError> {
+    Ok(data_owner_timed(party, images, batch)?.0)
+}
+
+/// [`data_owner`], also returning the latency of each image when
+/// `batch == 1`. Batches of one are sent one at a time, each after the
+/// previous prediction came back (a client waiting for its answer), so each
+/// latency is that of one query alone; larger batches are all sent up front
+/// and the parties pipeline them (no latencies are returned).
+pub fn data_owner_timed(
+    party: &mut Party,
+    images: &[f32],
+    batch: usize,
+) -> Result<(Vec<u8>, Vec<Duration>), SmpcError> {
     if batch == 0 {
         return Err(SmpcError::Config("batch size must be at least 1".into()));
     }
     let plan: ModelPlan = party.net.recv(MODEL_OWNER)?;
+    crate::limits::check_plan(&plan)?;
     plan.check(&party.cfg)?;
     let per = plan.input_size;
     if !images.len().is_multiple_of(per) {
@@ -635,19 +657,12 @@ pub fn data_owner(party: &mut Party, images: &[f32], batch: usize) -> Result<Vec
     }
     let fp = FixedPoint::new(party.cfg.frac_bits)?;
     let mut preds = Vec::with_capacity(count);
-    let mut start = 0;
     let mut enc = Vec::new();
-    for &b in &batches {
-        enc.resize(b * per, 0);
-        fp.encode_into(&images[start * per..(start + b) * per], &mut enc)?;
-        beaver::send_input_as_owner(party, &enc)?;
-        start += b;
-    }
-    // Collect the outputs after sending everything: the parties pipeline.
-    if party.test_only.leak == TestOnlyLeak::LogitsToDataOwner {
-        // TEST-ONLY mutation: logits arrive; the data owner takes the argmax.
-        let out = plan.output_size;
-        for &b in &batches {
+    let leak_logits = party.test_only.leak == TestOnlyLeak::LogitsToDataOwner;
+    let out = plan.output_size;
+    let receive = |party: &mut Party, b: usize, preds: &mut Vec<u8>| -> Result<(), SmpcError> {
+        if leak_logits {
+            // TEST-ONLY mutation: logits arrive; the data owner takes the argmax.
             let s0 = party.recv_len(P0, b * out, "logit share")?;
             let s1 = party.recv_len(P1, b * out, "logit share")?;
             let logits: Vec<f32> = s0
@@ -656,10 +671,8 @@ pub fn data_owner(party: &mut Party, images: &[f32], batch: usize) -> Result<Vec
                 .map(|(a, c)| fp.decode(a.wrapping_add(*c)) as f32)
                 .collect();
             preds.extend(ppml_nn::argmax_rows(&logits, out));
+            return Ok(());
         }
-        return Ok(preds);
-    }
-    for &b in &batches {
         let s0 = party.recv_len(P0, b, "prediction share")?;
         let s1 = party.recv_len(P1, b, "prediction share")?;
         for (a, c) in s0.iter().zip(&s1) {
@@ -668,8 +681,32 @@ pub fn data_owner(party: &mut Party, images: &[f32], batch: usize) -> Result<Vec
                 SmpcError::Shape(format!("reconstructed class {v} is not a class index"))
             })?);
         }
+        Ok(())
+    };
+    if batch == 1 {
+        let mut latencies = Vec::with_capacity(count);
+        for img in images.chunks_exact(per) {
+            let t = Instant::now();
+            enc.resize(per, 0);
+            fp.encode_into(img, &mut enc)?;
+            beaver::send_input_as_owner(party, &enc)?;
+            receive(party, 1, &mut preds)?;
+            latencies.push(t.elapsed());
+        }
+        return Ok((preds, latencies));
     }
-    Ok(preds)
+    let mut start = 0;
+    for &b in &batches {
+        enc.resize(b * per, 0);
+        fp.encode_into(&images[start * per..(start + b) * per], &mut enc)?;
+        beaver::send_input_as_owner(party, &enc)?;
+        start += b;
+    }
+    // Collect the outputs after sending everything: the parties pipeline.
+    for &b in &batches {
+        receive(party, b, &mut preds)?;
+    }
+    Ok((preds, Vec::new()))
 }
 
 /// What a role brings to a run.
@@ -727,6 +764,9 @@ pub struct InferConfig {
     pub secrets: SecretSource,
     /// Receive timeout of every channel.
     pub timeout: Duration,
+    /// Run the parties' channels through the link emulator of ppml-net
+    /// (delay and rate limiting) instead of free in-memory channels.
+    pub emulate: Option<LinkProfile>,
 }
 
 impl Default for InferConfig {
@@ -736,6 +776,7 @@ impl Default for InferConfig {
             protocol: ProtocolConfig::default(),
             secrets: SecretSource::Os,
             timeout: Duration::from_secs(60),
+            emulate: None,
         }
     }
 }
@@ -779,14 +820,64 @@ pub struct InferenceReport {
     /// dealing, protocols, reconstruction.
     pub seconds: f64,
     pub images_per_second: f64,
+    /// CPU time the whole process used during the run (Linux, 10 ms ticks;
+    /// `None` elsewhere). Pinned to one core this is the wall time the run
+    /// would take with the core to itself, which stays comparable on a
+    /// shared, busy machine.
+    pub cpu_seconds: Option<f64>,
     /// Sum over all five roles of the bytes sent (input sharing included).
     pub bytes_total: u64,
     pub bytes_per_image: f64,
     /// Largest number of rounds of a computing party.
     pub rounds: u64,
+    /// `rounds / images` (setup included).
+    pub rounds_per_image: f64,
+    /// One-way message hops on the run's critical path (the longest chain of
+    /// messages each sent after the previous arrived; see
+    /// `ppml_net::emulator::HopTransport`).
+    pub critical_path_hops: u64,
+    /// Bytes sent by the busiest role.
+    pub bytes_busiest_uplink: u64,
+    /// The time a LAN (1 Gbit/s uplinks, 0.2 ms RTT) adds to this run's
+    /// critical path, computing aside: round trips x RTT plus the bytes that
+    /// cross uplinks one after another / bandwidth, from clocks carried in
+    /// every message (`ppml_net::emulator::HopTransport`). `None` for an
+    /// emulated run.
+    pub network_seconds_lan: Option<f64>,
+    /// The same on a WAN (100 Mbit/s uplinks, 40 ms RTT).
+    pub network_seconds_wan: Option<f64>,
+    /// Modelled wall time of this run on the LAN: compute (the smaller of this
+    /// run's `seconds` and `cpu_seconds`, on free in-memory channels) +
+    /// `network_seconds_lan`, i.e.
+    /// compute + rounds x RTT + bytes / bandwidth along the critical path.
+    /// `None` for a run that was itself emulated (its `seconds` already
+    /// include a network).
+    pub modelled_seconds_lan: Option<f64>,
+    /// The same on the WAN.
+    pub modelled_seconds_wan: Option<f64>,
+    /// The emulated link of this run (`lan`, `wan` or `custom`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub emulated_link: Option<String>,
+    /// Batch 1 only: median latency of one query (data owner sends the
+    /// image, waits for the prediction), milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms_p50: Option<f64>,
+    /// Batch 1 only: 99th percentile latency, milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms_p99: Option<f64>,
+    /// Batch 1 only: modelled latency of one query on the LAN, milliseconds:
+    /// `latency_ms_p50` + the run's `network_seconds_lan` per query.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub modelled_latency_ms_lan: Option<f64>,
+    /// Batch 1 only: the same on the WAN.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub modelled_latency_ms_wan: Option<f64>,
     pub frac_bits: u32,
     /// The widest comparison allowed (`ProtocolConfig::cmp_bits`).
     pub cmp_bits: u32,
+    /// The CPU backend of the kernels (`ppml_simd::backend`: portable, avx2
+    /// or avx512).
+    pub backend: String,
     /// The width of each comparison stage the model owner's bounds proved
     /// sufficient, in protocol order.
     pub cmp_widths: Vec<u32>,
@@ -822,8 +913,10 @@ pub struct PrivateRun {
 
 /// Runs private inference of `model` on `images` (row-major, normalised as
 /// the model expects, a whole number of `model.input_size()`-value images)
-/// with all five roles as threads of this process. Only the data owner's
-/// reconstructed predictions come back (the Python bindings' `encrypted_predict`).
+/// with all five roles as threads of this process, for a data owner without
+/// labels (the Python bindings' `encrypted_predict`). It is [`run_in_process`]
+/// with placeholder labels: only the predictions and the costs are kept, not
+/// the comparisons with labels.
 pub fn predict_in_process(
     model: &Model,
     images: &[f32],
@@ -836,43 +929,14 @@ pub fn predict_in_process(
             images.len()
         )));
     }
-    let count = images.len() / per;
-    // The model owner's analysis: a model whose values cannot be computed
-    // exactly fails before any party starts.
-    ModelPlan::for_protocol(model, &cfg.protocol, DEFAULT_INPUT_RANGE)?;
-    RoleInput::Data {
-        images,
-        batch: cfg.batch,
-    }
-    .validate()?;
-    let nets = Network::in_memory(5, &NetConfig::default().with_timeout(cfg.timeout));
-    let start = Instant::now();
-    let runs: Vec<PartyRun<Vec<u8>>> =
-        sim::run_networks(nets, cfg.protocol, cfg.secrets, |party| {
-            let input = match party.id {
-                MODEL_OWNER => RoleInput::Model(model),
-                DATA_OWNER => RoleInput::Data {
-                    images,
-                    batch: cfg.batch,
-                },
-                _ => RoleInput::Computing,
-            };
-            run_role(party, &input)
-        })?;
-    let seconds = start.elapsed().as_secs_f64();
-    let predictions = runs[DATA_OWNER].output.clone();
-    expect_len("predictions", predictions.len(), count)?;
-    let parties: Vec<PartyTraffic> = runs
-        .iter()
-        .enumerate()
-        .map(|(i, r)| PartyTraffic::from_stats(i, &r.stats))
-        .collect();
+    let placeholder_labels = vec![0u8; images.len() / per];
+    let r = run_in_process(model, images, &placeholder_labels, cfg)?;
     Ok(PrivateRun {
-        predictions,
-        seconds,
-        bytes_total: parties.iter().map(|p| p.bytes_sent).sum(),
-        rounds: parties[..3].iter().map(|p| p.rounds).max().unwrap_or(0),
-        parties,
+        predictions: r.predictions,
+        seconds: r.seconds,
+        bytes_total: r.bytes_total,
+        rounds: r.rounds,
+        parties: r.parties,
     })
 }
 
@@ -894,13 +958,71 @@ pub fn run_in_process(
         )));
     }
     let count = labels.len();
-    // The model owner's analysis, for the report.
+    // The model owner's analysis (repeated here for the report; a model whose
+    // values cannot be computed exactly fails before any party starts).
     let ranges = ModelPlan::for_protocol(model, &cfg.protocol, DEFAULT_INPUT_RANGE)?.ranges;
-    let run = predict_in_process(model, images, cfg)?;
-    let preds = run.predictions;
+    RoleInput::Data {
+        images,
+        batch: cfg.batch,
+    }
+    .validate()?;
+    let net_cfg = NetConfig::default().with_timeout(cfg.timeout);
+    let (nets, hop_clocks) = in_memory_with_hops(5, &net_cfg, cfg.emulate);
+    let cpu0 = process_cpu_seconds();
+    let start = Instant::now();
+    type Out = (Vec<u8>, Vec<Duration>);
+    let runs: Vec<PartyRun<Out>> = sim::run_networks(nets, cfg.protocol, cfg.secrets, |party| {
+        let input = match party.id {
+            MODEL_OWNER => RoleInput::Model(model),
+            DATA_OWNER => return data_owner_timed(party, images, cfg.batch),
+            _ => RoleInput::Computing,
+        };
+        Ok((run_role(party, &input)?, Vec::new()))
+    })?;
+    let seconds = start.elapsed().as_secs_f64();
+    let cpu_seconds = match (cpu0, process_cpu_seconds()) {
+        (Some(a), Some(b)) => Some(b - a),
+        _ => None,
+    };
+    let (preds, latencies) = runs[DATA_OWNER].output.clone();
+    expect_len("predictions", preds.len(), count)?;
     let plain = predict_plain(model, images, count);
     let frac = |f: &dyn Fn(usize) -> bool| {
         (0..count).filter(|&i| f(i)).count() as f64 / count.max(1) as f64
+    };
+    let parties: Vec<PartyTraffic> = runs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| PartyTraffic::from_stats(i, &r.stats))
+        .collect();
+    let bytes_total: u64 = parties.iter().map(|p| p.bytes_sent).sum();
+    let rounds = parties[..3].iter().map(|p| p.rounds).max().unwrap_or(0);
+    let cp = critical_path(&hop_clocks);
+    let hops = cp.hops;
+    let network = |link: LinkProfile| {
+        MODELLED
+            .iter()
+            .position(|l| *l == link)
+            .map(|i| cp.seconds[i])
+            .unwrap_or(0.0)
+    };
+    let busiest = parties.iter().map(|p| p.bytes_sent).max().unwrap_or(0);
+    let per_image = |v: f64| v / count.max(1) as f64;
+    let unemulated = cfg.emulate.is_none();
+    // Compute: the smaller of wall and CPU time. Pinned to one core, CPU time
+    // is what the run takes with the core to itself (a shared, busy machine
+    // inflates wall time); on several cores, wall time is the smaller.
+    let compute = cpu_seconds.map_or(seconds, |c| c.min(seconds));
+    let model_net = |link: LinkProfile| unemulated.then(|| compute + network(link));
+    let (p50, p99) = match percentiles_ms(&latencies) {
+        Some((a, b)) => (Some(a), Some(b)),
+        None => (None, None),
+    };
+    // One query on a network: its compute latency plus its share of the
+    // run's critical-path network time.
+    let model_query = |link: LinkProfile| {
+        p50.filter(|_| unemulated)
+            .map(|p50| p50 + 1e3 * per_image(network(link)))
     };
     Ok(InferenceReport {
         arch: model.arch.clone(),
@@ -909,20 +1031,76 @@ pub fn run_in_process(
         accuracy: frac(&|i| preds[i] == labels[i]),
         plaintext_accuracy: frac(&|i| plain[i] == labels[i]),
         plaintext_agreement: frac(&|i| preds[i] == plain[i]),
-        seconds: run.seconds,
-        images_per_second: count as f64 / run.seconds,
-        bytes_total: run.bytes_total,
-        bytes_per_image: run.bytes_total as f64 / count.max(1) as f64,
-        rounds: run.rounds,
+        seconds,
+        images_per_second: count as f64 / seconds,
+        cpu_seconds,
+        bytes_total,
+        bytes_per_image: bytes_total as f64 / count.max(1) as f64,
+        rounds,
+        rounds_per_image: per_image(rounds as f64),
+        critical_path_hops: hops,
+        bytes_busiest_uplink: busiest,
+        network_seconds_lan: unemulated.then(|| network(LinkProfile::LAN)),
+        network_seconds_wan: unemulated.then(|| network(LinkProfile::WAN)),
+        modelled_seconds_lan: model_net(LinkProfile::LAN),
+        modelled_seconds_wan: model_net(LinkProfile::WAN),
+        emulated_link: cfg.emulate.map(|l| link_name(&l).to_string()),
+        latency_ms_p50: p50,
+        latency_ms_p99: p99,
+        modelled_latency_ms_lan: model_query(LinkProfile::LAN),
+        modelled_latency_ms_wan: model_query(LinkProfile::WAN),
         frac_bits: cfg.protocol.frac_bits,
         cmp_bits: cfg.protocol.cmp_bits,
+        backend: ppml_simd::backend().name().to_string(),
         cmp_widths: ranges.widths,
         truncation: cfg.protocol.truncation.to_string(),
         truncation_failure_per_image: ranges.truncation_failure_per_image,
         input_range: ranges.input_range,
-        parties: run.parties,
+        parties,
         predictions: preds,
     })
+}
+
+/// User + system CPU time of this process so far, from `/proc/self/stat`
+/// (Linux; includes threads that have exited).
+pub fn process_cpu_seconds() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name: utime is field 14 and
+    // stime 15 of the whole line, i.e. 12th and 13th after it.
+    let rest = s.get(s.rfind(')')? + 2..)?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ut: f64 = f.get(11)?.parse().ok()?;
+    let st: f64 = f.get(12)?.parse().ok()?;
+    // Linux reports clock ticks of 1/100 s (USER_HZ) here.
+    Some((ut + st) / 100.0)
+}
+
+/// The name of a link profile: `lan`, `wan` or `custom`.
+pub fn link_name(link: &LinkProfile) -> &'static str {
+    if *link == LinkProfile::LAN {
+        "lan"
+    } else if *link == LinkProfile::WAN {
+        "wan"
+    } else {
+        "custom"
+    }
+}
+
+/// Median and 99th percentile (nearest rank) of `samples`, in milliseconds;
+/// `None` when there are none.
+pub fn percentiles_ms(samples: &[Duration]) -> Option<(f64, f64)> {
+    if samples.is_empty() {
+        return None;
+    }
+    let mut ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+    ms.sort_by(f64::total_cmp);
+    let rank = |q: f64| {
+        // Nearest rank: the smallest value with at least q of the samples at
+        // or below it.
+        let r = (q * ms.len() as f64).ceil() as usize;
+        ms[r.clamp(1, ms.len()) - 1]
+    };
+    Some((rank(0.50), rank(0.99)))
 }
 
 /// Plaintext predictions in batches of 1000.
@@ -935,11 +1113,11 @@ pub fn predict_plain(model: &Model, images: &[f32], count: usize) -> Vec<u8> {
     out
 }
 
-/// Runs one role over TCP: `addrs` lists the five roles' addresses in the
+/// Runs one role over plaintext TCP (an insecure session, for tests and
+/// loopback benchmarks): `addrs` lists the five roles' addresses in the
 /// order p0, p1, p2, model-owner, data-owner. `listener` may be pre-bound
 /// (e.g. to an ephemeral port); otherwise the role binds `addrs[id]` itself.
-/// Returns the data owner's predictions (empty for other roles) and this
-/// role's traffic.
+/// Deployments use [`crate::deploy::run_role_over`] with TLS.
 pub fn run_tcp_role(
     id: usize,
     addrs: &[std::net::SocketAddr],
@@ -949,6 +1127,7 @@ pub fn run_tcp_role(
     timeout: Duration,
     secrets: SecretSource,
 ) -> Result<(Vec<u8>, NetworkStats), SmpcError> {
+    use crate::deploy::{Link, ROLE_NAMES, role_session, run_role_over};
     if addrs.len() != 5 {
         return Err(SmpcError::Config(format!(
             "{} addresses given; p0, p1, p2, model-owner and data-owner need 5",
@@ -959,12 +1138,17 @@ pub fn run_tcp_role(
     let cfg = NetConfig::default()
         .with_timeout(timeout)
         .with_connect_timeout(timeout);
-    let net = match listener {
-        Some(l) => Network::tcp_with_listener(id, Some(l), addrs, &cfg)?,
-        None => Network::tcp(id, addrs, &cfg)?,
+    let parties = ppml_net::Parties::insecure(
+        &ROLE_NAMES,
+        &addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    )?;
+    let link = Link::Insecure { parties };
+    let acceptor = match listener {
+        Some(l) if id + 1 < ROLE_NAMES.len() => Some(
+            role_session(&link, id, &cfg)?
+                .listen_on(l.try_clone().map_err(ppml_net::NetError::Io)?)?,
+        ),
+        _ => None,
     };
-    let mut rng = sim::party_rng(secrets, id);
-    let mut party = Party::setup(net, protocol, &mut rng)?;
-    let preds = run_role(&mut party, input)?;
-    Ok((preds, party.net.stats()))
+    run_role_over(&link, id, acceptor, input, protocol, &cfg, secrets)
 }

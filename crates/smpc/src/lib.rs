@@ -16,7 +16,10 @@
 //!   fused into a comparison, max, argmax and max-pooling tournaments.
 //! * [`range`]: the model owner's range analysis: proven comparison widths
 //!   for the plan, and errors naming the range instead of wrong answers.
-//! * [`kernel`]: the register-blocked ring matmul (AVX-512 at run time).
+//! * [`kernel`]: the register-blocked ring matmul (AVX-512, AVX2 or portable,
+//!   chosen once per process by `ppml_simd::backend`; `PPML_BACKEND` forces one).
+//! * [`latency`]: a two-level all-pairs argmax for single queries (fewer
+//!   rounds than the tournament).
 //! * [`inference`]: private inference of `ppml-nn` models (Linear, ReLU,
 //!   Conv2d, MaxPool2d, Flatten) with a model owner and a data owner.
 //!
@@ -54,14 +57,16 @@ mod alloc;
 pub mod beaver;
 pub mod compare;
 pub mod demo;
+pub mod deploy;
 mod error;
 pub mod inference;
+pub mod latency;
+pub mod limits;
 /// The ring matmul kernel lives in ppml-sharing; re-exported for the protocols.
 pub use ppml_sharing::kernel;
 pub mod party;
 pub mod range;
 pub mod sim;
-mod simd;
 
 pub use alloc::tune_allocator;
 pub use error::SmpcError;

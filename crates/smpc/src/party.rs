@@ -298,6 +298,7 @@ impl Party {
         let me = net.me();
         let n = net.parties();
         let mut streams: [Option<Prg>; 7] = Default::default();
+        let mut seen = Vec::new(); // for crate::deploy::insecure_dump_seeds only
         // Pass 1: generate and send every seed this party originates.
         for s in ALL_STREAMS {
             let holders = s.holders();
@@ -315,6 +316,7 @@ impl Party {
             if leak == TestOnlyLeak::SeedToWrongParty && s == Stream::D12 {
                 net.send(P0, &seed)?;
             }
+            seen.push(seed);
             streams[s.index()] = Some(Prg::from_seed(seed));
         }
         // Pass 2: receive the others (in the fixed stream order, per sender).
@@ -324,11 +326,13 @@ impl Party {
                 continue;
             }
             let seed: [u8; 32] = net.recv(holders[0])?;
+            seen.push(seed);
             streams[s.index()] = Some(Prg::from_seed(seed));
         }
         if leak == TestOnlyLeak::SeedToWrongParty && me == P0 && n > DATA_OWNER {
             let _leaked: [u8; 32] = net.recv(DATA_OWNER)?;
         }
+        crate::deploy::insecure_dump_seeds(&seen);
         Ok(Party {
             id: me,
             net,
@@ -417,7 +421,15 @@ pub fn fill_below(rng: &mut Prg, out: &mut [u8], bound: u8) {
     fill_mod(rng, out, bound.max(1) as u16, 0);
 }
 
-crate::simd::dispatch!(fn fill_mod(rng: &mut Prg, out: &mut [u8], modulus: u16, add: u8) => fill_mod_impl);
+fn fill_mod(rng: &mut Prg, out: &mut [u8], modulus: u16, add: u8) {
+    fill_mod_on(ppml_simd::backend(), rng, out, modulus, add);
+}
+
+ppml_simd::dispatch!(
+    /// Uniform values `add + (0..modulus)` from the stream (see
+    /// `fill_mod_impl`), on an explicit backend; every backend draws the same
+    /// values from the same stream.
+    pub fn fill_mod_on(rng: &mut Prg, out: &mut [u8], modulus: u16, add: u8) => fill_mod_impl);
 
 /// `out[i] = add + (uniform in 0..modulus)`, exactly uniform, by Lemire's
 /// multiply-shift with rejection on 16-bit words: `t = w * modulus`, output

@@ -97,3 +97,35 @@ where
     let nets = Network::in_memory(n, &NetConfig::default());
     run_networks(nets, cfg, secrets, f)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::party::{P0, P1, Stream};
+
+    /// What P0 and P1 draw from their common stream S01 (seeded by P0's generator).
+    fn s01_draws(secrets: SecretSource) -> Vec<u64> {
+        let runs = run_in_memory(3, ProtocolConfig::default(), secrets, |p| match p.id {
+            P0 | P1 => p.draw(Stream::S01, 4),
+            _ => Ok(Vec::new()),
+        })
+        .expect("setup succeeds");
+        assert_eq!(
+            runs[P0].output, runs[P1].output,
+            "holders agree on the stream"
+        );
+        runs[P0].output.clone()
+    }
+
+    #[test]
+    fn stream_seeds_come_from_the_os_unless_insecure() {
+        assert_ne!(s01_draws(SecretSource::Os), s01_draws(SecretSource::Os));
+        let insecure = SecretSource::InsecureDeterministic(3);
+        assert_eq!(s01_draws(insecure), s01_draws(insecure));
+        assert_ne!(
+            s01_draws(insecure),
+            s01_draws(SecretSource::InsecureDeterministic(4))
+        );
+        assert!(!party_rng(SecretSource::Os, 0).is_insecure());
+    }
+}

@@ -403,3 +403,21 @@ fn select_trunc_is_exact_for_every_fraction_width() {
         }
     }
 }
+
+proptest! {
+    /// Z_67 messages travel 7 bits per value: packing round-trips for every
+    /// length, and a value outside Z_67 or a wrong length is an error.
+    #[test]
+    fn z67_packing_round_trips(v in proptest::collection::vec(0u8..67, 0..200), bad in 67u8..128) {
+        let packed = compare::pack_z67(&v);
+        prop_assert_eq!(packed.len(), compare::packed_len(v.len()));
+        prop_assert_eq!(compare::unpack_z67(&packed, v.len(), "t").unwrap(), v.clone());
+        if !v.is_empty() {
+            let mut w = v.clone();
+            let i = w.len() / 2;
+            w[i] = bad;
+            prop_assert!(compare::unpack_z67(&compare::pack_z67(&w), w.len(), "t").is_err());
+            prop_assert!(compare::unpack_z67(&packed[1..], v.len(), "t").is_err());
+        }
+    }
+}

@@ -304,6 +304,7 @@ pub fn train_in_process(
     let rcfg = RemoteConfig {
         lr: cfg.lr,
         momentum: cfg.momentum,
+        shuffle_share: cfg.shuffle_seed,
     };
     let net = NetConfig::default();
     let (ch_data, ch_remote) = ppml_net::in_memory_pair(&net);
@@ -434,6 +435,7 @@ pub fn train_round_robin(
         RemoteConfig {
             lr: cfg.lr,
             momentum: cfg.momentum,
+            shuffle_share: cfg.shuffle_seed,
         },
     )?;
     let mut to_label = Vec::with_capacity(holders);

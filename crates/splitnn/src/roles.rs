@@ -347,6 +347,7 @@ impl DataHolder {
         RemoteConfig {
             lr: cfg.lr,
             momentum: cfg.momentum,
+            shuffle_share: 0,
         }
         .validate()?;
         let n = self.train.len();
@@ -380,18 +381,21 @@ impl DataHolder {
         };
         let s0 = ch.stats();
         send_control(ch, &Control::Hello(hello), "sending the handshake")?;
-        match recv_control(ch, "waiting for the handshake answer")? {
-            Control::Accept => {}
+        let label_share = match recv_control(ch, "waiting for the handshake answer")? {
+            Control::Accept { shuffle_share } => shuffle_share,
             Control::Reject(r) => return Err(SplitError::Rejected(r)),
             other => {
                 return Err(SplitError::Protocol(format!(
                     "expected Accept or Reject, got {other:?}"
                 )));
             }
-        }
+        };
         let setup_traffic = ch.stats() - s0;
 
-        let mut rng = order_rng(holder_shuffle_seed(cfg.shuffle_seed, index));
+        let mut rng = order_rng(wire::joint_shuffle_seed(
+            holder_shuffle_seed(cfg.shuffle_seed, index),
+            label_share,
+        ));
         let mut peer_traffic = ppml_net::ChannelStats::default();
         let mut opt_b = Sgd::new(cfg.lr, cfg.momentum);
         let mut opt_h = Sgd::new(cfg.lr, cfg.momentum);
@@ -658,6 +662,8 @@ impl RoundRobin {
 pub struct RemoteConfig {
     pub lr: f32,
     pub momentum: f32,
+    /// This party's share of the shuffle seed (see [`wire::joint_shuffle_seed`]).
+    pub shuffle_share: u64,
 }
 
 impl RemoteConfig {
@@ -684,6 +690,7 @@ impl Default for RemoteConfig {
         RemoteConfig {
             lr: 0.03,
             momentum: 0.0,
+            shuffle_share: 0,
         }
     }
 }
@@ -693,6 +700,7 @@ fn handshake(
     ch: &mut Channel,
     variant: Variant,
     (index, count): (usize, usize),
+    shuffle_share: u64,
     check: impl FnOnce(&Hello) -> Result<(), String>,
 ) -> Result<Hello, SplitError> {
     let h = match recv_control(ch, "waiting for the data holder's handshake")? {
@@ -734,7 +742,14 @@ fn handshake(
     };
     match verdict {
         Ok(()) => {
-            send_control(ch, &Control::Accept, "accepting the handshake")?;
+            send_control(
+                ch,
+                &Control::Accept { shuffle_share },
+                "accepting the handshake",
+            )?;
+            // From here on, `shuffle_seed` is the joint seed both parties use.
+            let mut h = h;
+            h.shuffle_seed = wire::joint_shuffle_seed(h.shuffle_seed, shuffle_share);
             Ok(h)
         }
         Err(why) => {
@@ -817,29 +832,35 @@ impl LabelHolder {
         let mut offset = 0u64;
         for (k, ch) in chs.iter_mut().enumerate() {
             let first = hellos.first().map(|h| (h.epochs, h.evaluate));
-            let h = handshake(ch, Variant::Vanilla, (k, count), |h| {
-                let end = offset.saturating_add(h.train_samples);
-                if h.send_width as usize != width || h.return_width != 0 {
-                    Err(format!(
-                        "cut width {} (the top takes {width})",
-                        h.send_width
-                    ))
-                } else if end > ntr || (k + 1 == count && end != ntr) {
-                    Err(format!(
-                        "{} training samples from sample {offset} (this party has {ntr} labels)",
-                        h.train_samples
-                    ))
-                } else if h.evaluate && h.test_samples != nte {
-                    Err(format!(
-                        "{} test samples (this party has {nte} labels)",
-                        h.test_samples
-                    ))
-                } else if first.is_some_and(|f| f != (h.epochs, h.evaluate)) {
-                    Err("epochs or evaluation differ from data holder 0".into())
-                } else {
-                    Ok(())
-                }
-            })?;
+            let h = handshake(
+                ch,
+                Variant::Vanilla,
+                (k, count),
+                self.cfg.shuffle_share.wrapping_add(k as u64),
+                |h| {
+                    let end = offset.saturating_add(h.train_samples);
+                    if h.send_width as usize != width || h.return_width != 0 {
+                        Err(format!(
+                            "cut width {} (the top takes {width})",
+                            h.send_width
+                        ))
+                    } else if end > ntr || (k + 1 == count && end != ntr) {
+                        Err(format!(
+                            "{} training samples from sample {offset} (this party has {ntr} labels)",
+                            h.train_samples
+                        ))
+                    } else if h.evaluate && h.test_samples != nte {
+                        Err(format!(
+                            "{} test samples (this party has {nte} labels)",
+                            h.test_samples
+                        ))
+                    } else if first.is_some_and(|f| f != (h.epochs, h.evaluate)) {
+                        Err("epochs or evaluation differ from data holder 0".into())
+                    } else {
+                        Ok(())
+                    }
+                },
+            )?;
             let start = offset as usize;
             offset += h.train_samples;
             shards.push(start..offset as usize);
@@ -951,7 +972,7 @@ impl MiddleServer {
     pub fn run(&mut self, ch: &mut Channel) -> Result<RemoteReport, SplitError> {
         let s0 = ch.stats();
         let (iw, ow) = (self.middle.input_size(), self.middle.output_size());
-        let h = handshake(ch, Variant::UShaped, (0, 1), |h| {
+        let h = handshake(ch, Variant::UShaped, (0, 1), self.cfg.shuffle_share, |h| {
             if h.send_width as usize != iw || h.return_width as usize != ow {
                 Err(format!(
                     "widths {} -> {} (the middle maps {iw} -> {ow})",

@@ -24,7 +24,7 @@ pub const CONTROL_TAG: u8 = 0xC0;
 /// Bytes of the tensor header (tag included).
 pub const TENSOR_HEADER_BYTES: usize = 16;
 /// Version of this protocol, checked in the handshake.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// What a tensor frame carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,8 +104,9 @@ pub struct Hello {
     pub test_samples: u64,
     pub batch: u32,
     pub epochs: u32,
-    /// Seed of the shared shuffling PRG: both parties derive the same order of samples, so
-    /// no sample ids travel with a batch.
+    /// The data holder's share of the seed of the shared shuffling PRG; the label holder
+    /// answers with its own share and both use [`joint_shuffle_seed`] of the two, so
+    /// neither party picks the order of samples alone (and no sample ids travel).
     pub shuffle_seed: u64,
     /// Test images per evaluation message.
     pub eval_chunk: u32,
@@ -116,11 +117,25 @@ pub struct Hello {
     pub holders: u32,
 }
 
+/// The shuffle seed both parties use: a mix (SplitMix64 finaliser) of both
+/// parties' shares, so neither share alone fixes it.
+pub fn joint_shuffle_seed(data_share: u64, label_share: u64) -> u64 {
+    fn mix(mut z: u64) -> u64 {
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    mix(mix(data_share ^ 0x5851_f42d_4c95_7f2d).wrapping_add(label_share))
+}
+
 /// Control messages.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Control {
     Hello(Hello),
-    Accept,
+    /// The handshake is accepted; carries the label holder's share of the shuffle seed.
+    Accept {
+        shuffle_share: u64,
+    },
     Reject(String),
     /// Vanilla: the label holder's evaluation of one epoch (the only thing it reveals).
     EvalResult {
@@ -289,4 +304,34 @@ pub fn decode_control(bytes: &[u8]) -> Result<Control, SplitError> {
 /// 4-byte frame prefix.
 pub fn tensor_wire_bytes(rows: usize, cols: usize) -> u64 {
     (ppml_net::FRAME_HEADER_BYTES + TENSOR_HEADER_BYTES + 4 * rows * cols) as u64
+}
+
+/// Protocol name in the session handshake (ppml-net).
+pub const SESSION_PROTOCOL: &str = "splitnn";
+/// Party name of the data holder in the parties file.
+pub const DATA_HOLDER: &str = "data-holder";
+/// Party name of the label holder (or U-shaped middle server) in the parties file.
+pub const LABEL_HOLDER: &str = "label-holder";
+
+/// The data holder's channel: connects to the label holder (retrying until it listens);
+/// over TLS only the label holder's pinned certificate is accepted.
+pub fn connect_label_holder(session: &ppml_net::Session) -> Result<ppml_net::Channel, SplitError> {
+    session
+        .connect(LABEL_HOLDER)
+        .map_err(|e| SplitError::net(e, "connecting to the label holder"))
+}
+
+/// The label holder's channel: listens on its address and waits for the data holder
+/// (stray or impostor connections are refused and logged, see ppml-net's session layer).
+pub fn accept_data_holder(session: &ppml_net::Session) -> Result<ppml_net::Channel, SplitError> {
+    let mut acc = session
+        .listen()
+        .map_err(|e| SplitError::net(e, "listening for the data holder"))?;
+    eprintln!("{} listening on {}", session.name(), acc.local_addr());
+    let mut chans = acc
+        .accept(&[DATA_HOLDER], session.config().connect_timeout)
+        .map_err(|e| SplitError::net(e, "waiting for the data holder"))?;
+    chans
+        .pop()
+        .ok_or_else(|| SplitError::Protocol("no data holder channel".into()))
 }

@@ -99,7 +99,12 @@ fn split_training_equals_unsplit_training() {
     };
     let mut opt = Sgd::new(0.05, 0.0);
     let mut ws = Workspace::new();
-    let mut rng = ppml_splitnn::order_rng(ppml_splitnn::holder_shuffle_seed(9, 0));
+    // The order both parties agree on: the data holder's share mixed with the label
+    // holder's (in process, both shares come from the same --seed).
+    let mut rng = ppml_splitnn::order_rng(ppml_splitnn::wire::joint_shuffle_seed(
+        ppml_splitnn::holder_shuffle_seed(9, 0),
+        9,
+    ));
     let mut losses = Vec::new();
     for e in 0..2 {
         let st = train_epoch(
@@ -247,7 +252,10 @@ fn spawn_label_holder(
 
 fn accept(ch: &mut Channel) {
     let b = ch.recv_bytes().unwrap();
-    assert_eq!(wire::decode_control(&b).unwrap(), Control::Accept);
+    assert!(matches!(
+        wire::decode_control(&b).unwrap(),
+        Control::Accept { .. }
+    ));
 }
 
 #[test]
@@ -358,7 +366,7 @@ fn data_holder_rejects_a_wrong_gradient_shape() {
     };
     let h = std::thread::spawn(move || dh.run(&mut them, &cfg, &mut |_| {}));
     let _hello = me.recv_bytes().unwrap();
-    me.send_bytes(wire::encode_control(&Control::Accept).unwrap())
+    me.send_bytes(wire::encode_control(&Control::Accept { shuffle_share: 0 }).unwrap())
         .unwrap();
     let mut buf = Vec::new();
     let b = me.recv_bytes().unwrap();
@@ -415,7 +423,7 @@ fn disconnecting_label_holder_is_a_clear_error_in_memory() {
     };
     let h = std::thread::spawn(move || {
         let _ = me.recv_bytes();
-        me.send_bytes(wire::encode_control(&Control::Accept).unwrap())
+        me.send_bytes(wire::encode_control(&Control::Accept { shuffle_share: 0 }).unwrap())
             .unwrap();
         let _ = me.recv_bytes();
         drop(me);
@@ -450,7 +458,7 @@ fn disconnecting_peer_is_a_clear_error_over_tcp() {
     let h = std::thread::spawn(move || {
         let mut ch = tcp::accept(&listener, &net()).unwrap();
         let _ = ch.recv_bytes();
-        ch.send_bytes(wire::encode_control(&Control::Accept).unwrap())
+        ch.send_bytes(wire::encode_control(&Control::Accept { shuffle_share: 0 }).unwrap())
             .unwrap();
         let _ = ch.recv_bytes();
     });
@@ -522,7 +530,11 @@ fn tcp_session_equals_in_memory_session() {
         parts[1].clone(),
         data.labels.clone(),
         test.labels.clone(),
-        RemoteConfig::default(),
+        // The label holder's share of the shuffle seed, as train_in_process gives it.
+        RemoteConfig {
+            shuffle_share: cfg.shuffle_seed,
+            ..RemoteConfig::default()
+        },
     )
     .unwrap();
     let h = std::thread::spawn(move || {
@@ -596,7 +608,12 @@ fn round_robin_shared_bottom_equals_sequential_training() {
     let mut opt = Sgd::new(0.05, 0.0);
     let mut ws = Workspace::new();
     let mut rngs: Vec<_> = (0..3)
-        .map(|k| ppml_splitnn::order_rng(ppml_splitnn::holder_shuffle_seed(5, k)))
+        .map(|k| {
+            ppml_splitnn::order_rng(ppml_splitnn::wire::joint_shuffle_seed(
+                ppml_splitnn::holder_shuffle_seed(5, k),
+                5 + k as u64,
+            ))
+        })
         .collect();
     for e in 0..2 {
         for (k, rng) in rngs.iter_mut().enumerate() {

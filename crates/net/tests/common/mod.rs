@@ -20,4 +20,40 @@ pub fn tcp_pair(config: &NetConfig) -> (Channel, Channel) {
     (client.join().expect("connect thread"), server)
 }
 
+/// A loopback pair over TLS sessions (fresh keys): (connecting side, accepting side).
+pub fn tls_pair(config: &NetConfig) -> (Channel, Channel) {
+    let d = ppml_net::local::LocalDeployment::new(&["a", "b"]).expect("keys");
+    let sa = ppml_net::Session::tls(
+        "a",
+        d.parties().unwrap(),
+        &d.keys_dir(),
+        "pair",
+        config.clone(),
+    )
+    .expect("session a");
+    let sb = ppml_net::Session::tls(
+        "b",
+        d.parties().unwrap(),
+        &d.keys_dir(),
+        "pair",
+        config.clone(),
+    )
+    .expect("session b");
+    let mut acc = sa.listen().expect("listen");
+    let client = std::thread::spawn(move || sb.connect("a").expect("connect"));
+    let server = acc
+        .accept(&["b"], config.connect_timeout)
+        .expect("accept")
+        .pop()
+        .unwrap();
+    (client.join().expect("connect thread"), server)
+}
+
 pub const TRANSPORTS: [(&str, PairFn); 2] = [("in-memory", mem_pair), ("tcp", tcp_pair)];
+
+/// Every transport, TLS included.
+pub const ALL_TRANSPORTS: [(&str, PairFn); 3] = [
+    ("in-memory", mem_pair),
+    ("tcp", tcp_pair),
+    ("tls", tls_pair),
+];
