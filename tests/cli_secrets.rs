@@ -122,7 +122,7 @@ fn rejects(args: &[&str], needle: &str) {
         "{args:?}: stderr lacks `{needle}`:\n{stderr}"
     );
     assert!(
-        t0.elapsed() < std::time::Duration::from_secs(20),
+        t0.elapsed() < std::time::Duration::from_secs(60),
         "{args:?} took {:?} to fail",
         t0.elapsed()
     );

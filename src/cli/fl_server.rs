@@ -1,13 +1,23 @@
 //! `ppml fl-server`: the federated averaging server over TCP. Waits for
-//! `--wait-clients` `ppml fl-client` processes, then runs the rounds; a client
-//! that disconnects or times out is dropped (reported on stderr and in the
-//! JSON) and the round continues with the others.
+//! `--wait-clients` `ppml fl-client` processes, then runs the rounds; clients
+//! may join or rejoin between rounds up to the population. A client that
+//! disconnects, times out or sends a bad update is dropped from the round
+//! (named on stderr and in the JSON) and the round continues with the others.
+//! `--secure-aggregation` runs Bonawitz et al.'s protocol with the clients
+//! (the server only unmasks the sum); `--dp-clip` adds central DP.
 
 use super::fedavg::{progress_bar, round_tick, summary_json, write_outputs};
 use super::{CommonArgs, Report};
 use clap::Args;
-use ppml_fedavg::net::{NetServerConfig, Setup, run_server};
-use ppml_fedavg::{FedConfig, LocalConfig, Mode, Partition, ServerConfig, WeightedAverage};
+use ppml_fedavg::net::{
+    DpMode, ExampleWeights, Listener, NamedClients, NetDp, NetServerConfig, SESSION_PROTOCOL,
+    Setup, TcpClients, run_server,
+};
+use ppml_fedavg::{
+    Aggregator, DpAggregator, FedConfig, LocalConfig, Mode, Partition, ServerConfig,
+    WeightedAverage,
+};
+use ppml_net::NetConfig;
 use ppml_nn::{Model, Normalization};
 use serde_json::json;
 use std::net::TcpListener;
@@ -16,9 +26,20 @@ use std::time::Duration;
 
 #[derive(Debug, Args)]
 pub struct FlServerArgs {
-    /// Address to listen on.
+    /// With --insecure and no parties file: the address to listen on
+    /// (with --parties the server listens at its own entry, party `server`).
     #[arg(long, default_value = "127.0.0.1:7878")]
     pub listen: String,
+    /// Parties file: the server is party `server`, client N is `client-N`;
+    /// links are TLS with pinned certificates (docs/DEPLOY.md).
+    #[arg(long)]
+    pub parties: Option<PathBuf>,
+    /// Directory with this host's private key (server.key).
+    #[arg(long, requires = "parties")]
+    pub keys: Option<PathBuf>,
+    /// Plaintext, unauthenticated links: any process can claim any client id.
+    #[arg(long)]
+    pub insecure: bool,
     /// Number of client processes to wait for before round 1.
     #[arg(long, default_value_t = 10)]
     pub wait_clients: usize,
@@ -70,6 +91,36 @@ pub struct FlServerArgs {
     /// Skip the per-round evaluation on the 10,000 test images.
     #[arg(long)]
     pub no_eval: bool,
+    /// Secure aggregation (Bonawitz et al.): clients mask their own updates,
+    /// the server only learns the sum of the survivors'.
+    #[arg(long)]
+    pub secure_aggregation: bool,
+    /// SecAgg+: sparse masking graph instead of the complete one.
+    #[arg(long)]
+    pub graph: bool,
+    /// Secure aggregation threshold t (default: the protocol's).
+    #[arg(long)]
+    pub threshold: Option<usize>,
+    /// Plain aggregation: updates with a larger L2 norm are dropped.
+    #[arg(long, default_value_t = 100.0)]
+    pub max_update_norm: f64,
+    /// DP-FedAvg: clients clip their update to this L2 norm; uniform weights.
+    #[arg(long)]
+    pub dp_clip: Option<f64>,
+    /// DP noise multiplier z (noise std z * clip on the sum).
+    #[arg(long, default_value_t = 1.0)]
+    pub dp_noise: f64,
+    /// DP delta of the reported (epsilon, delta).
+    #[arg(long, default_value_t = 1e-5)]
+    pub dp_delta: f64,
+    /// central: the server adds the noise to the unmasked sum; distributed:
+    /// each client adds its share of discrete Gaussian noise before masking
+    /// (needs --secure-aggregation; Kairouz, Liu, Steinke 2021).
+    #[arg(long, default_value = "central")]
+    pub dp_mode: String,
+    /// Distributed DP: log2 of the integer grid points per clip.
+    #[arg(long, default_value_t = 16)]
+    pub dp_scale_bits: u32,
     /// Per-round CSV.
     #[arg(long)]
     pub csv: Option<PathBuf>,
@@ -89,11 +140,55 @@ pub fn run(args: FlServerArgs, common: &CommonArgs) -> anyhow::Result<Report> {
     let mode: Mode = args.mode.parse()?;
     let parts = args.partition_clients.unwrap_or(args.wait_clients);
     let model = Model::from_arch(&args.model, common.seed)?;
-    let test = if args.no_eval {
-        None
-    } else {
-        Some(ppml_nn::mnist::load(&common.data_dir(), norm)?.test)
+    if (args.threshold.is_some() || args.graph) && !args.secure_aggregation {
+        anyhow::bail!("--threshold and --graph need --secure-aggregation");
+    }
+    let dp_mode = match args.dp_mode.as_str() {
+        "central" => DpMode::Central,
+        "distributed" if args.secure_aggregation => DpMode::Distributed {
+            scale_bits: args.dp_scale_bits,
+        },
+        "distributed" => anyhow::bail!("--dp-mode distributed needs --secure-aggregation"),
+        other => anyhow::bail!("--dp-mode must be central or distributed, got {other}"),
     };
+    if args.dp_mode != "central" && args.dp_clip.is_none() {
+        anyhow::bail!("--dp-mode needs --dp-clip");
+    }
+    // The server derives every client's example count from the partition it
+    // announces, so no client can inflate its weight by claiming more.
+    let mnist = ppml_nn::mnist::load(&common.data_dir(), norm);
+    let (test, weights) = match mnist {
+        Ok(m) => {
+            let parts_idx = partition.split(&m.train.labels, parts, common.seed)?;
+            let known = parts_idx.iter().map(|p| p.len() as u64).collect();
+            (
+                (!args.no_eval).then_some(m.test),
+                ExampleWeights::Known(known),
+            )
+        }
+        Err(e) if args.no_eval => {
+            eprintln!("fl-server: no MNIST ({e}); capping claimed example counts");
+            (
+                None,
+                ExampleWeights::Capped(2 * 60_000u64.div_ceil(parts.max(1) as u64)),
+            )
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let dp = args
+        .dp_clip
+        .map(|clip| ppml_fedavg::dp::DpConfig::new(clip, args.dp_noise, args.dp_delta))
+        .transpose()?;
+    let secure = args
+        .secure_aggregation
+        .then(|| ppml_fedavg::secure::default_config(args.threshold, args.graph))
+        .map(|mut c| {
+            if let Some(d) = &dp {
+                // Clipped updates: the quantiser's range only needs the clip.
+                c.clip = d.clip as f32;
+            }
+            c
+        });
     let cfg = NetServerConfig {
         fed: FedConfig {
             fraction: args.fraction,
@@ -126,25 +221,63 @@ pub fn run(args: FlServerArgs, common: &CommonArgs) -> anyhow::Result<Report> {
         expected_clients: args.wait_clients,
         join_timeout: secs(args.join_timeout, "join-timeout")?,
         round_timeout: secs(args.round_timeout, "round-timeout")?,
+        secure,
+        weights,
+        max_update_norm: args.max_update_norm,
+        dp: dp.map(|cfg| NetDp { cfg, mode: dp_mode }),
     };
-    let listener = TcpListener::bind(&args.listen)
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+    let aggregator: Box<dyn Aggregator> = match (&cfg.dp, args.secure_aggregation) {
+        (Some(d), false) => {
+            // The server samples DP rounds by Poisson sampling at rate --fraction.
+            Box::new(DpAggregator::new(d.cfg, args.fraction, parts)?)
+        }
+        _ => Box::new(WeightedAverage),
+    };
+    let net = NetConfig::default().with_timeout(cfg.round_timeout);
+    let (clients, at): (Box<dyn Listener>, String) = match (&args.parties, args.insecure) {
+        (Some(file), _) => {
+            let session = ppml_net::session::open(
+                "server",
+                Some(file.as_path()),
+                args.keys.as_deref(),
+                args.insecure,
+                None,
+                SESSION_PROTOCOL,
+                net,
+            )?;
+            let mut acceptor = session.listen()?;
+            let at = acceptor.local_addr().to_string();
+            (
+                Box::new(NamedClients::new(move |wait| acceptor.next(wait))),
+                at,
+            )
+        }
+        (None, true) => {
+            eprintln!(
+                "WARNING: --insecure: links are plaintext and unauthenticated; anyone on the \
+                 network can read everything sent, or claim any client id"
+            );
+            let listener = TcpListener::bind(&args.listen)
+                .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+            let at = listener.local_addr()?.to_string();
+            (Box::new(TcpClients::new(&listener, net)?), at)
+        }
+        (None, false) => {
+            anyhow::bail!("give --parties FILE --keys DIR (TLS), or --insecure for plaintext links")
+        }
+    };
     eprintln!(
-        "fl-server: listening on {}, waiting for {} clients ({} {} parts, {})",
-        listener.local_addr()?,
-        args.wait_clients,
-        parts,
-        partition,
-        args.model
+        "fl-server: listening on {at}, waiting for {} clients ({} {} parts, {})",
+        args.wait_clients, parts, partition, args.model
     );
     let pb = progress_bar(args.rounds, common.json);
     let mut events: Vec<String> = Vec::new();
     let summary = run_server(
-        &listener,
+        clients,
         model,
         &cfg,
         test.as_ref(),
-        Box::new(WeightedAverage),
+        aggregator,
         &mut |st| round_tick(&pb, st),
         &mut |e| {
             pb.suspend(|| eprintln!("fl-server: {e}"));
@@ -174,9 +307,42 @@ pub fn run(args: FlServerArgs, common: &CommonArgs) -> anyhow::Result<Report> {
                 .map(move |(c, why)| json!({"round": r.round, "client": c, "reason": why}))
         })
         .collect();
+    let joins: Vec<serde_json::Value> = summary
+        .rounds
+        .iter()
+        .flat_map(|r| {
+            r.joined
+                .iter()
+                .map(move |c| json!({"round": r.round, "client": c, "event": "joined"}))
+                .chain(
+                    r.rejoined
+                        .iter()
+                        .map(move |c| json!({"round": r.round, "client": c, "event": "rejoined"})),
+                )
+        })
+        .collect();
+    let aborted: Vec<serde_json::Value> = summary
+        .rounds
+        .iter()
+        .filter_map(|r| {
+            r.aborted
+                .as_ref()
+                .map(|why| json!({"round": r.round, "reason": why}))
+        })
+        .collect();
     let extra = json!({
+        "secure_aggregation": args.secure_aggregation,
+        "graph": args.graph,
+        "threshold": args.threshold,
+        "joins": joins,
+        "aborted_rounds": aborted,
+        "dp_mode": args.dp_clip.map(|_| args.dp_mode.clone()),
+        "clip": args.dp_clip,
+        "noise_multiplier": args.dp_clip.map(|_| args.dp_noise),
+        "epsilon_per_round": summary.rounds.iter().map(|r| r.epsilon).collect::<Vec<_>>(),
         "model": args.model,
-        "transport": "tcp",
+        "transport": if args.parties.is_some() && !args.insecure { "tls" } else { "tcp" },
+        "insecure": args.insecure,
         "clients_joined": summary.rounds.first().map(|r| r.sampled.len()),
         "partition": partition.to_string(),
         "partition_clients": parts,

@@ -266,7 +266,7 @@ impl DpAggregator {
 }
 
 /// The smallest `f32` at least `x` (finite, positive `x`).
-fn f32_at_least(x: f64) -> f32 {
+pub(crate) fn f32_at_least(x: f64) -> f32 {
     let f = x as f32;
     if f64::from(f) >= x { f } else { f.next_up() }
 }
@@ -276,7 +276,7 @@ fn f32_at_least(x: f64) -> f32 {
 /// `s = L / (2c)`, `L = 2^bits - 1`, so `m` summed codes `Z` decode to
 /// `c (2Z - m L) / L` and to `2^k (2Z - m L) / L` units, which is rounded
 /// (half up) in exact integer arithmetic.
-fn secagg_units(
+pub(crate) fn secagg_units(
     sum: &[u64],
     survivors: usize,
     bits: u32,
@@ -397,7 +397,7 @@ impl Aggregator for DpAggregator {
                 release.grid_bits(),
                 &mut self.acc,
             )?;
-            info.protocol_bytes = outcome.server.traffic.total_bytes();
+            info.protocol_bytes = outcome.bytes;
             crate::secure::split_survivors(&outcome, updates, &mut info, |_| 1.0);
         }
         release

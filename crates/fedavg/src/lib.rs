@@ -56,6 +56,7 @@
 
 pub mod aggregate;
 pub mod client;
+pub mod ddp;
 pub mod dp;
 pub mod net;
 pub mod partition;

@@ -1,35 +1,528 @@
-//! [`SecureAggregator`]: FedAvg's weighted average computed with secure
-//! aggregation (ppml-secagg, Bonawitz et al. 2017 / SecAgg+), so that the
-//! server learns only the sum of the updates.
+//! Secure aggregation for federated averaging (ppml-secagg: Bonawitz et al.
+//! 2017, SecAgg+ with `graph`): the one round protocol that both the TCP
+//! deployment ([`crate::net`]) and the in-process simulation
+//! ([`SecureAggregator`]) run.
 //!
-//! Weighted averaging under a sum-only protocol: client `k` with `n_k`
-//! examples submits `(a_k * delta_k, a_k)` with `a_k = n_k / n_ref` (one more
-//! coordinate holding its weight); the server divides the summed update by the
-//! summed weight. `n_ref` is a public scale (the mean client size) that keeps
-//! the submitted values near the quantiser's range; it cancels in the division.
+//! * [`client_round`] is what ONE client runs over its channel to the server:
+//!   it builds a [`ClientState`] from OS randomness, masks its own (scaled,
+//!   clipped, quantised) update and answers the server's four steps.
+//! * [`server_round`] is what the server runs over one channel per sampled
+//!   client: it feeds the [`ServerState`] machine, which adds each masked
+//!   input into a running sum at once, so the server never holds an
+//!   individual update. A client that times out, disconnects or sends a
+//!   message the state machine rejects is dropped from the round at that step
+//!   (named, with the reason); below the threshold the round aborts cleanly
+//!   (every remaining client is told) and the caller goes on with the next.
 //!
-//! The protocol clips every submitted value to `[-clip, clip]` and quantises
-//! it with `bits` bits, so the result differs from plain averaging by at most
-//! the quantisation error (reported as [`SecureAggregator::last_error_bound`])
-//! unless values were clipped ([`SecureAggregator::last_clipped`] counts them).
-//! A client flagged `dropped` completes key sharing but never sends its masked
-//! input (it drops at `MaskedInputCollection`); the protocol still recovers the
-//! others' sum as long as at least `threshold` clients survive.
+//! Weighted averaging under a sum-only protocol: the server tells client `k`
+//! its weight `a_k = n_k / n_ref` (from the server's own knowledge of the
+//! partition, never from the client's claim), the client submits
+//! `a_k * delta_k`, and the server divides the unmasked sum by
+//! `sum_{k in survivors} a_k`. The protocol clips every submitted value to
+//! `[-clip, clip]` and quantises it with `bits` bits, so the result differs
+//! from plain averaging by at most the quantisation error unless values were
+//! clipped.
+//!
+//! Messages travel inside [`crate::net::ToServer::Secure`] and
+//! [`crate::net::ToClient::Secure`], tagged with the round and step, so a
+//! late message from an earlier round is recognised and discarded.
 
 use crate::FedError;
 use crate::aggregate::{AggregateInfo, Aggregator, ClientUpdate, check_updates};
-use ppml_random::{PublicSeed, SecretSource};
-use ppml_secagg::{AggregateOutcome, DropoutPlan, SecAggConfig, Step, aggregate_in_process};
+use crate::net::{ToClient, ToServer};
+use ppml_net::{Channel, ChannelStats, NetConfig, NetError, in_memory_pair};
+use ppml_secagg::messages::{
+    AdvertiseKeys, ForwardedShares, KeyBroadcast, MaskedInput, ShareKeys, UnmaskRequest,
+    UnmaskResponse,
+};
+use ppml_secagg::{ClientState, RoundParams, SecAggConfig, SecAggError, ServerState, Step};
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, Instant};
 
-/// Secure aggregation as an [`Aggregator`] (in-process simulation of the
-/// protocol: every client and the server are separate roles on channels).
-/// The clients' keys and masks come from the OS; the public seed only fixes
-/// the protocol's public choices (SecAgg+ graph, session ids).
+/// What the server tells a sampled client about its part in a secure round.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SecureSlot {
+    /// The client's index in this round's secure aggregation (`0..params.n`).
+    pub index: u32,
+    /// The round's public parameters (checked by the client).
+    pub params: RoundParams,
+}
+
+/// How a client's part of a secure round ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientRoundEnd {
+    /// All four messages sent.
+    Completed,
+    /// The server aborted the round, or dropped this client from it.
+    Aborted(String),
+    /// A fault-injection plan made this client leave at this step (tests,
+    /// benchmarks): the caller closes the connection.
+    Left(Step),
+    /// The server moved on (a later round's `Train`, or `Done`) before this
+    /// client finished: the message is handed back to the caller's loop.
+    Preempted(ToClient),
+}
+
+fn sa_err(e: SecAggError) -> FedError {
+    FedError::Aggregate(format!("secure aggregation: {e}"))
+}
+
+fn enc<T: Serialize>(m: &T) -> Result<Vec<u8>, FedError> {
+    Ok(ppml_net::encode(m)?)
+}
+
+/// Waits for the server's message of `step` in `round`; discards what belongs
+/// to earlier rounds. `Err(end)` when the round ended for this client.
+fn await_step(
+    ch: &mut Channel,
+    round: u32,
+    step: Step,
+) -> Result<Result<Vec<u8>, ClientRoundEnd>, FedError> {
+    loop {
+        match ch.recv::<ToClient>()? {
+            ToClient::Secure {
+                round: r,
+                step: s,
+                msg,
+            } if r == round => {
+                if s != step as u8 {
+                    return Err(FedError::Protocol(format!(
+                        "round {round}: expected the server's message of step {step}, got step {s}"
+                    )));
+                }
+                return Ok(Ok(msg));
+            }
+            ToClient::Secure { round: r, .. } | ToClient::Abort { round: r, .. } if r < round => {}
+            ToClient::Abort { round: r, reason } if r == round => {
+                return Ok(Err(ClientRoundEnd::Aborted(reason)));
+            }
+            other => return Ok(Err(ClientRoundEnd::Preempted(other))),
+        }
+    }
+}
+
+/// One client's part of secure round `round`: masks `input` (already scaled
+/// by the client's weight; the quantiser clips it to `[-clip, clip]`) and
+/// answers the server's steps over `ch`. The client's keys, seeds and shares
+/// come from the OS CSPRNG. `leave_at` is fault injection: the client stops
+/// before sending its message of that step.
+pub fn client_round(
+    ch: &mut Channel,
+    round: u32,
+    slot: &SecureSlot,
+    input: &[f32],
+    leave_at: Option<Step>,
+) -> Result<ClientRoundEnd, FedError> {
+    let params = slot.params.validated(input.len()).map_err(sa_err)?;
+    let st = ClientState::new(
+        slot.index,
+        input,
+        &params,
+        ppml_random::try_os_rng().map_err(|e| FedError::Config(e.to_string()))?,
+    )
+    .map_err(sa_err)?;
+    run_client_state(ch, round, st, leave_at)
+}
+
+/// As [`client_round`] with an input that is already a vector of ring
+/// elements of `Z_2^k` (`k = slot.params.ring_bits`): integers with their
+/// distributed-DP noise share ([`crate::ddp`]).
+pub fn client_round_ring(
+    ch: &mut Channel,
+    round: u32,
+    slot: &SecureSlot,
+    input: Vec<u64>,
+    leave_at: Option<Step>,
+) -> Result<ClientRoundEnd, FedError> {
+    let params = slot.params.validated(input.len()).map_err(sa_err)?;
+    let st = ClientState::from_ring_elements(
+        slot.index,
+        input,
+        &params,
+        ppml_random::try_os_rng().map_err(|e| FedError::Config(e.to_string()))?,
+    )
+    .map_err(sa_err)?;
+    run_client_state(ch, round, st, leave_at)
+}
+
+fn run_client_state(
+    ch: &mut Channel,
+    round: u32,
+    mut st: ClientState,
+    leave_at: Option<Step>,
+) -> Result<ClientRoundEnd, FedError> {
+    let send = |ch: &mut Channel, step: Step, msg: Vec<u8>| -> Result<(), FedError> {
+        ch.send(&ToServer::Secure {
+            round,
+            step: step as u8,
+            msg,
+        })?;
+        Ok(())
+    };
+    if leave_at == Some(Step::AdvertiseKeys) {
+        return Ok(ClientRoundEnd::Left(Step::AdvertiseKeys));
+    }
+    send(
+        ch,
+        Step::AdvertiseKeys,
+        enc(&st.advertise_keys().map_err(sa_err)?)?,
+    )?;
+    // The server's message that precedes each of the client's later steps.
+    for (prev, step) in [
+        (Step::AdvertiseKeys, Step::ShareKeys),
+        (Step::ShareKeys, Step::MaskedInputCollection),
+        (Step::MaskedInputCollection, Step::Unmasking),
+    ] {
+        let bytes = match await_step(ch, round, prev)? {
+            Ok(b) => b,
+            Err(end) => return Ok(end),
+        };
+        if leave_at == Some(step) {
+            return Ok(ClientRoundEnd::Left(step));
+        }
+        let reply = match step {
+            Step::ShareKeys => enc(&st
+                .share_keys(ppml_net::decode::<KeyBroadcast>(&bytes)?)
+                .map_err(sa_err)?)?,
+            Step::MaskedInputCollection => enc(&st
+                .masked_input(ppml_net::decode::<ForwardedShares>(&bytes)?)
+                .map_err(sa_err)?)?,
+            _ => enc(&st
+                .unmask(ppml_net::decode::<UnmaskRequest>(&bytes)?)
+                .map_err(sa_err)?)?,
+        };
+        send(ch, step, reply)?;
+    }
+    Ok(ClientRoundEnd::Completed)
+}
+
+/// Why a client left a round, as the server saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoundDrop {
+    /// The client's index in the round.
+    pub index: u32,
+    /// The step whose message never (validly) arrived.
+    pub step: Step,
+    pub reason: String,
+    /// The connection is unusable (disconnect, garbage): forget it. A client
+    /// that was only too slow keeps its connection for later rounds.
+    pub fatal: bool,
+}
+
+/// What the server learnt from a secure round.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerRoundOutcome {
+    /// The decoded sum of the survivors' clipped, quantised inputs; `None` if
+    /// the round aborted.
+    pub sum: Option<Vec<f32>>,
+    /// The same sum as the server unmasked it, in `Z_2^k` (empty if aborted).
+    pub raw_sum: Vec<u64>,
+    /// Round indices whose inputs are in the sum (U3), sorted.
+    pub survivors: Vec<u32>,
+    /// Clients dropped, at which step and why.
+    pub drops: Vec<RoundDrop>,
+    /// Why the round aborted (below threshold), if it did.
+    pub aborted: Option<String>,
+    /// Per-coordinate bound on the quantisation error of `sum`.
+    pub error_bound: f64,
+    /// |U1|..|U4|.
+    pub set_sizes: [usize; 4],
+    /// Seconds the server spent in the round (including waiting).
+    pub seconds: f64,
+}
+
+/// A message, or why it did not come and whether the connection is unusable.
+type Received = Result<Vec<u8>, (String, bool)>;
+
+/// Reads from `ch` until the message of `step` in `round` arrives; discards
+/// messages of earlier rounds (a client that was too slow then).
+fn recv_step(ch: &mut Channel, round: u32, step: Step) -> Received {
+    loop {
+        match ch.recv::<ToServer>() {
+            Ok(ToServer::Secure {
+                round: r,
+                step: s,
+                msg,
+            }) if r == round && s == step as u8 => return Ok(msg),
+            Ok(m) if m.round().is_some_and(|r| r < round) => continue,
+            Ok(ToServer::Failed { reason, .. }) => {
+                return Err((format!("the client gave up: {reason}"), false));
+            }
+            Ok(other) => {
+                return Err((
+                    format!(
+                        "expected its step-{step} message of round {round}, got {}",
+                        other.kind()
+                    ),
+                    true,
+                ));
+            }
+            Err(e @ NetError::Timeout { .. }) => return Err((e.to_string(), false)),
+            Err(e) => return Err((e.to_string(), true)),
+        }
+    }
+}
+
+/// The server's side of secure round `round` over `links` (`links[i]` is the
+/// channel of round index `i`; the caller has already told each client its
+/// [`SecureSlot`]). Every message a client sends is received with the
+/// channel's timeout, all clients in parallel, so one slow client costs at
+/// most one timeout per step. Never fails: aborts and drops are in the
+/// outcome.
+pub fn server_round(
+    links: &mut [&mut Channel],
+    round: u32,
+    params: &RoundParams,
+    graph_seed: u64,
+) -> ServerRoundOutcome {
+    let t0 = Instant::now();
+    let n = params.n;
+    let mut out = ServerRoundOutcome {
+        sum: None,
+        raw_sum: Vec::new(),
+        survivors: Vec::new(),
+        drops: Vec::new(),
+        aborted: None,
+        error_bound: 0.0,
+        set_sizes: [0; 4],
+        seconds: 0.0,
+    };
+    if links.len() != n {
+        out.aborted = Some(format!(
+            "{} channels for a round of {n} clients",
+            links.len()
+        ));
+        return out;
+    }
+    let mut state = ServerState::new(params, graph_seed);
+    let mut live = vec![true; n];
+    let mut result: Result<(), SecAggError> = Ok(());
+    for step in Step::ALL {
+        // Receive every live client's message of this step, in parallel.
+        let received: Vec<Option<Received>> = std::thread::scope(|s| {
+            let handles: Vec<_> = links
+                .iter_mut()
+                .zip(&live)
+                .map(|(ch, &alive)| alive.then(|| s.spawn(move || recv_step(ch, round, step))))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| Err(("receiver thread panicked".into(), true)))
+                    })
+                })
+                .collect()
+        });
+        let mut drop_now = Vec::new();
+        for (i, r) in received.into_iter().enumerate() {
+            let Some(r) = r else { continue };
+            let from = i as u32;
+            let res = r.and_then(|bytes| {
+                let fed = match step {
+                    Step::AdvertiseKeys => ppml_net::decode::<AdvertiseKeys>(&bytes)
+                        .map_err(SecAggError::from)
+                        .and_then(|m| {
+                            if m.id != from {
+                                return Err(SecAggError::WrongId {
+                                    expected: from,
+                                    got: m.id,
+                                });
+                            }
+                            state.receive_keys(m)
+                        }),
+                    Step::ShareKeys => ppml_net::decode::<ShareKeys>(&bytes)
+                        .map_err(SecAggError::from)
+                        .and_then(|m| state.receive_shares(from, m)),
+                    Step::MaskedInputCollection => ppml_net::decode::<MaskedInput>(&bytes)
+                        .map_err(SecAggError::from)
+                        .and_then(|m| state.receive_masked(from, &m)),
+                    Step::Unmasking => ppml_net::decode::<UnmaskResponse>(&bytes)
+                        .map_err(SecAggError::from)
+                        .and_then(|m| state.receive_unmask(from, m)),
+                };
+                // A message the state machine rejects costs its sender the
+                // round, not its connection.
+                fed.map_err(|e| (format!("message rejected: {e}"), false))
+            });
+            if let Err((reason, fatal)) = res {
+                drop_now.push((i, reason, fatal));
+            }
+        }
+        for (i, reason, fatal) in drop_now {
+            live[i] = false;
+            if !fatal {
+                let _ = links[i].send(&ToClient::Abort {
+                    round,
+                    reason: format!("dropped at step {step}: {reason}"),
+                });
+            }
+            out.drops.push(RoundDrop {
+                index: i as u32,
+                step,
+                reason,
+                fatal,
+            });
+        }
+        // Answer the step (or finish), aborting below the threshold.
+        let replies: Result<Vec<(u32, Vec<u8>)>, SecAggError> = match step {
+            Step::AdvertiseKeys => state.broadcast_keys().and_then(encode_all),
+            Step::ShareKeys => state.forward_shares().and_then(encode_all),
+            Step::MaskedInputCollection => state.unmask_requests().and_then(encode_all),
+            Step::Unmasking => Ok(Vec::new()),
+        };
+        let replies = match replies {
+            Ok(r) => r,
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        };
+        for (u, msg) in replies {
+            let u = u as usize;
+            if !live[u] {
+                continue;
+            }
+            if let Err(e) = links[u].send(&ToClient::Secure {
+                round,
+                step: step as u8,
+                msg,
+            }) {
+                live[u] = false;
+                out.drops.push(RoundDrop {
+                    index: u as u32,
+                    step,
+                    reason: e.to_string(),
+                    fatal: true,
+                });
+            }
+        }
+    }
+    let finished = result.and_then(|()| state.finish());
+    match finished {
+        Ok(o) => {
+            let m = o.survivors.len();
+            match params.quantizer() {
+                Ok(q) => {
+                    out.sum = Some(q.decode_sum(&o.sum, m));
+                    out.error_bound = q.sum_error_bound(m);
+                }
+                Err(e) => out.aborted = Some(e.to_string()),
+            }
+            out.survivors = o.survivors;
+            out.set_sizes = o.set_sizes;
+            out.raw_sum = o.sum;
+        }
+        Err(e) => {
+            let reason = e.to_string();
+            for (i, ch) in links.iter_mut().enumerate() {
+                if live[i] {
+                    let _ = ch.send(&ToClient::Abort {
+                        round,
+                        reason: format!("round aborted: {reason}"),
+                    });
+                }
+            }
+            out.aborted = Some(reason);
+        }
+    }
+    out.seconds = t0.elapsed().as_secs_f64();
+    out
+}
+
+fn encode_all<T: Serialize>(msgs: Vec<(u32, T)>) -> Result<Vec<(u32, Vec<u8>)>, SecAggError> {
+    msgs.into_iter()
+        .map(|(u, m)| Ok((u, ppml_net::encode(&m)?)))
+        .collect()
+}
+
+/// One secure round run in this process on the SAME code as the deployment:
+/// one thread per client running [`client_round`] over an in-memory channel,
+/// the server running [`server_round`]. `inputs[i]` is client `i`'s
+/// (weighted) input; `leave[i]` optionally makes it leave at a step.
+/// `session` and `graph_seed` are public.
+pub fn simulate_round(
+    cfg: &SecAggConfig,
+    inputs: &[Vec<f32>],
+    leave: &[Option<Step>],
+    session: [u8; 16],
+    graph_seed: u64,
+) -> Result<SimulatedRound, FedError> {
+    let n = inputs.len();
+    let dim = inputs.first().map_or(0, Vec::len);
+    let params = RoundParams::new(n, dim, cfg, session).map_err(sa_err)?;
+    let net = NetConfig::default().with_timeout(cfg.timeout);
+    let (mut server_chs, client_chs): (Vec<Channel>, Vec<Channel>) =
+        (0..n).map(|_| in_memory_pair(&net)).unzip();
+    let t0 = Instant::now();
+    let (outcome, client_stats) = std::thread::scope(|s| {
+        let clients: Vec<_> = client_chs
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut ch)| {
+                let slot = SecureSlot {
+                    index: i as u32,
+                    params: params.clone(),
+                };
+                let x = &inputs[i];
+                let l = leave.get(i).copied().flatten();
+                s.spawn(move || {
+                    let r = client_round(&mut ch, 1, &slot, x, l);
+                    (r, ch.stats())
+                })
+            })
+            .collect();
+        let mut links: Vec<&mut Channel> = server_chs.iter_mut().collect();
+        let outcome = server_round(&mut links, 1, &params, graph_seed);
+        let stats: Vec<ChannelStats> = clients
+            .into_iter()
+            .map(|h| h.join().map(|(_, st)| st).unwrap_or_default())
+            .collect();
+        (outcome, stats)
+    });
+    let server_bytes = server_chs.iter().map(|c| c.stats().total_bytes()).sum();
+    Ok(SimulatedRound {
+        outcome,
+        params,
+        server_bytes,
+        client_bytes_sent: client_stats.iter().map(|s| s.bytes_sent).collect(),
+        seconds: t0.elapsed().as_secs_f64(),
+    })
+}
+
+/// Result of [`simulate_round`].
+#[derive(Debug, Clone)]
+pub struct SimulatedRound {
+    pub outcome: ServerRoundOutcome,
+    pub params: RoundParams,
+    /// Bytes through the server's channels (both directions, with framing).
+    pub server_bytes: u64,
+    /// Bytes each client sent.
+    pub client_bytes_sent: Vec<u64>,
+    /// Wall time of the round.
+    pub seconds: f64,
+}
+
+/// The client's weight in a round, `a_k = n_k / n_ref`: `n_k` is what the
+/// server knows (or caps) of the client's example count, `n_ref` the mean
+/// over the sampled clients, so weights stay near 1 and within the
+/// quantiser's range.
+pub fn relative_weights(weights: &[f64]) -> Vec<f32> {
+    let n_ref = weights.iter().sum::<f64>() / weights.len().max(1) as f64;
+    weights
+        .iter()
+        .map(|&w| if n_ref > 0.0 { (w / n_ref) as f32 } else { 0.0 })
+        .collect()
+}
+
+/// Secure aggregation as an [`Aggregator`]: the in-process simulation of the
+/// deployment's protocol ([`simulate_round`]: the same [`client_round`] and
+/// [`server_round`] over in-memory channels).
 #[derive(Debug, Clone)]
 pub struct SecureAggregator {
     cfg: SecAggConfig,
     seed: u64,
-    secrets: SecretSource,
     inputs: Vec<Vec<f32>>,
     last_error_bound: f64,
     last_clipped: usize,
@@ -39,16 +532,7 @@ impl SecureAggregator {
     /// Defaults for model updates: 24-bit quantisation in `[-2, 2]`, the
     /// protocol's default threshold unless `threshold` is given, SecAgg+ if `graph`.
     pub fn new(threshold: Option<usize>, graph: bool, seed: u64) -> Result<Self, FedError> {
-        Self::with_config(
-            SecAggConfig {
-                threshold,
-                graph,
-                bits: 24,
-                clip: 2.0,
-                ..SecAggConfig::default()
-            },
-            seed,
-        )
+        Self::with_config(default_config(threshold, graph), seed)
     }
 
     /// A secure aggregator with an explicit ppml-secagg configuration.
@@ -62,18 +546,10 @@ impl SecureAggregator {
         Ok(SecureAggregator {
             cfg,
             seed,
-            secrets: SecretSource::Os,
             inputs: Vec::new(),
             last_error_bound: 0.0,
             last_clipped: 0,
         })
-    }
-
-    /// **INSECURE** (tests only): the clients' secrets from `secrets` instead
-    /// of the OS.
-    pub fn with_secret_source(mut self, secrets: SecretSource) -> Self {
-        self.secrets = secrets;
-        self
     }
 
     /// Per-coordinate bound on the quantisation error of the last round's sum.
@@ -84,6 +560,20 @@ impl SecureAggregator {
     /// Submitted values of the last round that exceeded the clipping range.
     pub fn last_clipped(&self) -> usize {
         self.last_clipped
+    }
+}
+
+/// Secure-aggregation settings for model updates: 24-bit quantisation in
+/// `[-2, 2]` (the weighted update `a_k delta_k`), default threshold unless
+/// given, SecAgg+ if `graph`.
+pub fn default_config(threshold: Option<usize>, graph: bool) -> SecAggConfig {
+    SecAggConfig {
+        threshold,
+        graph,
+        bits: 24,
+        clip: 2.0,
+        timeout: Duration::from_secs(600),
+        ..SecAggConfig::default()
     }
 }
 
@@ -108,87 +598,104 @@ impl Aggregator for SecureAggregator {
         out: &mut [f32],
     ) -> Result<AggregateInfo, FedError> {
         check_updates(round, updates, out.len())?;
-        let p = out.len();
-        let n_ref = updates.iter().map(|u| u.weight).sum::<f64>() / updates.len() as f64;
+        let weights: Vec<f64> = updates.iter().map(|u| u.weight).collect();
+        let a = relative_weights(&weights);
         self.inputs.resize_with(updates.len(), Vec::new);
         let clip = self.cfg.clip;
         let mut clipped = 0;
         let mut drops = Vec::new();
-        for (i, (u, v)) in updates.iter().zip(self.inputs.iter_mut()).enumerate() {
-            let a = (u.weight / n_ref) as f32;
+        for (i, ((u, v), &a)) in updates
+            .iter()
+            .zip(self.inputs.iter_mut())
+            .zip(&a)
+            .enumerate()
+        {
             v.clear();
             v.extend(u.delta.iter().map(|&d| a * d));
-            v.push(a);
             clipped += v.iter().filter(|x| x.abs() > clip).count();
             if u.dropped {
                 drops.push(i);
             }
         }
-        let outcome = secure_sum_with(
-            &self.cfg,
-            self.seed,
-            self.secrets,
-            round,
-            &self.inputs,
-            &drops,
-        )?;
-        let wsum = outcome.sum[p];
-        if wsum.is_nan() || wsum <= 0.0 {
+        let res = secure_sum(&self.cfg, self.seed, round, &self.inputs, &drops)?;
+        let wsum: f64 = res
+            .survivors
+            .iter()
+            .map(|&i| f64::from(a[i as usize]))
+            .sum();
+        if wsum <= 0.0 {
             return Err(FedError::NoUpdates(round));
         }
-        for (o, &s) in out.iter_mut().zip(&outcome.sum[..p]) {
-            *o = s / wsum;
+        for (o, &s) in out.iter_mut().zip(&res.sum) {
+            *o = (f64::from(s) / wsum) as f32;
         }
-        self.last_error_bound = outcome.error_bound;
+        self.last_error_bound = res.error_bound;
         self.last_clipped = clipped;
         let mut info = AggregateInfo {
-            protocol_bytes: outcome.server.traffic.total_bytes(),
+            protocol_bytes: res.bytes,
             ..AggregateInfo::default()
         };
-        split_survivors(&outcome, updates, &mut info, |u| u.weight);
+        split_survivors(&res, updates, &mut info, |u| u.weight);
         Ok(info)
     }
 }
 
+/// The unmasked sum of one simulated secure round.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SecureSum {
+    pub sum: Vec<f32>,
+    /// The same sum in `Z_2^k`, as the server unmasked it.
+    pub sum_quantised: Vec<u64>,
+    pub survivors: Vec<u32>,
+    pub error_bound: f64,
+    /// Bytes through the server's channels.
+    pub bytes: u64,
+}
+
 /// One round of secure aggregation of `inputs` (one vector per sampled
-/// client); the clients at indices `dropped` leave before sending their
-/// masked input. The protocol's public choices derive from the public `seed`
-/// and `round` (label `fedavg/secagg/{round}`); the clients' secrets come
-/// from the OS.
+/// client), simulated in process on the deployment's code
+/// ([`simulate_round`]); the clients at indices `dropped` leave before
+/// sending their masked input. An abort (below threshold) is an error.
 pub(crate) fn secure_sum(
     cfg: &SecAggConfig,
     seed: u64,
     round: usize,
     inputs: &[Vec<f32>],
     dropped: &[usize],
-) -> Result<AggregateOutcome, FedError> {
-    secure_sum_with(cfg, seed, SecretSource::Os, round, inputs, dropped)
-}
-
-/// [`secure_sum`] with an explicit source of the clients' secrets.
-pub(crate) fn secure_sum_with(
-    cfg: &SecAggConfig,
-    seed: u64,
-    secrets: SecretSource,
-    round: usize,
-    inputs: &[Vec<f32>],
-    dropped: &[usize],
-) -> Result<AggregateOutcome, FedError> {
-    let drops: Vec<(u32, Step)> = dropped
-        .iter()
-        .map(|&i| (i as u32, Step::MaskedInputCollection))
-        .collect();
-    let plan =
-        DropoutPlan::with(inputs.len(), &drops).map_err(|e| FedError::Aggregate(e.to_string()))?;
-    let public = PublicSeed::new(seed).derive_u64(&format!("fedavg/secagg/{round}"));
-    aggregate_in_process(inputs, cfg, &plan, public, secrets)
-        .map_err(|e| FedError::Aggregate(format!("secure aggregation: {e}")))
+) -> Result<SecureSum, FedError> {
+    let mut leave = vec![None; inputs.len()];
+    for &i in dropped {
+        if let Some(l) = leave.get_mut(i) {
+            *l = Some(Step::MaskedInputCollection);
+        }
+    }
+    // Public choices (session id, graph) derive from the seed; the clients'
+    // secrets come from the OS inside `client_round`.
+    let s = crate::client::client_seed(seed ^ 0x5345_4341_4747, round, usize::MAX);
+    let mut session = [0u8; 16];
+    session[..8].copy_from_slice(&s.to_le_bytes());
+    session[8..].copy_from_slice(&(round as u64).to_le_bytes());
+    let r = simulate_round(cfg, inputs, &leave, session, s)?;
+    let o = r.outcome;
+    match (o.sum, o.aborted) {
+        (Some(sum), None) => Ok(SecureSum {
+            sum,
+            sum_quantised: o.raw_sum,
+            survivors: o.survivors,
+            error_bound: o.error_bound,
+            bytes: r.server_bytes,
+        }),
+        (_, reason) => Err(FedError::Aggregate(format!(
+            "secure aggregation: {}",
+            reason.unwrap_or_else(|| "no sum".into())
+        ))),
+    }
 }
 
 /// Sorts the updates into contributors (the protocol's survivors, weighted
 /// by `weight`) and dropped clients.
 pub(crate) fn split_survivors(
-    outcome: &AggregateOutcome,
+    outcome: &SecureSum,
     updates: &[ClientUpdate<'_>],
     info: &mut AggregateInfo,
     weight: impl Fn(&ClientUpdate<'_>) -> f64,

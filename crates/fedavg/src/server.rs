@@ -140,7 +140,43 @@ impl Server {
         round: usize,
         updates: &[ClientUpdate<'_>],
     ) -> Result<AggregateInfo, FedError> {
-        let info = self.aggregator.aggregate(round, updates, &mut self.avg)?;
+        // A non-finite update (a client whose training diverged) costs only
+        // that client: it is treated as dropped, and the round goes on.
+        let bad = updates
+            .iter()
+            .any(|u| !u.dropped && u.delta.iter().any(|x| !x.is_finite()));
+        let info = if bad {
+            let cleaned: Vec<ClientUpdate<'_>> = updates
+                .iter()
+                .map(|u| ClientUpdate {
+                    dropped: u.dropped || u.delta.iter().any(|x| !x.is_finite()),
+                    ..*u
+                })
+                .collect();
+            self.aggregator.aggregate(round, &cleaned, &mut self.avg)?
+        } else {
+            self.aggregator.aggregate(round, updates, &mut self.avg)?
+        };
+        self.step(round)?;
+        Ok(info)
+    }
+
+    /// Moves the global model by an average computed elsewhere (the unmasked
+    /// result of secure aggregation over the network), with the same server
+    /// learning rate and momentum as [`Server::apply`].
+    pub fn apply_average(&mut self, round: usize, avg: &[f32]) -> Result<(), FedError> {
+        if avg.len() != self.avg.len() {
+            return Err(FedError::Aggregate(format!(
+                "round {round}: average of {} values, the model has {}",
+                avg.len(),
+                self.avg.len()
+            )));
+        }
+        self.avg.copy_from_slice(avg);
+        self.step(round)
+    }
+
+    fn step(&mut self, round: usize) -> Result<(), FedError> {
         if let Some(bad) = self.avg.iter().position(|x| !x.is_finite()) {
             return Err(FedError::Aggregate(format!(
                 "round {round}: the averaged update is not finite at coordinate {bad} (learning rate too high?)"
@@ -163,7 +199,7 @@ impl Server {
                 *w += lr * d;
             }
         }
-        Ok(info)
+        Ok(())
     }
 }
 
@@ -196,6 +232,16 @@ pub struct RoundStats {
     /// Differential privacy spent after this round (epsilon at the
     /// aggregator's delta), if the aggregation is differentially private.
     pub epsilon: Option<f64>,
+    /// Clients that joined for the first time before this round (network runs).
+    #[serde(default)]
+    pub joined: Vec<usize>,
+    /// Clients that reconnected before this round after leaving (network runs).
+    #[serde(default)]
+    pub rejoined: Vec<usize>,
+    /// Why the round was aborted without changing the model (secure
+    /// aggregation below its threshold), if it was.
+    #[serde(default)]
+    pub aborted: Option<String>,
 }
 
 /// A whole run.
@@ -204,6 +250,9 @@ pub struct RunSummary {
     pub rounds: Vec<RoundStats>,
     /// First round (1-based) whose accuracy reached the target, if any.
     pub rounds_to_target: Option<usize>,
+    /// The global parameters at the end (filled by the network server).
+    #[serde(skip)]
+    pub final_params: Vec<f32>,
 }
 
 impl RunSummary {

@@ -294,6 +294,9 @@ impl<'a> Simulation<'a> {
             },
             bytes,
             epsilon: self.server.aggregator().privacy_spent().map(|(e, _)| e),
+            joined: Vec::new(),
+            rejoined: Vec::new(),
+            aborted: None,
         })
     }
 

@@ -238,6 +238,28 @@ fn dp_over_secure_aggregation_matches_plain_dp_within_quantisation() {
 }
 
 #[test]
+fn one_nan_update_costs_only_its_sender() {
+    let a = [1.0f32, 2.0];
+    let b = [f32::NAN, 0.0];
+    let c = [3.0f32, 4.0];
+    let mut server = Server::new(
+        vec![0.0; 2],
+        ServerConfig::default(),
+        Box::new(WeightedAverage),
+    )
+    .unwrap();
+    let info = server
+        .apply(1, &[up(0, &a, 1.0), up(1, &b, 1.0), up(2, &c, 1.0)])
+        .unwrap();
+    assert_eq!(info.dropped, vec![1]);
+    assert_eq!(info.contributors, vec![0, 2]);
+    assert_eq!(server.global, vec![2.0, 3.0]);
+    // The next round goes on.
+    server.apply(2, &[up(0, &a, 1.0)]).unwrap();
+    assert_eq!(server.global, vec![3.0, 5.0]);
+}
+
+#[test]
 fn dp_noise_comes_from_the_os_and_empty_rounds_release_noise() {
     use ppml_fedavg::DpAggregator;
     use ppml_fedavg::dp::DpConfig;

@@ -27,8 +27,9 @@ pub struct ClientState {
     id: u32,
     params: RoundParams,
     rng: Prg,
-    /// Quantised input (< 2^bits <= 2^32).
-    input: Vec<u32>,
+    /// The input as ring elements of `Z_2^k` (quantised values, or any
+    /// element for [`ClientState::from_ring_elements`]).
+    input: Vec<u64>,
     phase: Phase,
     c_sk: StaticSecret,
     s_sk: StaticSecret,
@@ -70,7 +71,7 @@ impl ClientState {
         id: u32,
         input: Vec<u64>,
         params: &RoundParams,
-        mut rng: Prg,
+        rng: Prg,
     ) -> Result<Self, SecAggError> {
         if id as usize >= params.n {
             return Err(SecAggError::UnknownClient(id));
@@ -87,6 +88,45 @@ impl ClientState {
                 params.bits
             )));
         }
+        Self::build(id, input, params, rng)
+    }
+
+    /// A client whose input is already a vector of ring elements of `Z_2^k`
+    /// (`k = params.ring_bits`), e.g. signed integers in two's complement
+    /// with integer-valued DP noise added (Kairouz, Liu, Steinke 2021). The
+    /// server's sum is then the sum mod `2^k`; the caller keeps it from
+    /// wrapping (see `ppml_fedavg::ddp`).
+    pub fn from_ring_elements(
+        id: u32,
+        input: Vec<u64>,
+        params: &RoundParams,
+        rng: Prg,
+    ) -> Result<Self, SecAggError> {
+        if id as usize >= params.n {
+            return Err(SecAggError::UnknownClient(id));
+        }
+        if input.len() != params.dim {
+            return Err(SecAggError::DimMismatch {
+                expected: params.dim,
+                got: input.len(),
+            });
+        }
+        let mask = crate::quant::ring_mask(params.ring_bits);
+        if let Some(i) = input.iter().position(|&v| v & !mask != 0) {
+            return Err(SecAggError::InvalidConfig(format!(
+                "ring element at {i} does not fit in {} bits",
+                params.ring_bits
+            )));
+        }
+        Self::build(id, input, params, rng)
+    }
+
+    fn build(
+        id: u32,
+        input: Vec<u64>,
+        params: &RoundParams,
+        mut rng: Prg,
+    ) -> Result<Self, SecAggError> {
         let c_sk = secret_from_fp(&Fp::random(&mut rng));
         let s_fp = Fp::random(&mut rng);
         let s_sk = secret_from_fp(&s_fp);
@@ -95,8 +135,7 @@ impl ClientState {
             id,
             params: params.clone(),
             rng,
-            // Fits: checked above that every value is below 2^bits <= 2^32.
-            input: input.into_iter().map(|v| v as u32).collect(),
+            input,
             phase: Phase::Start,
             c_sk,
             s_sk,
@@ -201,10 +240,7 @@ impl ClientState {
             self.held.insert(from, pair);
             peers.push((from, *s_pk));
         }
-        let mut y: Vec<u64> = std::mem::take(&mut self.input)
-            .into_iter()
-            .map(u64::from)
-            .collect();
+        let mut y: Vec<u64> = std::mem::take(&mut self.input);
         let k = self.params.ring_bits;
         add_mask(&mut y, &self_seed(&self.b_fp, &session), k, false);
         for (v, s_pk) in &peers {

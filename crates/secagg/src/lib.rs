@@ -172,8 +172,9 @@ impl Default for SecAggConfig {
     }
 }
 
-/// The public parameters of one round, known to the server and every client.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The public parameters of one round, known to the server and every client. A client
+/// that receives them from the server checks them with [`RoundParams::validated`].
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RoundParams {
     /// Number of clients (ids `0..n`).
     pub n: usize,
@@ -253,6 +254,34 @@ impl RoundParams {
             degree,
             session,
         })
+    }
+
+    /// Re-derives these parameters from their settings (as [`RoundParams::new`] would) and
+    /// checks that they agree and that the vector length is `dim`: a client calls this on
+    /// parameters a server announced, before allocating anything of their size.
+    pub fn validated(&self, dim: usize) -> Result<Self, SecAggError> {
+        if self.dim != dim {
+            return Err(SecAggError::DimMismatch {
+                expected: dim,
+                got: self.dim,
+            });
+        }
+        let cfg = SecAggConfig {
+            threshold: Some(self.threshold),
+            bits: self.bits,
+            clip: f32::from_bits(self.clip_bits),
+            graph: self.degree.is_some(),
+            degree: self.degree,
+            timeout: Duration::from_secs(1),
+        };
+        let again = Self::new(self.n, self.dim, &cfg, self.session)?;
+        if &again != self {
+            return Err(SecAggError::InvalidConfig(format!(
+                "inconsistent round parameters (ring of {} bits announced, {} derived)",
+                self.ring_bits, again.ring_bits
+            )));
+        }
+        Ok(again)
     }
 
     /// The quantiser of this round.
