@@ -127,7 +127,9 @@ fn noisy_integers_sum_exactly_through_secure_aggregation() {
     let k = params.ring_bits;
     let inputs: Vec<Vec<u64>> = (0..n)
         .map(|i| {
-            let x: Vec<f32> = (0..dim).map(|j| ((i + j) % 7) as f32 * 0.01 - 0.03).collect();
+            let x: Vec<f32> = (0..dim)
+                .map(|j| ((i + j) % 7) as f32 * 0.01 - 0.03)
+                .collect();
             encode_client(&x, &task, k).unwrap()
         })
         .collect();
@@ -152,12 +154,20 @@ fn noisy_integers_sum_exactly_through_secure_aggregation() {
     assert_eq!(out.survivors, vec![0, 1, 3]);
     let mask = ppml_secagg::ring_mask(k);
     let expect: Vec<u64> = (0..dim)
-        .map(|j| [0, 1, 3].iter().fold(0u64, |a, &i| a.wrapping_add(inputs[i][j])) & mask)
+        .map(|j| {
+            [0, 1, 3]
+                .iter()
+                .fold(0u64, |a, &i| a.wrapping_add(inputs[i][j]))
+                & mask
+        })
         .collect();
     assert_eq!(out.raw_sum, expect);
     let decoded = decode_sum(&out.raw_sum, &task, k);
     // Three clients' clipped values plus noise of std ~ sqrt(3) * 20000 grid units.
     for v in decoded {
-        assert!(v.abs() < 3.0 * 0.05 + 12.0 * 1.8 * 20_000.0 / 65536.0, "{v}");
+        assert!(
+            v.abs() < 3.0 * 0.05 + 12.0 * 1.8 * 20_000.0 / 65536.0,
+            "{v}"
+        );
     }
 }

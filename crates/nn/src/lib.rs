@@ -53,7 +53,7 @@ pub use model::{
     ARCHS, ForwardCache, Gradients, InferBuffers, Model, ModelFile, Workspace, argmax_rows,
     loss_grad,
 };
-pub use train::{EpochStats, LrSchedule, Sgd, TrainConfig, train_epoch};
+pub use train::{EpochStats, LrSchedule, Sgd, TrainConfig, train_epoch, train_epoch_on};
 
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]

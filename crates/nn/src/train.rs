@@ -246,13 +246,61 @@ pub fn train_epoch<R: rand::Rng + ?Sized>(
             data.pixels()
         )));
     }
+    train_epoch_on(
+        model,
+        &data.images,
+        &data.labels,
+        cfg,
+        epoch,
+        opt,
+        ws,
+        rng,
+        &mut |done, total, loss| {
+            progress(done, total, loss);
+            true
+        },
+    )
+}
+
+/// [`train_epoch`] on borrowed arrays (`images`: `labels.len()` row-major
+/// samples of `model.input_size()` values each), for callers that do not own a
+/// [`Dataset`] (the Python bindings train on numpy arrays in place).
+/// `progress` returns `false` to stop early (e.g. on Ctrl-C); the epoch then
+/// ends with [`NnError::Invalid`] and the model holds the steps done so far.
+/// Non-finite inputs are rejected before the first step.
+#[allow(clippy::too_many_arguments)]
+pub fn train_epoch_on<R: rand::Rng + ?Sized>(
+    model: &mut Model,
+    images: &[f32],
+    labels: &[u8],
+    cfg: &TrainConfig,
+    epoch: usize,
+    opt: &mut Sgd,
+    ws: &mut Workspace,
+    rng: &mut R,
+    progress: &mut dyn FnMut(usize, usize, f32) -> bool,
+) -> Result<EpochStats, NnError> {
+    let p = model.input_size();
+    if p == 0 || images.len() != labels.len() * p {
+        return Err(NnError::Shape(format!(
+            "{} values for {} labels are not images of {p} values, as the model takes",
+            images.len(),
+            labels.len()
+        )));
+    }
     cfg.validate()?;
-    if data.is_empty() {
+    if labels.is_empty() {
         return Err(NnError::Invalid("no training examples".into()));
+    }
+    if let Some(i) = images.iter().position(|v| !v.is_finite()) {
+        return Err(NnError::Invalid(format!(
+            "input value {i} (image {}) is not finite",
+            i / p
+        )));
     }
     let out = model.output_size();
     let bad_label = if out > 1 {
-        data.labels.iter().find(|&&l| l as usize >= out)
+        labels.iter().find(|&&l| l as usize >= out)
     } else {
         None
     };
@@ -262,20 +310,21 @@ pub fn train_epoch<R: rand::Rng + ?Sized>(
         )));
     }
     let t0 = std::time::Instant::now();
-    let n = data.len();
+    let n = labels.len();
     let order = ppml_random::permutation(n, rng);
     let steps = n.div_ceil(cfg.batch);
     let total_steps = (steps * cfg.epochs.max(1)) as f64;
     let mut xbuf = std::mem::take(&mut ws.xbuf);
     let mut ybuf = std::mem::take(&mut ws.ybuf);
     let mut loss_sum = 0.0f64;
+    let mut stopped = false;
     for (s, idx) in order.chunks(cfg.batch).enumerate() {
         let b = idx.len();
         xbuf.clear();
         ybuf.clear();
         for &i in idx {
-            xbuf.extend_from_slice(data.image(i));
-            ybuf.push(data.labels[i]);
+            xbuf.extend_from_slice(&images[i * p..(i + 1) * p]);
+            ybuf.push(labels[i]);
         }
         opt.lr = cfg.lr
             * cfg
@@ -283,10 +332,16 @@ pub fn train_epoch<R: rand::Rng + ?Sized>(
                 .factor((epoch * steps + s) as f64 / total_steps);
         let loss = opt.train_step(model, &xbuf, &ybuf, b, ws);
         loss_sum += loss as f64;
-        progress(s + 1, steps, loss);
+        if !progress(s + 1, steps, loss) {
+            stopped = true;
+            break;
+        }
     }
     ws.xbuf = xbuf;
     ws.ybuf = ybuf;
+    if stopped {
+        return Err(NnError::Invalid("training stopped by the caller".into()));
+    }
     Ok(EpochStats {
         epoch,
         steps,

@@ -426,6 +426,70 @@ pub struct AggregateOutcome {
     pub round_seconds: f64,
 }
 
+impl AggregateOutcome {
+    /// The exact sum the server should have found: the survivors' quantised
+    /// `inputs` (as every client quantises them) added in `Z_2^k`.
+    pub fn expected_quantised_sum(&self, inputs: &[Vec<f32>]) -> Result<Vec<u64>, SecAggError> {
+        let quant = self.params.quantizer()?;
+        let mask = crate::ring_mask(self.params.ring_bits);
+        let dim = self.params.dim;
+        let mut acc = self
+            .survivors
+            .par_iter()
+            .map(|&i| {
+                let x = inputs
+                    .get(i as usize)
+                    .ok_or(SecAggError::UnknownClient(i))?;
+                quant.encode(x)
+            })
+            .try_fold(
+                || vec![0u64; dim],
+                |mut acc, q| {
+                    for (a, v) in acc.iter_mut().zip(q?) {
+                        *a = a.wrapping_add(v);
+                    }
+                    Ok::<_, SecAggError>(acc)
+                },
+            )
+            .try_reduce(
+                || vec![0u64; dim],
+                |mut a, b| {
+                    for (x, y) in a.iter_mut().zip(b) {
+                        *x = x.wrapping_add(y);
+                    }
+                    Ok(a)
+                },
+            )?;
+        for a in &mut acc {
+            *a &= mask;
+        }
+        Ok(acc)
+    }
+
+    /// True if the server's sum equals [`Self::expected_quantised_sum`] bit for bit.
+    pub fn sum_is_exact(&self, inputs: &[Vec<f32>]) -> Result<bool, SecAggError> {
+        Ok(self.expected_quantised_sum(inputs)? == self.sum_quantised)
+    }
+
+    /// Largest `|decoded sum - sum of the survivors' clipped inputs|` over the
+    /// coordinates (at most [`Self::error_bound`] when the round is correct).
+    pub fn max_abs_error(&self, inputs: &[Vec<f32>]) -> f64 {
+        let clip = f32::from_bits(self.params.clip_bits);
+        (0..self.params.dim.min(self.sum.len()))
+            .into_par_iter()
+            .map(|j| {
+                let exact: f64 = self
+                    .survivors
+                    .iter()
+                    .filter_map(|&i| inputs.get(i as usize).and_then(|x| x.get(j)))
+                    .map(|&v| v.clamp(-clip, clip) as f64)
+                    .sum();
+                (exact - self.sum[j] as f64).abs()
+            })
+            .reduce(|| 0.0, f64::max)
+    }
+}
+
 /// One full round in this process: client `i` holds `inputs[i]`, the server and the
 /// clients are separate roles talking over in-memory `ppml_net` channels, clients run on
 /// rayon (all clients' step `s`, then step `s + 1`), the server on its own thread.

@@ -504,3 +504,29 @@ proptest! {
         }
     }
 }
+
+/// The exactness check `ppml secagg-bench` reports: true for a correct round,
+/// false as soon as one coordinate of the server's sum is off by one, or when
+/// a dropped client's input is counted.
+#[test]
+fn exactness_check_catches_a_wrong_sum() {
+    let xs: Vec<Vec<f32>> = (0..6)
+        .map(|i| {
+            (0..40)
+                .map(|j| ((i * 7 + j) % 11) as f32 / 11.0 - 0.5)
+                .collect()
+        })
+        .collect();
+    let plan = DropoutPlan::with(6, &[(2, Step::MaskedInputCollection)]).unwrap();
+    let out =
+        aggregate_in_process(&xs, &SecAggConfig::default(), &plan, 3, SecretSource::Os).unwrap();
+    assert!(out.sum_is_exact(&xs).unwrap());
+    assert!(out.max_abs_error(&xs) <= out.error_bound);
+    let mut bad = out.clone();
+    bad.sum_quantised[17] = bad.sum_quantised[17].wrapping_add(1);
+    assert!(!bad.sum_is_exact(&xs).unwrap());
+    let mut counted_dropout = out.clone();
+    counted_dropout.survivors = vec![0, 1, 2, 3, 4, 5];
+    assert!(!counted_dropout.sum_is_exact(&xs).unwrap());
+    assert!(counted_dropout.max_abs_error(&xs) > out.error_bound);
+}

@@ -1100,6 +1100,51 @@ pub struct InferenceReport {
     pub predictions: Vec<u8>,
 }
 
+/// What the data owner gets from an in-process run without labels
+/// ([`predict_in_process`]): its predictions, and what the run cost.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PrivateRun {
+    /// The data owner's reconstructed predictions, one class per image.
+    pub predictions: Vec<u8>,
+    /// Wall time of everything (setup, sharing, protocols, reconstruction).
+    pub seconds: f64,
+    /// Sum over all five roles of the bytes sent.
+    pub bytes_total: u64,
+    /// Largest number of rounds of a computing party.
+    pub rounds: u64,
+    /// Per role: p0, p1, p2, model-owner, data-owner.
+    pub parties: Vec<PartyTraffic>,
+}
+
+/// Runs private inference of `model` on `images` (row-major, normalised as
+/// the model expects, a whole number of `model.input_size()`-value images)
+/// with all five roles as threads of this process, for a data owner without
+/// labels (the Python bindings' `encrypted_predict`). It is [`run_in_process`]
+/// with placeholder labels: only the predictions and the costs are kept, not
+/// the comparisons with labels.
+pub fn predict_in_process(
+    model: &Model,
+    images: &[f32],
+    cfg: &InferConfig,
+) -> Result<PrivateRun, SmpcError> {
+    let per = model.input_size();
+    if per == 0 || !images.len().is_multiple_of(per) {
+        return Err(SmpcError::Shape(format!(
+            "{} pixel values are not a whole number of {per}-value images",
+            images.len()
+        )));
+    }
+    let placeholder_labels = vec![0u8; images.len() / per];
+    let r = run_in_process(model, images, &placeholder_labels, cfg)?;
+    Ok(PrivateRun {
+        predictions: r.predictions,
+        seconds: r.seconds,
+        bytes_total: r.bytes_total,
+        rounds: r.rounds,
+        parties: r.parties,
+    })
+}
+
 /// Runs private inference of `model` on `images` (row-major, normalised as
 /// the model expects) with all five roles as threads of this process, and
 /// compares with the plaintext model and the labels.

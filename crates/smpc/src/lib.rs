@@ -61,6 +61,7 @@ mod alloc;
 pub mod avgpool;
 pub mod beaver;
 pub mod compare;
+pub mod demo;
 pub mod deploy;
 mod error;
 pub mod inference;
@@ -76,6 +77,6 @@ pub mod sim;
 
 pub use alloc::tune_allocator;
 pub use error::SmpcError;
-pub use inference::{InferConfig, InferenceReport, run_in_process};
+pub use inference::{InferConfig, InferenceReport, PrivateRun, predict_in_process, run_in_process};
 /// Where secret randomness comes from (the OS, or an insecure test seed).
 pub use ppml_random::SecretSource;
