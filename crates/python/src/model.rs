@@ -158,20 +158,16 @@ impl Model {
             .map_err(errors::nn)
     }
 
-    /// Loads a `.ppml` model file, or a `.safetensors` file with PyTorch names
-    /// for the architecture `arch`.
+    /// Loads a model file: `.ppml`, `.onnx` (a chain of supported ops, as
+    /// torch.onnx.export writes it), or `.safetensors` with PyTorch names for
+    /// the architecture `arch`.
     #[staticmethod]
     #[pyo3(signature = (path, arch = None))]
     fn load(path: PathBuf, arch: Option<&str>) -> PyResult<Self> {
-        if path.extension().is_some_and(|e| e == "onnx") {
-            return Err(PyValueError::new_err(format!(
-                "{}: ONNX import is not in this build of ppml yet; export the weights as \
-                 .safetensors and pass arch=, or build the model with Model.from_torch",
-                path.display()
-            )));
-        }
-        ppml_nn::Model::load_any(&path, arch)
-            .map(|inner| Model { inner })
+        ppml_nn::load_model(&path, arch)
+            .map(|loaded| Model {
+                inner: loaded.model,
+            })
             .map_err(errors::nn)
     }
 
