@@ -80,7 +80,10 @@ pub struct ModelPlan {
 }
 
 impl LayerPlan {
-    fn conv_out_hw(
+    /// Output height and width of a convolution or pooling window (the one
+    /// shape formula of plans; [`crate::limits`] bounds the inputs first, so
+    /// no overflow).
+    pub(crate) fn conv_out_hw(
         kernel: usize,
         stride: usize,
         padding: usize,

@@ -46,15 +46,6 @@ fn mul(what: &str, a: usize, b: usize, max: usize) -> Result<usize, SmpcError> {
     }
 }
 
-fn out_hw(kernel: usize, stride: usize, padding: usize, hw: (usize, usize)) -> (usize, usize) {
-    // All inputs are <= MAX_LAYER_DIM (checked by the caller), so no overflow.
-    let s = stride.max(1);
-    (
-        (hw.0 + 2 * padding).saturating_sub(kernel) / s + 1,
-        (hw.1 + 2 * padding).saturating_sub(kernel) / s + 1,
-    )
-}
-
 /// Checks every dimension of a plan received from a peer and returns the
 /// largest per-image working set (elements). Must run before anything else
 /// computes with the plan's numbers.
@@ -99,7 +90,7 @@ pub fn check_plan(plan: &ModelPlan) -> Result<usize, SmpcError> {
                 ] {
                     dim(w, v)?;
                 }
-                let (h, w) = out_hw(kernel, stride, padding, input_hw);
+                let (h, w) = LayerPlan::conv_out_hw(kernel, stride, padding, input_hw);
                 let np = mul("conv output positions", h, w, MAX_BATCH_ELEMENTS)?;
                 let kk = mul(
                     "a conv patch",
@@ -128,7 +119,7 @@ pub fn check_plan(plan: &ModelPlan) -> Result<usize, SmpcError> {
                 ] {
                     dim(w, v)?;
                 }
-                let (h, w) = out_hw(kernel, stride, 0, input_hw);
+                let (h, w) = LayerPlan::conv_out_hw(kernel, stride, 0, input_hw);
                 let out = mul(
                     "a pool output",
                     mul("pool positions", h, w, MAX_BATCH_ELEMENTS)?,
