@@ -117,15 +117,12 @@ pub struct Hello {
     pub holders: u32,
 }
 
-/// The shuffle seed both parties use: a mix (SplitMix64 finaliser) of both
-/// parties' shares, so neither share alone fixes it.
+/// The shuffle seed both parties use, derived from both parties' shares
+/// through ppml-random's one labelled derivation (BLAKE3), so neither share
+/// alone fixes it.
 pub fn joint_shuffle_seed(data_share: u64, label_share: u64) -> u64 {
-    fn mix(mut z: u64) -> u64 {
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    mix(mix(data_share ^ 0x5851_f42d_4c95_7f2d).wrapping_add(label_share))
+    ppml_random::PublicSeed::new(data_share)
+        .derive_u64(&format!("splitnn/joint-shuffle/{label_share}"))
 }
 
 /// Control messages.
