@@ -73,21 +73,7 @@ impl ClientState {
         params: &RoundParams,
         rng: Prg,
     ) -> Result<Self, SecAggError> {
-        if id as usize >= params.n {
-            return Err(SecAggError::UnknownClient(id));
-        }
-        if input.len() != params.dim {
-            return Err(SecAggError::DimMismatch {
-                expected: params.dim,
-                got: input.len(),
-            });
-        }
-        if let Some(i) = input.iter().position(|&v| v >> params.bits != 0) {
-            return Err(SecAggError::InvalidConfig(format!(
-                "quantised value at {i} does not fit in {} bits",
-                params.bits
-            )));
-        }
+        check_input(id, &input, params, params.bits, "quantised value")?;
         Self::build(id, input, params, rng)
     }
 
@@ -102,22 +88,7 @@ impl ClientState {
         params: &RoundParams,
         rng: Prg,
     ) -> Result<Self, SecAggError> {
-        if id as usize >= params.n {
-            return Err(SecAggError::UnknownClient(id));
-        }
-        if input.len() != params.dim {
-            return Err(SecAggError::DimMismatch {
-                expected: params.dim,
-                got: input.len(),
-            });
-        }
-        let mask = crate::quant::ring_mask(params.ring_bits);
-        if let Some(i) = input.iter().position(|&v| v & !mask != 0) {
-            return Err(SecAggError::InvalidConfig(format!(
-                "ring element at {i} does not fit in {} bits",
-                params.ring_bits
-            )));
-        }
+        check_input(id, &input, params, params.ring_bits, "ring element")?;
         Self::build(id, input, params, rng)
     }
 
@@ -287,4 +258,34 @@ impl ClientState {
             s_shares,
         })
     }
+}
+
+/// The checks every client input passes before it is masked: a known id, the
+/// round's length, and every value below `2^bits` (`what` names the values).
+fn check_input(
+    id: u32,
+    input: &[u64],
+    params: &RoundParams,
+    bits: u32,
+    what: &str,
+) -> Result<(), SecAggError> {
+    if id as usize >= params.n {
+        return Err(SecAggError::UnknownClient(id));
+    }
+    if input.len() != params.dim {
+        return Err(SecAggError::DimMismatch {
+            expected: params.dim,
+            got: input.len(),
+        });
+    }
+    // `checked_shr` is None for bits >= 64, where every u64 fits.
+    if let Some(i) = input
+        .iter()
+        .position(|&v| v.checked_shr(bits).is_some_and(|hi| hi != 0))
+    {
+        return Err(SecAggError::InvalidConfig(format!(
+            "{what} at {i} does not fit in {bits} bits"
+        )));
+    }
+    Ok(())
 }
