@@ -274,8 +274,10 @@ impl Party {
     /// others). Streams involving parties beyond `net.parties()` are skipped,
     /// so a 3-party network sets up only `S01`, `S02`, `S12`.
     ///
-    /// Seeds travel in the clear: the security model is semi-honest parties on
-    /// private links (in-process channels, or TCP on a trusted network).
+    /// Seeds travel on the network's channels as they are: in-process
+    /// channels, or the session layer's TLS links (plaintext TCP only when the
+    /// caller chose `--insecure`). `rng` must be secret: `ppml_random::os_rng()`
+    /// or, for tests only, `insecure_deterministic_rng`.
     pub fn setup<R: Rng + ?Sized>(
         net: Network,
         cfg: ProtocolConfig,
