@@ -86,6 +86,10 @@ pub struct InferArgs {
     /// probability reported as truncation_failure_per_image).
     #[arg(long, default_value = "exact")]
     pub truncation: String,
+    /// With exact truncation: max pooling and argmax compare faithfully
+    /// (skip the low bits below one ulp; the max may be one ulp low) or exact.
+    #[arg(long, default_value = "faithful")]
+    pub comparison: String,
     /// With --encrypted: epochs of the plaintext training that runs when no
     /// --model is given.
     #[arg(long, default_value_t = 5)]
@@ -133,6 +137,7 @@ fn protocol_config(args: &InferArgs) -> anyhow::Result<ppml_smpc::party::Protoco
         cmp_bits: args.cmp_bits,
         frac_bits: args.frac_bits,
         truncation: args.truncation.parse()?,
+        comparison: args.comparison.parse()?,
     };
     protocol.validate()?;
     Ok(protocol)

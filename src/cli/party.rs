@@ -87,6 +87,10 @@ pub struct PartyArgs {
     /// fails with the probability reported per image). All roles must agree.
     #[arg(long, default_value = "exact")]
     pub truncation: String,
+    /// With exact truncation: max pooling and argmax compare faithfully
+    /// (skip the low bits below one ulp; the max may be one ulp low) or exact.
+    #[arg(long, default_value = "faithful")]
+    pub comparison: String,
     /// INSECURE, for reproducible tests and benchmarks only: derive every
     /// role's secret randomness (shares, masks, dealer seeds) from --seed
     /// instead of the OS, so anyone who knows the seed can recompute the
@@ -140,6 +144,7 @@ pub fn run(args: PartyArgs, common: &CommonArgs) -> anyhow::Result<Report> {
         frac_bits: args.frac_bits,
         cmp_bits: args.cmp_bits,
         truncation: args.truncation.parse()?,
+        comparison: args.comparison.parse()?,
     };
     protocol.validate()?;
     ppml_smpc::tune_allocator();
@@ -276,6 +281,7 @@ pub fn run(args: PartyArgs, common: &CommonArgs) -> anyhow::Result<Report> {
         "frac_bits": protocol.frac_bits,
         "cmp_bits": protocol.cmp_bits,
         "truncation": protocol.truncation.to_string(),
+        "comparison": protocol.comparison.to_string(),
         "insecure": args.insecure || secrets.is_insecure(),
         "insecure_transport": args.insecure,
         "insecure_deterministic": secrets.is_insecure(),

@@ -59,6 +59,7 @@ pub fn encrypted_predict<'py>(
         frac_bits: frac_bits.unwrap_or(d.frac_bits),
         cmp_bits: cmp_bits.unwrap_or(d.cmp_bits),
         truncation: truncation.parse().map_err(errors::smpc)?,
+        comparison: d.comparison,
     };
     protocol.validate().map_err(errors::smpc)?;
     let cfg = InferConfig {

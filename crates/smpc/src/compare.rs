@@ -28,14 +28,32 @@
 //! `S01`: beta, s, u, rot. rho0 and the `S01` masks are drawn chunk by chunk
 //! (chunks of 8000 elements, in order).
 
-use crate::party::{
-    FULL_CMP_BITS, P0, P1, P2, Party, Prg, Stream, fill_below, fill_z67, fill_z67_nonzero,
-};
+use crate::party::{FULL_CMP_BITS, P0, P1, P2, Party, Prg, Stream, fill_below, fill_zp, fill_zp_nonzero};
 use crate::{SmpcError, error::expect_len};
 
-const P: u32 = 67;
 /// Elements per chunk of local PrivateCompare work.
 const CHUNK: usize = 8000;
+
+/// The prime of a PrivateCompare over `m` bits: the smallest of 31, 61 and
+/// 67 above `m + 2`. Every position's value
+/// `(1 - 2 beta)(x~_i - r~_i) + 1 + sum_{k>i} (x~_k xor r~_k)` lies in
+/// `[0, m + 2]` (at most `m` positions above it), so it is zero modulo `p`
+/// only when it is zero. Values travel [`value_bits`] bits each: 5 bits for
+/// widths up to 28, 6 up to 58, 7 above (SecureNN's 67 for 64-bit rings).
+pub fn pc_prime(m: usize) -> u32 {
+    if m + 2 < 31 {
+        31
+    } else if m + 2 < 61 {
+        61
+    } else {
+        67
+    }
+}
+
+/// Bits per packed value of Z_p (`p` from [`pc_prime`]).
+pub fn value_bits(p: u32) -> u32 {
+    32 - (p - 1).leading_zeros()
+}
 
 /// This party's shares of the outputs of [`select`] (empty for P2).
 #[derive(Clone, Debug, Default)]
@@ -63,14 +81,16 @@ pub struct PcMasks {
 }
 
 impl PcMasks {
-    /// Draws the masks for `n` comparisons of `m` bits (from `S01`).
+    /// Draws the masks for `n` comparisons of `m` bits (from `S01`), over
+    /// Z_p with `p = pc_prime(m)`.
     pub fn draw(rng: &mut Prg, n: usize, m: usize) -> PcMasks {
+        let p = pc_prime(m);
         let mut beta = vec![0u8; n];
         fill_below(rng, &mut beta, 2);
         let mut s = vec![0u8; n * (m + 1)];
-        fill_z67_nonzero(rng, &mut s);
+        fill_zp_nonzero(rng, &mut s, p);
         let mut u = vec![0u8; n * (m + 1)];
-        fill_z67(rng, &mut u);
+        fill_zp(rng, &mut u, p);
         let mut rot = vec![0u8; n];
         fill_below(rng, &mut rot, (m + 1) as u8);
         PcMasks { beta, s, u, rot }
@@ -78,7 +98,7 @@ impl PcMasks {
 }
 
 /// Computing party `j`'s PrivateCompare message for `n` elements: for each
-/// element, `m + 1` values of Z_67 whose sums with the other party's values
+/// element, `m + 1` values of Z_p (`p = pc_prime(m)`) whose sums with the other party's values
 /// contain a zero iff `(r mod 2^m > c mod 2^m) xor beta`.
 ///
 /// `c` are the opened values, `rho` this party's shares of the bits of
@@ -112,6 +132,24 @@ ppml_simd::dispatch!(
 
 #[inline(always)]
 fn pc_message_impl(
+    j: usize,
+    m: usize,
+    c: &[u64],
+    rho: &[u8],
+    masks: &PcMasks,
+    rotated: &mut [u8],
+    d: &mut Vec<u8>,
+) {
+    // A constant modulus per prime: the reductions compile to multiplies.
+    match pc_prime(m) {
+        31 => pc_message_p::<31>(j, m, c, rho, masks, rotated, d),
+        61 => pc_message_p::<61>(j, m, c, rho, masks, rotated, d),
+        _ => pc_message_p::<67>(j, m, c, rho, masks, rotated, d),
+    }
+}
+
+#[inline(always)]
+fn pc_message_p<const P: u32>(
     j: usize,
     m: usize,
     c: &[u64],
@@ -154,7 +192,7 @@ fn pc_message_impl(
             let ri = ri as u32;
             // diff = [j==0] x~_i - r~_i + 67, in [0, 68].
             let diff = lead * xi + P - ri;
-            // (1 - 2 beta) diff, shifted by 2*67 to stay non-negative.
+            // (1 - 2 beta) diff, shifted by 2p to stay non-negative.
             let signed = if ng == 1 { 2 * P - diff } else { diff };
             let cval = signed + lead + *suf;
             let mask = if lead == 1 { uv as u32 } else { P - uv as u32 };
@@ -189,6 +227,15 @@ ppml_simd::dispatch!(
 
 #[inline(always)]
 fn pc_eval_impl(w: usize, d0: &[u8], d1: &[u8]) -> Vec<u8> {
+    match pc_prime(w.saturating_sub(1)) {
+        31 => pc_eval_p::<31>(w, d0, d1),
+        61 => pc_eval_p::<61>(w, d0, d1),
+        _ => pc_eval_p::<67>(w, d0, d1),
+    }
+}
+
+#[inline(always)]
+fn pc_eval_p<const P: u32>(w: usize, d0: &[u8], d1: &[u8]) -> Vec<u8> {
     let n = d0.len() / w.max(1);
     let mut any = vec![0u8; n];
     for i in 0..w {
@@ -211,16 +258,18 @@ ppml_simd::dispatch!(
     /// position-major, on an explicit backend.
     pub fn rho_correction_on(m: usize, r: &[u64], rho0: &[u8], rho1: &mut [u8]) => rho_correction_impl);
 
-/// P1's shares of the bits of `r mod 2^m`: `bit - rho0 mod 67`, position-major.
+/// P1's shares of the bits of `r mod 2^m`: `bit - rho0 mod p`
+/// (`p = pc_prime(m)`), position-major.
 #[inline(always)]
 fn rho_correction_impl(m: usize, r: &[u64], rho0: &[u8], rho1: &mut [u8]) {
     let n = r.len();
+    let p = pc_prime(m) as u8;
     for i in 0..m {
         let (o, z) = (&mut rho1[i * n..(i + 1) * n], &rho0[i * n..(i + 1) * n]);
         for e in 0..n {
             let bit = ((r[e] >> i) & 1) as u8;
-            let v = bit + 67 - z[e];
-            o[e] = if v >= 67 { v - 67 } else { v };
+            let v = bit + p - z[e];
+            o[e] = if v >= p { v - p } else { v };
         }
     }
 }
@@ -251,7 +300,35 @@ pub fn select_at(
     x: &[u64],
     payloads: &[&[u64]],
 ) -> Result<SelectOut, SmpcError> {
-    select_inner(party, m, n, x, payloads, None)
+    select_inner(party, m, n, x, payloads, None, 0)
+}
+
+/// [`select_at`] with the PrivateCompare on bits `k..m` only (`k < m`): the
+/// *faithful* comparison. For `-2^m <= x < 2^m - 2^k` (note the margin at
+/// the top), `DReLU` is exact except for `-2^k <= x < 0`, where it may be 1
+/// (so `ReLU(x)` may be `x`, off by less than `2^k` ring units); `ReLU` and
+/// the payload products are the exact products of their inputs with that
+/// `DReLU`. With `k = 0` it is [`select_at`]. Used on values with `2f`
+/// fractional bits, where `2^k` with `k <= f` is at most one ulp of the
+/// `f`-bit result (docs/PROTOCOLS.md, "Faithful comparison").
+///
+/// Why it works: with `x' = x + 2^m` and `c = x' + r`,
+/// `(c >> k) - (r >> k) = (x' >> k) + b` in Z_2^(64-k) with `b` in {0, 1}
+/// (the carry of the low `k` bits), and its bit `m - k` is bit `m` of `x'`
+/// (= DReLU) unless `b` carries into it, which needs `x' >> k` to be all
+/// ones below bit `m - k`, i.e. `-2^k <= x < 0` (or `x >= 2^m - 2^k`,
+/// excluded by the margin). Bit `m - k` of the difference is
+/// `c_m xor r_m xor w` with `w` the borrow of the low `m - k` bits: the
+/// same combination as at full width, from `m - k` compared positions.
+pub fn select_skip(
+    party: &mut Party,
+    m: u32,
+    k: u32,
+    n: usize,
+    x: &[u64],
+    payloads: &[&[u64]],
+) -> Result<SelectOut, SmpcError> {
+    select_inner(party, m, n, x, payloads, None, k)
 }
 
 /// Selection with exact truncation of its input by `f = party.cfg.frac_bits`
@@ -286,7 +363,7 @@ pub fn select_trunc(
             "exact truncation by {f} bits needs a comparison width above {f}, got {m}"
         )));
     }
-    select_inner(party, m, n, x, payloads, Some(f))
+    select_inner(party, m, n, x, payloads, Some(f), f)
 }
 
 /// Lane width of the packed shares of `A`, `A r_m`, `A v` and `A r_m v`:
@@ -392,6 +469,7 @@ fn select_inner(
     x: &[u64],
     payloads: &[&[u64]],
     trunc: Option<u32>,
+    skip: u32,
 ) -> Result<SelectOut, SmpcError> {
     if m == 0 || m > FULL_CMP_BITS {
         return Err(SmpcError::Config(format!(
@@ -399,15 +477,17 @@ fn select_inner(
         )));
     }
     let mb = m;
-    // With truncation the PrivateCompare skips the f low bits: it compares
-    // c >> f with r >> f on m - f bits (see `select_trunc`).
-    let shift = trunc.unwrap_or(0);
+    // With truncation (or a faithful comparison) the PrivateCompare skips
+    // the low bits: it compares c >> k with r >> k on m - k bits (see
+    // `select_trunc` and `select_skip`).
+    let shift = skip;
     if shift >= mb {
         return Err(SmpcError::Config(format!(
-            "comparison width {mb} must exceed the truncation shift {shift}"
+            "comparison width {mb} must exceed the {shift} skipped low bits"
         )));
     }
     let m = (mb - shift) as usize;
+    let p = pc_prime(m);
     let np = payloads.len();
     let w = m + 1;
     let kw = reply_width(trunc);
@@ -435,12 +515,12 @@ fn select_inner(
             let mut rho0 = vec![0u8; CHUNK.min(n) * m];
             for (s0, len) in chunks() {
                 let z = &mut rho0[..len * m];
-                fill_z67(party.prg(Stream::S02)?, z);
+                fill_zp(party.prg(Stream::S02)?, z, p);
                 rho_correction(m, &r_pc[s0..s0 + len], z, &mut rho1[s0 * m..(s0 + len) * m]);
             }
-            party.net.send_bytes(P1, pack_z67(&rho1))?;
-            let d0 = unpack_z67(&party.net.recv_bytes(P0)?, n * w, "compare message of p0")?;
-            let d1 = unpack_z67(&party.net.recv_bytes(P1)?, n * w, "compare message of p1")?;
+            party.net.send_bytes(P1, pack_zp(&rho1, p))?;
+            let d0 = unpack_zp(&party.net.recv_bytes(P0)?, n * w, p, "compare message of p0")?;
+            let d1 = unpack_zp(&party.net.recv_bytes(P1)?, n * w, p, "compare message of p1")?;
             let mut bp = Vec::with_capacity(n);
             for (s0, len) in chunks() {
                 bp.extend(pc_eval(
@@ -478,7 +558,7 @@ fn select_inner(
             let (c, e_all) = opened.split_at(n);
             let c_pc: Vec<u64> = c.iter().map(|v| v >> shift).collect();
             let rho_all = if j == P1 {
-                unpack_z67(&party.net.recv_bytes(P2)?, n * m, "bit shares")?
+                unpack_zp(&party.net.recv_bytes(P2)?, n * m, p, "bit shares")?
             } else {
                 Vec::new()
             };
@@ -488,7 +568,7 @@ fn select_inner(
             for (s0, len) in chunks() {
                 let rho: &[u8] = if j == P0 {
                     let z = &mut rho0[..len * m];
-                    fill_z67(party.prg(Stream::S02)?, z);
+                    fill_zp(party.prg(Stream::S02)?, z, p);
                     z
                 } else {
                     &rho_all[s0 * m..(s0 + len) * m]
@@ -505,7 +585,7 @@ fn select_inner(
                 );
                 beta.extend_from_slice(&masks.beta);
             }
-            party.net.send_bytes(P2, pack_z67(&d))?;
+            party.net.send_bytes(P2, pack_zp(&d, p))?;
             let dealt = if j == P0 {
                 party.draw(Stream::S02, n * (kw + np))?
             } else {
@@ -537,85 +617,110 @@ fn select_inner(
 
 /// Bytes of `n` elements of Z_67 packed 7 bits each (8 in 7 bytes).
 pub fn packed_len(n: usize) -> usize {
-    (n * 7).div_ceil(8)
+    packed_len_bits(n, 7)
 }
 
-/// Packs elements of Z_67 (each below 128) 7 bits each, little-endian, in
-/// groups of 8 values per 7 bytes: the PrivateCompare messages and bit shares
-/// travel 12.5% smaller than one byte per value. Branch-free word
-/// arithmetic per group of 8 (a few instructions per 8 values).
+/// Bytes of `n` values packed `b` bits each (8 values in `b` bytes).
+pub fn packed_len_bits(n: usize, b: u32) -> usize {
+    (n * b as usize).div_ceil(8)
+}
+
+/// Packs elements of Z_67 7 bits each ([`pack_zp`] with `p = 67`).
 pub fn pack_z67(v: &[u8]) -> Vec<u8> {
+    pack_zp(v, 67)
+}
+
+/// Inverse of [`pack_z67`] ([`unpack_zp`] with `p = 67`).
+pub fn unpack_z67(b: &[u8], n: usize, what: &str) -> Result<Vec<u8>, SmpcError> {
+    unpack_zp(b, n, 67, what)
+}
+
+/// Packs elements of Z_p (each below `p <= 128`) [`value_bits`]`(p)` bits
+/// each, little-endian, in groups of 8 values per `b` bytes: the
+/// PrivateCompare messages and bit shares travel 5, 6 or 7 bits per value
+/// instead of a byte. Branch-free word arithmetic per group of 8.
+pub fn pack_zp(v: &[u8], p: u32) -> Vec<u8> {
+    let b = value_bits(p);
+    let bw = b as usize;
     let full = v.len() / 8;
-    // One byte of slack: each group is stored as a whole 8-byte word.
-    let mut out = vec![0u8; packed_len(v.len()) + 1];
+    // One word of slack: each group is stored as a whole 8-byte word.
+    let mut out = vec![0u8; packed_len_bits(v.len(), b) + 8];
     for (k, chunk) in v.chunks_exact(8).enumerate() {
         let x = u64::from_le_bytes(chunk.try_into().expect("chunks_exact(8)"));
-        out[7 * k..7 * k + 8].copy_from_slice(&squeeze7(x).to_le_bytes());
+        out[bw * k..bw * k + 8].copy_from_slice(&squeeze(x, b).to_le_bytes());
     }
     let tail = &v[full * 8..];
     if !tail.is_empty() {
         let mut buf = [0u8; 8];
         buf[..tail.len()].copy_from_slice(tail);
-        let w = squeeze7(u64::from_le_bytes(buf)).to_le_bytes();
-        let nb = packed_len(tail.len());
-        out[7 * full..7 * full + nb].copy_from_slice(&w[..nb]);
+        let w = squeeze(u64::from_le_bytes(buf), b).to_le_bytes();
+        let nb = packed_len_bits(tail.len(), b);
+        out[bw * full..bw * full + nb].copy_from_slice(&w[..nb]);
     }
-    out.truncate(packed_len(v.len()));
+    out.truncate(packed_len_bits(v.len(), b));
     out
 }
 
-/// Eight bytes (each below 128) to 56 bits, 7 per byte.
+/// Eight bytes (each below `2^b`) to `8b` bits, `b` per byte.
 #[inline(always)]
-fn squeeze7(x: u64) -> u64 {
+fn squeeze(x: u64, b: u32) -> u64 {
+    let mask = (1u64 << b) - 1;
     let mut p = 0u64;
     for i in 0..8 {
-        p |= (x >> i) & (0x7f << (7 * i));
+        p |= (x >> ((8 - b) * i)) & (mask << (b * i));
     }
     p
 }
 
-/// 56 bits to eight 7-bit bytes (inverse of [`squeeze7`]).
+/// `8b` bits to eight `b`-bit bytes (inverse of [`squeeze`]).
 #[inline(always)]
-fn spread7(p: u64) -> u64 {
+fn spread(p: u64, b: u32) -> u64 {
+    let mask = (1u64 << b) - 1;
     let mut x = 0u64;
     for i in 0..8 {
-        x |= (p << i) & (0x7f << (8 * i));
+        x |= (p << ((8 - b) * i)) & (mask << (8 * i));
     }
     x
 }
 
-/// Inverse of [`pack_z67`] for `n` values; a message of the wrong length or
-/// holding a value outside Z_67 (a peer that lies) is an error.
-pub fn unpack_z67(b: &[u8], n: usize, what: &str) -> Result<Vec<u8>, SmpcError> {
-    expect_len(&format!("{what} (packed bytes)"), b.len(), packed_len(n))?;
+/// Inverse of [`pack_zp`] for `n` values; a message of the wrong length or
+/// holding a value outside Z_p (a peer that lies) is an error.
+pub fn unpack_zp(bytes: &[u8], n: usize, p: u32, what: &str) -> Result<Vec<u8>, SmpcError> {
+    let b = value_bits(p);
+    let bw = b as usize;
+    expect_len(
+        &format!("{what} (packed bytes)"),
+        bytes.len(),
+        packed_len_bits(n, b),
+    )?;
     let mut out = vec![0u8; n];
     let full = n / 8;
-    // A byte lane is >= 67 iff adding 128 - 67 = 61 sets its top bit
-    // (lanes are below 128, so no carry crosses lanes).
-    const BIAS: u64 = 0x3D3D_3D3D_3D3D_3D3D;
+    // A byte lane (below 2^b <= 128) is >= p iff adding 128 - p sets its top
+    // bit (the sum stays below 256, so no carry crosses lanes).
+    let bias = u64::from_le_bytes([(128 - p) as u8; 8]);
     const TOP: u64 = 0x8080_8080_8080_8080;
     let mut bad = 0u64;
     let word = |k: usize, nb: usize| {
         let mut buf = [0u8; 8];
-        buf[..nb].copy_from_slice(&b[7 * k..7 * k + nb]);
-        spread7(u64::from_le_bytes(buf))
+        buf[..nb].copy_from_slice(&bytes[bw * k..bw * k + nb]);
+        spread(u64::from_le_bytes(buf), b)
     };
     for k in 0..full {
-        let x = word(k, 7);
-        bad |= x.wrapping_add(BIAS) & TOP;
+        let x = word(k, bw);
+        bad |= x.wrapping_add(bias) & TOP;
         out[8 * k..8 * k + 8].copy_from_slice(&x.to_le_bytes());
     }
     let rest = n - full * 8;
     if rest > 0 {
-        let x = word(full, packed_len(rest)).to_le_bytes();
+        let x = word(full, packed_len_bits(rest, b)).to_le_bytes();
         for (o, &v) in out[full * 8..].iter_mut().zip(&x) {
-            bad |= u64::from(v >= P as u8);
+            bad |= u64::from(u32::from(v) >= p);
             *o = v;
         }
     }
     if bad != 0 {
         return Err(SmpcError::Shape(format!(
-            "{what}: a value outside Z_67 (the sender is not following the protocol)"
+            "{what}: a value outside Z_{p} (the sender is not following the protocol)"
         )));
     }
     Ok(out)
@@ -778,6 +883,30 @@ pub fn max_groups_at(
     groups: &[u64],
     with_index: bool,
 ) -> Result<(Vec<u64>, Vec<u64>), SmpcError> {
+    max_groups_skip(party, m, 0, count, size, groups, with_index)
+}
+
+/// Comparison levels of a tournament over groups of `size`:
+/// `ceil(log2 size)`.
+pub fn tournament_levels(size: usize) -> u32 {
+    usize::BITS - size.saturating_sub(1).leading_zeros()
+}
+
+/// [`max_groups_at`] with faithful comparisons ([`select_skip`], bits
+/// `k..m`): the result is always one member of its group (and, with
+/// `with_index`, that member's index), at most `L 2^k` ring units below the
+/// group's maximum, `L` = [`tournament_levels`] (each level loses at most
+/// `2^k`). Requires every difference of two members in
+/// `[-2^m, 2^m - 2^k)`. `k = 0` is the exact tournament.
+pub fn max_groups_skip(
+    party: &mut Party,
+    m: u32,
+    k: u32,
+    count: usize,
+    size: usize,
+    groups: &[u64],
+    with_index: bool,
+) -> Result<(Vec<u64>, Vec<u64>), SmpcError> {
     if size == 0 {
         return Err(SmpcError::Shape("max over empty groups".into()));
     }
@@ -813,7 +942,7 @@ pub fn max_groups_at(
         let next_width = width - pairs;
         if helper {
             let payloads: Vec<&[u64]> = if with_index { vec![&[]] } else { vec![] };
-            select_at(party, m, n, &[], &payloads)?;
+            select_skip(party, m, k, n, &[], &payloads)?;
             width = next_width;
             continue;
         }
@@ -832,7 +961,7 @@ pub fn max_groups_at(
             }
         }
         let payloads: Vec<&[u64]> = if with_index { vec![&idiff] } else { vec![] };
-        let out = select_at(party, m, n, &diff, &payloads)?;
+        let out = select_skip(party, m, k, n, &diff, &payloads)?;
         let mut nvals = vec![0u64; next_width * count];
         let mut nidx = vec![0u64; if with_index { next_width * count } else { 0 }];
         for q in 0..pairs {
@@ -878,4 +1007,28 @@ pub fn argmax_at(
     x: &[u64],
 ) -> Result<Vec<u64>, SmpcError> {
     Ok(max_groups_at(party, m, rows, cols, x, true)?.1)
+}
+
+/// [`argmax_at`] with faithful comparisons (see [`max_groups_skip`]): the
+/// index of a member at most `L 2^k` below the row's maximum.
+pub fn argmax_skip(
+    party: &mut Party,
+    m: u32,
+    k: u32,
+    rows: usize,
+    cols: usize,
+    x: &[u64],
+) -> Result<Vec<u64>, SmpcError> {
+    Ok(max_groups_skip(party, m, k, rows, cols, x, true)?.1)
+}
+
+/// [`drelu_at`] with the faithful comparison (see [`select_skip`]).
+pub fn drelu_skip(
+    party: &mut Party,
+    m: u32,
+    k: u32,
+    n: usize,
+    x: &[u64],
+) -> Result<Vec<u64>, SmpcError> {
+    Ok(select_skip(party, m, k, n, x, &[])?.drelu)
 }

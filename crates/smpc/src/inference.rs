@@ -13,8 +13,8 @@
 
 use crate::beaver::{self, FixedRhs, Masked};
 use crate::party::{
-    DATA_OWNER, MODEL_OWNER, P0, P1, P2, Party, ProtocolConfig, Stream, TestOnlyLeak, Truncation,
-    party_name,
+    Comparison, DATA_OWNER, MODEL_OWNER, P0, P1, P2, Party, ProtocolConfig, Stream, TestOnlyLeak,
+    Truncation, party_name,
 };
 pub use crate::range::{DEFAULT_INPUT_RANGE, RangePlan};
 pub use crate::scoring::{Reveal, RoleOutput};
@@ -228,12 +228,37 @@ impl ModelPlan {
                 r.frac_bits, r.truncation, cfg.frac_bits, cfg.truncation
             )));
         }
+        if r.comparison != cfg.comparison {
+            return Err(SmpcError::Config(format!(
+                "the model owner's plan uses {} comparisons, this party runs {}",
+                r.comparison, cfg.comparison
+            )));
+        }
         let want = RangePlan::stage_count(self, r.truncation);
         if r.widths.len() != want {
             return Err(SmpcError::Model(format!(
                 "plan has {} comparison widths, its layers need {want}",
                 r.widths.len()
             )));
+        }
+        if !r.skips.is_empty() {
+            if r.skips.len() != r.widths.len() {
+                return Err(SmpcError::Model(format!(
+                    "plan has {} skipped-bit counts for {} comparison widths",
+                    r.skips.len(),
+                    r.widths.len()
+                )));
+            }
+            let bad = r.skips.iter().zip(&r.widths).any(|(&k, &w)| {
+                k >= w || (k > 0 && (r.comparison != Comparison::Faithful || k > cfg.frac_bits))
+            });
+            if bad {
+                return Err(SmpcError::Model(format!(
+                    "plan skips {:?} low bits of comparisons of widths {:?} ({} comparison, {} \
+                     fractional bits)",
+                    r.skips, r.widths, r.comparison, cfg.frac_bits
+                )));
+            }
         }
         if let Some(w) = r.widths.iter().find(|&&w| w == 0 || w > cfg.cmp_bits) {
             return Err(SmpcError::Range(format!(
@@ -500,15 +525,33 @@ fn pool_groups(
     out
 }
 
-/// The comparison widths of a plan, consumed in protocol order.
-struct Widths<'a>(std::slice::Iter<'a, u32>);
+/// The comparison widths of a plan (and their skipped low bits), consumed
+/// in protocol order.
+struct Widths<'a> {
+    ranges: &'a RangePlan,
+    next: usize,
+}
 
 impl Widths<'_> {
+    /// The next stage's width.
     fn next(&mut self) -> Result<u32, SmpcError> {
-        self.0
-            .next()
-            .copied()
-            .ok_or_else(|| SmpcError::Model("plan has too few comparison widths".into()))
+        Ok(self.next_skip()?.0)
+    }
+
+    /// The next stage's width and skipped low bits.
+    fn next_skip(&mut self) -> Result<(u32, u32), SmpcError> {
+        let i = self.next;
+        let m = *self
+            .ranges
+            .widths
+            .get(i)
+            .ok_or_else(|| SmpcError::Model("plan has too few comparison widths".into()))?;
+        self.next += 1;
+        Ok((m, self.ranges.skip(i)))
+    }
+
+    fn done(&self) -> bool {
+        self.next >= self.ranges.widths.len()
     }
 }
 
@@ -536,7 +579,10 @@ fn infer_batch(
     let helper = party.id == P2;
     let exact = plan.ranges.truncation == Truncation::Exact;
     let f = party.cfg.frac_bits;
-    let mut widths = Widths(plan.ranges.widths.iter());
+    let mut widths = Widths {
+        ranges: &plan.ranges,
+        next: 0,
+    };
     let mut x: Vec<u64> = Vec::new();
     let mut size = plan.input_size;
     let mut weighted = 0;
@@ -633,8 +679,9 @@ fn infer_batch(
                 } else {
                     pool_groups(&x, batch, kernel, stride, channels, input_hw)
                 };
-                let m = widths.next()?;
-                x = compare::max_groups_at(party, m, count, kernel * kernel, &groups, false)?.0;
+                let (m, k) = widths.next_skip()?;
+                x = compare::max_groups_skip(party, m, k, count, kernel * kernel, &groups, false)?
+                    .0;
             }
             LayerPlan::AvgPool {
                 kernel,
@@ -662,8 +709,8 @@ fn infer_batch(
         }
         size = out_size;
     }
-    let m = widths.next()?;
-    if widths.0.next().is_some() {
+    let (m, k) = widths.next_skip()?;
+    if !widths.done() {
         return Err(SmpcError::Model(
             "plan has too many comparison widths".into(),
         ));
@@ -674,14 +721,17 @@ fn infer_batch(
     }
     let classes = if plan.output_size == 1 {
         // Binary model: the class is DReLU of the single logit ([z >= 0]).
-        compare::drelu_at(party, m, batch, &x)?
+        compare::drelu_skip(party, m, k, batch, &x)?
     } else if batch <= latency::ALL_PAIRS_MAX_BATCH
         && latency::all_pairs_saves_rounds(plan.output_size)
     {
         // Single queries: two comparison levels instead of ceil(log2 classes).
+        // All pairs compare exactly (k = 0, which the width also covers): a
+        // faithful comparison could make the pairwise wins cyclic among
+        // near-ties, leaving no class that beats all others.
         latency::argmax_all_pairs(party, m, batch, plan.output_size, &x)?
     } else {
-        compare::argmax_at(party, m, batch, plan.output_size, &x)?
+        compare::argmax_skip(party, m, k, batch, plan.output_size, &x)?
     };
     Ok((classes, x))
 }
@@ -1089,6 +1139,11 @@ pub struct InferenceReport {
     /// The width of each comparison stage the model owner's bounds proved
     /// sufficient, in protocol order.
     pub cmp_widths: Vec<u32>,
+    /// Low bits each of those stages' PrivateCompare skips (faithful max
+    /// pooling and argmax; 0 elsewhere).
+    pub cmp_skips: Vec<u32>,
+    /// `faithful` or `exact` (see [`Comparison`]).
+    pub comparison: String,
     /// `exact` or `local`.
     pub truncation: String,
     /// Upper bound on the probability that a local truncation fails on one
@@ -1260,7 +1315,9 @@ pub fn run_in_process(
         frac_bits: cfg.protocol.frac_bits,
         cmp_bits: cfg.protocol.cmp_bits,
         backend: ppml_simd::backend().name().to_string(),
+        cmp_skips: (0..ranges.widths.len()).map(|i| ranges.skip(i)).collect(),
         cmp_widths: ranges.widths,
+        comparison: ranges.comparison.to_string(),
         truncation: cfg.protocol.truncation.to_string(),
         truncation_failure_per_image: ranges.truncation_failure_per_image,
         input_range: ranges.input_range,

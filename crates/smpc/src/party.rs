@@ -124,6 +124,44 @@ impl std::fmt::Display for Truncation {
     }
 }
 
+/// How the comparisons of max pooling and the final argmax treat the low
+/// bits of values that carry `2f` fractional bits (exact truncation mode).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Comparison {
+    /// Faithful: the PrivateCompare skips the low `k = f - ceil(log2 L)`
+    /// bits (`L` the tournament's levels), so a max or argmax may return a
+    /// member at most one ulp (`2^-f`) below the true maximum, never
+    /// anything else; about `f` fewer compared bits per comparison
+    /// ([`crate::compare::select_skip`]). The range analysis keeps the
+    /// margin this needs.
+    #[default]
+    Faithful,
+    /// Exact: every bit of the proven width is compared.
+    Exact,
+}
+
+impl std::str::FromStr for Comparison {
+    type Err = SmpcError;
+    fn from_str(s: &str) -> Result<Self, SmpcError> {
+        match s {
+            "faithful" => Ok(Comparison::Faithful),
+            "exact" => Ok(Comparison::Exact),
+            other => Err(SmpcError::Config(format!(
+                "comparison {other:?}: expected faithful or exact"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for Comparison {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Comparison::Faithful => "faithful",
+            Comparison::Exact => "exact",
+        })
+    }
+}
+
 /// The largest number of fractional bits the protocols accept: a product of
 /// two fixed-point values carries `2f` fractional bits and must fit in the
 /// signed 63 bits of Z_2^64 with room for its integer part. With `f = 24`
@@ -150,6 +188,10 @@ pub struct ProtocolConfig {
     pub cmp_bits: u32,
     /// Truncation after products (default exact).
     pub truncation: Truncation,
+    /// Max pooling and argmax on `2f`-bit values: faithful (default) or
+    /// exact ([`Comparison`]).
+    #[serde(default)]
+    pub comparison: Comparison,
 }
 
 impl Default for ProtocolConfig {
@@ -158,6 +200,7 @@ impl Default for ProtocolConfig {
             frac_bits: 16,
             cmp_bits: FULL_CMP_BITS,
             truncation: Truncation::Exact,
+            comparison: Comparison::Faithful,
         }
     }
 }
@@ -416,6 +459,16 @@ pub fn fill_z67(rng: &mut Prg, out: &mut [u8]) {
 /// Fills `out` with uniform non-zero elements of Z_67.
 pub fn fill_z67_nonzero(rng: &mut Prg, out: &mut [u8]) {
     fill_mod(rng, out, 66, 1);
+}
+
+/// Fills `out` with uniform elements of Z_p (`2 <= p <= 255`).
+pub fn fill_zp(rng: &mut Prg, out: &mut [u8], p: u32) {
+    fill_mod(rng, out, p as u16, 0);
+}
+
+/// Fills `out` with uniform non-zero elements of Z_p (`2 <= p <= 255`).
+pub fn fill_zp_nonzero(rng: &mut Prg, out: &mut [u8], p: u32) {
+    fill_mod(rng, out, (p - 1) as u16, 1);
 }
 
 /// Uniform values in `0..bound` (`1 <= bound <= 255`).

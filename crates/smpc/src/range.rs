@@ -14,7 +14,7 @@
 
 use crate::SmpcError;
 use crate::inference::{LayerPlan, ModelPlan};
-use crate::party::{FULL_CMP_BITS, ProtocolConfig, Truncation};
+use crate::party::{Comparison, FULL_CMP_BITS, ProtocolConfig, Truncation};
 use ppml_fixedpoint::FixedPoint;
 use ppml_nn::{Layer, Model};
 use serde::{Deserialize, Serialize};
@@ -37,6 +37,19 @@ pub struct RangePlan {
     pub truncation: Truncation,
     /// Width of each comparison stage, in the order the protocol runs them.
     pub widths: Vec<u32>,
+    /// How max pooling and the final argmax compare (see [`Comparison`]).
+    #[serde(default = "exact_comparison")]
+    pub comparison: Comparison,
+    /// Low bits each stage's PrivateCompare skips (one per width; empty in
+    /// plans from before faithful comparisons: none skipped). Non-zero only
+    /// for max pooling and the final stage on `2f`-bit values with
+    /// [`Comparison::Faithful`]: `k = f - ceil(log2 L)` for a tournament of
+    /// `L` levels, so the max or argmax is at most `L 2^k <= 2^f` ring units
+    /// (one ulp at `f` bits) below the true one; the width keeps `2^k` of
+    /// margin (see [`crate::compare::select_skip`]). Truncating stages skip
+    /// `f` bits by construction ([`crate::compare::select_trunc`]) and list 0.
+    #[serde(default)]
+    pub skips: Vec<u32>,
     /// Proven bound on the magnitude (as a real) of each stage's compared
     /// values. The model owner's own knowledge: not sent (it would tell the
     /// other roles more about the weights than the widths do).
@@ -46,6 +59,21 @@ pub struct RangePlan {
     /// one image fails (0 with exact truncation). Not sent, like `bounds`.
     #[serde(skip)]
     pub truncation_failure_per_image: f64,
+}
+
+fn exact_comparison() -> Comparison {
+    Comparison::Exact
+}
+
+/// `ceil(log2 levels)` (0 for at most one level).
+fn ceil_log2(levels: u32) -> u32 {
+    u32::BITS - levels.saturating_sub(1).leading_zeros()
+}
+
+/// Low bits a faithful tournament of `levels` levels skips at `f`
+/// fractional bits (of a `2f`-bit value): `levels 2^k <= 2^f`.
+pub fn faithful_skip(f: u32, levels: u32) -> u32 {
+    f.saturating_sub(ceil_log2(levels.max(1)))
 }
 
 /// A comparison stage of private inference, in protocol order.
@@ -158,6 +186,7 @@ impl RangePlan {
             input_range,
             frac_bits: f,
             truncation: cfg.truncation,
+            comparison: cfg.comparison,
             ..Default::default()
         };
         let mut x: Intervals = vec![(lo - ulp / 2.0, hi + ulp / 2.0); plan.input_size];
@@ -170,7 +199,7 @@ impl RangePlan {
             match *l {
                 LayerPlan::Linear { .. } | LayerPlan::Conv { .. } => {
                     if scale2 {
-                        out.stage(cfg, li, Stage::Trunc, max_abs(&x), 2 * f)?;
+                        out.stage(cfg, li, Stage::Trunc, max_abs(&x), 2 * f, 1)?;
                         widen(&mut x, ulp);
                         scale2 = false;
                     }
@@ -225,7 +254,7 @@ impl RangePlan {
                 }
                 LayerPlan::Relu => {
                     let s = if scale2 { 2 * f } else { f };
-                    out.stage(cfg, li, Stage::Relu, max_abs(&x), s)?;
+                    out.stage(cfg, li, Stage::Relu, max_abs(&x), s, 1)?;
                     if scale2 {
                         widen(&mut x, ulp);
                         scale2 = false;
@@ -241,8 +270,13 @@ impl RangePlan {
                     input_hw,
                 } => {
                     let s = if scale2 { 2 * f } else { f };
-                    let (pooled, diff) = pool_intervals(&x, kernel, stride, channels, input_hw);
-                    out.stage(cfg, li, Stage::MaxPool, diff, s)?;
+                    let (mut pooled, diff) =
+                        pool_intervals(&x, kernel, stride, channels, input_hw);
+                    let levels = crate::compare::tournament_levels(kernel * kernel);
+                    let k = out.stage(cfg, li, Stage::MaxPool, diff, s, levels)?;
+                    // A faithful tournament returns a member at most
+                    // levels * 2^k ring units below the maximum.
+                    widen(&mut pooled, f64::from(levels) * 2f64.powi(k as i32 - s as i32));
                     x = pooled;
                 }
                 LayerPlan::AvgPool {
@@ -254,7 +288,7 @@ impl RangePlan {
                     // Linear like a weighted layer: truncate a 2f-bit input
                     // first, then the product by the multiplier carries 2f bits.
                     if scale2 {
-                        out.stage(cfg, li, Stage::Trunc, max_abs(&x), 2 * f)?;
+                        out.stage(cfg, li, Stage::Trunc, max_abs(&x), 2 * f, 1)?;
                         widen(&mut x, ulp);
                         scale2 = false;
                     }
@@ -300,11 +334,19 @@ impl RangePlan {
             let bottom = x.iter().map(|v| v.0).fold(f64::MAX, f64::min);
             (top - bottom).max(0.0)
         };
-        out.stage(cfg, plan.layers.len(), Stage::Final, final_bound, s)?;
+        let levels = if plan.output_size == 1 {
+            1
+        } else {
+            crate::compare::tournament_levels(plan.output_size)
+        };
+        out.stage(cfg, plan.layers.len(), Stage::Final, final_bound, s, levels)?;
         out.truncation_failure_per_image = fail.min(1.0);
         Ok(out)
     }
 
+    /// Records a stage's width (and skipped low bits, returned) for values
+    /// of magnitude at most `bound` at `scale` fractional bits; `levels` is
+    /// the number of tournament levels of a max pool or final argmax.
     fn stage(
         &mut self,
         cfg: &ProtocolConfig,
@@ -312,13 +354,26 @@ impl RangePlan {
         stage: Stage,
         bound: f64,
         scale: u32,
-    ) -> Result<(), SmpcError> {
+        levels: u32,
+    ) -> Result<u32, SmpcError> {
         let f = cfg.frac_bits;
         // Exact truncation (a ReLU or truncation stage on 2f-bit values)
         // needs one ulp of margin at f bits and a width above f.
         let truncating = scale == 2 * f && matches!(stage, Stage::Trunc | Stage::Relu);
+        // A faithful max/argmax on 2f-bit values skips k low bits and needs
+        // 2^k ring units of margin at the top.
+        let skip = if scale == 2 * f
+            && cfg.comparison == Comparison::Faithful
+            && matches!(stage, Stage::MaxPool | Stage::Final)
+        {
+            faithful_skip(f, levels)
+        } else {
+            0
+        };
         let margin = if truncating {
             2f64.powi(-(f as i32))
+        } else if skip > 0 {
+            2f64.powi(skip as i32 - scale as i32)
         } else {
             0.0
         };
@@ -341,8 +396,16 @@ impl RangePlan {
             )));
         }
         self.widths.push(m);
+        // The margin makes m > skip; keep the invariant explicit.
+        let skip = if skip < m { skip } else { 0 };
+        self.skips.push(skip);
         self.bounds.push(bound);
-        Ok(())
+        Ok(skip)
+    }
+
+    /// The low bits stage `i` skips (0 for plans without skips).
+    pub fn skip(&self, i: usize) -> u32 {
+        self.skips.get(i).copied().unwrap_or(0)
     }
 
     /// Number of comparison stages of `plan` under `truncation`: what a

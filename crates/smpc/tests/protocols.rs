@@ -421,3 +421,133 @@ proptest! {
         }
     }
 }
+
+/// The faithful comparison's claim, on its plaintext model: for
+/// `c = x + 2^m + r`, bit `m - k` of `(c >> k) - (r >> k)` in Z_2^(64-k) is
+/// `[x >= 0]` for every `x` in `[-2^m, 2^m - 2^k)` outside `[-2^k, 0)`, for
+/// every mask `r`; and the top margin is needed (without it some `r` makes
+/// it wrong).
+fn faithful_bit(x: u64, r: u64, m: u32, k: u32) -> u64 {
+    let c = x.wrapping_add(1u64 << m).wrapping_add(r);
+    ((c >> k).wrapping_sub(r >> k) >> (m - k)) & 1
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn faithful_bit_is_drelu_outside_the_low_band(m in 2u32..=63, kf in 0.0f64..1.0, raw in any::<u64>(), r in any::<u64>()) {
+        let k = ((f64::from(m) * kf) as u32).min(m - 1);
+        // x uniform in [-2^m, 2^m - 2^k).
+        let span = (1u128 << (m + 1)) - (1u128 << k);
+        let x = ((raw as u128 % span) as i128 - (1i128 << m)) as i64;
+        let b = faithful_bit(x as u64, r, m, k);
+        if x >= 0 || x < -(1i64 << k) {
+            prop_assert_eq!(b, u64::from(x >= 0), "m {} k {} x {} r {}", m, k, x, r);
+        }
+    }
+}
+
+#[test]
+fn faithful_bit_needs_its_margins() {
+    // Without the top margin: x = 2^m - 1 is read as negative for a mask
+    // whose low k bits carry.
+    let (m, k) = (20u32, 8u32);
+    let top = (1u64 << m) - 1;
+    assert_eq!(faithful_bit(top, 0xff, m, k), 0);
+    // In the low band, -1 reads as non-negative for such a mask, negative
+    // for r = 0: either answer is possible there, nowhere else.
+    assert_eq!(faithful_bit(u64::MAX, 0xff, m, k), 1);
+    assert_eq!(faithful_bit(u64::MAX, 0, m, k), 0);
+    assert_eq!(faithful_bit((1u64 << k).wrapping_neg().wrapping_sub(1), 0xff, m, k), 0);
+}
+
+/// In range for a faithful comparison: `-2^m <= x < 2^m - 2^k`, edges and
+/// the low band `[-2^k, 0)` included.
+fn faithful_range(m: u32, k: u32, raw: &[u64]) -> Vec<u64> {
+    let hi = (1i128 << m) - (1i128 << k);
+    let mut xe: Vec<u64> = in_range(m, raw)
+        .into_iter()
+        .map(|v| (v as i64 as i128).min(hi - 1) as i64 as u64)
+        .collect();
+    let band = (1i64 << k).wrapping_neg();
+    xe.extend([
+        band as u64,
+        (band - 1) as u64,
+        (band / 2) as u64,
+        (hi - 1) as i64 as u64,
+    ]);
+    xe
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// select_skip on shares: DReLU is exact outside [-2^k, 0) and a bit
+    /// inside; ReLU and every payload product are the exact products with
+    /// that bit.
+    #[test]
+    fn select_skip_is_faithful(m in 2u32..=63, kf in 0.0f64..1.0, seed in any::<u64>()) {
+        let k = ((f64::from(m) * kf) as u32).min(m - 1);
+        let xe = faithful_range(m, k, &prg::random_u64s(&mut prg::seeded(seed), 64));
+        let n = xe.len();
+        let ye = prg::random_u64s(&mut prg::seeded(seed ^ 5), n);
+        let (xs, ys) = (share(&xe, seed), share(&ye, seed ^ 7));
+        let runs = sim::run_in_memory(3, ProtocolConfig::default(), SecretSource::InsecureDeterministic(seed), |p| {
+            let y = pick(p.id, &ys);
+            let o = compare::select_skip(p, m, k, n, &pick(p.id, &xs), &[&y])?;
+            Ok([o.drelu, o.relu, o.products[0].clone()].concat())
+        }).unwrap();
+        let z = reconstruct(&runs);
+        for i in 0..n {
+            let x = xe[i] as i64;
+            let d = z[i];
+            prop_assert!(d <= 1, "m {} k {} x {}: drelu {}", m, k, x, d);
+            if x >= 0 || x < -(1i64 << k) {
+                prop_assert_eq!(d, u64::from(x >= 0), "m {} k {} x {}", m, k, x);
+            }
+            prop_assert_eq!(z[n + i], xe[i].wrapping_mul(d), "relu m {} k {} x {}", m, k, x);
+            prop_assert_eq!(z[2 * n + i], ye[i].wrapping_mul(d), "product m {} k {} x {}", m, k, x);
+        }
+    }
+
+    /// The faithful tournament returns a member of each group (and its
+    /// index), at most levels * 2^k below the group's maximum.
+    #[test]
+    fn faithful_max_and_argmax_are_within_their_bound(size in 2usize..12, k in 0u32..16, seed in any::<u64>()) {
+        let count = 40;
+        let m = 30u32;
+        // Values in [-2^(m-1), 2^(m-1) - 2^k): differences stay in range; half
+        // the groups are near-ties (within a few 2^k of each other).
+        let raw = prg::random_u64s(&mut prg::seeded(seed), count * size);
+        let half = 1i64 << (m - 1);
+        let xe: Vec<u64> = raw
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let g = i / size;
+                let span = if g % 2 == 0 { (2 * half - (1i64 << k)) as u64 } else { 4u64 << k };
+                let base = if g % 2 == 0 { -half } else { 12345 };
+                (base + (*v % span) as i64) as u64
+            })
+            .collect();
+        let xs = share(&xe, seed);
+        let runs = sim::run_in_memory(3, ProtocolConfig::default(), SecretSource::InsecureDeterministic(seed), |p| {
+            let (v, i) = compare::max_groups_skip(p, m, k, count, size, &pick(p.id, &xs), true)?;
+            Ok([v, i].concat())
+        }).unwrap();
+        let z = reconstruct(&runs);
+        let levels = compare::tournament_levels(size);
+        for g in 0..count {
+            let grp: Vec<i64> = xe[g * size..(g + 1) * size].iter().map(|v| *v as i64).collect();
+            let max = *grp.iter().max().unwrap();
+            let (v, idx) = (z[g] as i64, z[count + g] as usize);
+            prop_assert!(idx < size, "group {} index {}", g, idx);
+            prop_assert_eq!(grp[idx], v, "group {}: value is not the member at its index", g);
+            prop_assert!(max - v <= i64::from(levels) << k, "group {}: {} vs max {} (k {})", g, v, max, k);
+            if k == 0 {
+                prop_assert_eq!(v, max);
+            }
+        }
+    }
+}
