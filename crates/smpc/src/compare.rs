@@ -160,46 +160,48 @@ fn pc_message_p<const P: u32>(
 ) {
     let n = c.len();
     let w = m + 1;
-    let lead = u32::from(j == P0);
-    let mut suffix = vec![0u32; n];
+    // 16-bit lanes throughout (32 per AVX-512 register): every intermediate
+    // stays below 2^14 because the running sum is kept reduced mod p.
+    let p = P as u16;
+    let lead = u16::from(j == P0);
+    // The u_i mask enters as +u (P0) or p - u (P1): mask = m_add + m_mul u.
+    let (m_add, m_mul) = if lead == 1 { (0u16, 1u16) } else { (p, u16::MAX) };
+    let mut suffix = vec![0u16; n];
     d.clear();
     d.resize(n * w, 0);
-    let neg: Vec<u32> = masks.beta.iter().map(|&b| b as u32).collect();
+    let neg = &masks.beta[..n];
+    let zero_rho = vec![0u8; n];
+    let c = &c[..n];
     // Positions from the most significant (i = m, bit m-1) down to the
-    // appended bit (i = 0: x~ = 1, r~ = 0). Every intermediate stays below
-    // 2^32 without reduction; one reduction mod 67 per output value.
+    // appended bit (i = 0: x~ = 1, r~ = 0); one reduction mod p per output
+    // value and one per running sum.
     for i in (0..w).rev() {
         let s = &masks.s[i * n..(i + 1) * n];
         let u = &masks.u[i * n..(i + 1) * n];
         let out = &mut d[i * n..(i + 1) * n];
-        let zero_rho;
         let r_row: &[u8] = if i == 0 {
-            zero_rho = vec![0u8; n];
             &zero_rho
         } else {
             &rho[(i - 1) * n..i * n]
         };
         let shift = i.saturating_sub(1) as u32;
-        let fixed_x = u64::from(i == 0);
-        let iter = out
-            .iter_mut()
-            .zip(&c[..n])
-            .zip(r_row)
-            .zip(s.iter().zip(u))
-            .zip(suffix.iter_mut().zip(&neg));
-        for ((((o, &ce), &ri), (&sv, &uv)), (suf, &ng)) in iter {
-            let xi = (((ce >> shift) & 1) | fixed_x) as u32;
-            let ri = ri as u32;
-            // diff = [j==0] x~_i - r~_i + 67, in [0, 68].
-            let diff = lead * xi + P - ri;
-            // (1 - 2 beta) diff, shifted by 2p to stay non-negative.
-            let signed = if ng == 1 { 2 * P - diff } else { diff };
-            let cval = signed + lead + *suf;
-            let mask = if lead == 1 { uv as u32 } else { P - uv as u32 };
-            *o = ((sv as u32 * cval + mask) % P) as u8;
-            // w_i share: x~_i = 0 -> r~_i ; x~_i = 1 -> [j==0] - r~_i (+67).
-            let wi = if xi == 0 { ri } else { lead + P - ri };
-            *suf += wi;
+        let fixed_x = u16::from(i == 0);
+        let suffix = &mut suffix[..n];
+        for e in 0..n {
+            let xi = ((c[e] >> shift) & 1) as u16 | fixed_x;
+            let ri = r_row[e] as u16;
+            let ng = neg[e] as u16;
+            // diff = [j==0] x~_i - r~_i + p, in [1, p + 1].
+            let diff = lead * xi + p - ri;
+            // (1 - 2 beta) diff, shifted by 2p to stay non-negative: for
+            // beta = 1, 2p - diff (wrapping arithmetic, exact result).
+            let signed = diff.wrapping_add(ng.wrapping_mul((2 * p).wrapping_sub(2 * diff)));
+            let cval = signed + lead + suffix[e];
+            let mask = m_add.wrapping_add(m_mul.wrapping_mul(u[e] as u16));
+            out[e] = ((s[e] as u16 * cval + mask) % p) as u8;
+            // w_i share: x~_i = 0 -> r~_i ; x~_i = 1 -> [j==0] + p - r~_i.
+            let wi = ri.wrapping_add(xi.wrapping_mul((lead + p).wrapping_sub(2 * ri)));
+            suffix[e] = (suffix[e] + wi) % p;
         }
     }
     // Rotate each element's positions: position i of element e goes to row
@@ -640,45 +642,53 @@ pub fn unpack_z67(b: &[u8], n: usize, what: &str) -> Result<Vec<u8>, SmpcError> 
 /// PrivateCompare messages and bit shares travel 5, 6 or 7 bits per value
 /// instead of a byte. Branch-free word arithmetic per group of 8.
 pub fn pack_zp(v: &[u8], p: u32) -> Vec<u8> {
-    let b = value_bits(p);
-    let bw = b as usize;
+    match value_bits(p) {
+        5 => pack_bits::<5>(v),
+        6 => pack_bits::<6>(v),
+        _ => pack_bits::<7>(v),
+    }
+}
+
+fn pack_bits<const B: u32>(v: &[u8]) -> Vec<u8> {
+    let bw = B as usize;
     let full = v.len() / 8;
+    let len = packed_len_bits(v.len(), B);
     // One word of slack: each group is stored as a whole 8-byte word.
-    let mut out = vec![0u8; packed_len_bits(v.len(), b) + 8];
+    let mut out = vec![0u8; len + 8];
     for (k, chunk) in v.chunks_exact(8).enumerate() {
         let x = u64::from_le_bytes(chunk.try_into().expect("chunks_exact(8)"));
-        out[bw * k..bw * k + 8].copy_from_slice(&squeeze(x, b).to_le_bytes());
+        out[bw * k..bw * k + 8].copy_from_slice(&squeeze::<B>(x).to_le_bytes());
     }
     let tail = &v[full * 8..];
     if !tail.is_empty() {
         let mut buf = [0u8; 8];
         buf[..tail.len()].copy_from_slice(tail);
-        let w = squeeze(u64::from_le_bytes(buf), b).to_le_bytes();
-        let nb = packed_len_bits(tail.len(), b);
+        let w = squeeze::<B>(u64::from_le_bytes(buf)).to_le_bytes();
+        let nb = packed_len_bits(tail.len(), B);
         out[bw * full..bw * full + nb].copy_from_slice(&w[..nb]);
     }
-    out.truncate(packed_len_bits(v.len(), b));
+    out.truncate(len);
     out
 }
 
-/// Eight bytes (each below `2^b`) to `8b` bits, `b` per byte.
+/// Eight bytes (each below `2^B`) to `8B` bits, `B` per byte.
 #[inline(always)]
-fn squeeze(x: u64, b: u32) -> u64 {
-    let mask = (1u64 << b) - 1;
+fn squeeze<const B: u32>(x: u64) -> u64 {
+    let mask = (1u64 << B) - 1;
     let mut p = 0u64;
     for i in 0..8 {
-        p |= (x >> ((8 - b) * i)) & (mask << (b * i));
+        p |= (x >> ((8 - B) * i)) & (mask << (B * i));
     }
     p
 }
 
-/// `8b` bits to eight `b`-bit bytes (inverse of [`squeeze`]).
+/// `8B` bits to eight `B`-bit bytes (inverse of [`squeeze`]).
 #[inline(always)]
-fn spread(p: u64, b: u32) -> u64 {
-    let mask = (1u64 << b) - 1;
+fn spread<const B: u32>(p: u64) -> u64 {
+    let mask = (1u64 << B) - 1;
     let mut x = 0u64;
     for i in 0..8 {
-        x |= (p << ((8 - b) * i)) & (mask << (8 * i));
+        x |= (p << ((8 - B) * i)) & (mask << (8 * i));
     }
     x
 }
@@ -687,43 +697,70 @@ fn spread(p: u64, b: u32) -> u64 {
 /// holding a value outside Z_p (a peer that lies) is an error.
 pub fn unpack_zp(bytes: &[u8], n: usize, p: u32, what: &str) -> Result<Vec<u8>, SmpcError> {
     let b = value_bits(p);
-    let bw = b as usize;
     expect_len(
         &format!("{what} (packed bytes)"),
         bytes.len(),
         packed_len_bits(n, b),
     )?;
-    let mut out = vec![0u8; n];
-    let full = n / 8;
-    // A byte lane (below 2^b <= 128) is >= p iff adding 128 - p sets its top
-    // bit (the sum stays below 256, so no carry crosses lanes).
-    let bias = u64::from_le_bytes([(128 - p) as u8; 8]);
-    const TOP: u64 = 0x8080_8080_8080_8080;
-    let mut bad = 0u64;
-    let word = |k: usize, nb: usize| {
-        let mut buf = [0u8; 8];
-        buf[..nb].copy_from_slice(&bytes[bw * k..bw * k + nb]);
-        spread(u64::from_le_bytes(buf), b)
+    let (out, bad) = match b {
+        5 => unpack_bits::<5>(bytes, n, p),
+        6 => unpack_bits::<6>(bytes, n, p),
+        _ => unpack_bits::<7>(bytes, n, p),
     };
-    for k in 0..full {
-        let x = word(k, bw);
-        bad |= x.wrapping_add(bias) & TOP;
-        out[8 * k..8 * k + 8].copy_from_slice(&x.to_le_bytes());
-    }
-    let rest = n - full * 8;
-    if rest > 0 {
-        let x = word(full, packed_len_bits(rest, b)).to_le_bytes();
-        for (o, &v) in out[full * 8..].iter_mut().zip(&x) {
-            bad |= u64::from(u32::from(v) >= p);
-            *o = v;
-        }
-    }
-    if bad != 0 {
+    if bad {
         return Err(SmpcError::Shape(format!(
             "{what}: a value outside Z_{p} (the sender is not following the protocol)"
         )));
     }
     Ok(out)
+}
+
+/// `n` values of `B` bits from `bytes` (of the right length), and whether
+/// one is `>= p`.
+fn unpack_bits<const B: u32>(bytes: &[u8], n: usize, p: u32) -> (Vec<u8>, bool) {
+    let bw = B as usize;
+    let mut out = vec![0u8; n];
+    let full = n / 8;
+    // A byte lane (below 2^B <= 128) is >= p iff adding 128 - p sets its top
+    // bit (the sum stays below 256, so no carry crosses lanes).
+    let bias = u64::from_le_bytes([(128 - p) as u8; 8]);
+    const TOP: u64 = 0x8080_8080_8080_8080;
+    let mut bad = 0u64;
+    // Groups whose 8-byte read stays inside the message read one word.
+    let direct = if bytes.len() >= 8 {
+        ((bytes.len() - 8) / bw + 1).min(full)
+    } else {
+        0
+    };
+    for (k, o) in out.chunks_exact_mut(8).take(direct).enumerate() {
+        let word = u64::from_le_bytes(
+            bytes[bw * k..bw * k + 8]
+                .try_into()
+                .expect("8 bytes inside the message"),
+        );
+        let x = spread::<B>(word);
+        bad |= x.wrapping_add(bias) & TOP;
+        o.copy_from_slice(&x.to_le_bytes());
+    }
+    for k in direct..full {
+        let mut buf = [0u8; 8];
+        buf[..bw].copy_from_slice(&bytes[bw * k..bw * k + bw]);
+        let x = spread::<B>(u64::from_le_bytes(buf));
+        bad |= x.wrapping_add(bias) & TOP;
+        out[8 * k..8 * k + 8].copy_from_slice(&x.to_le_bytes());
+    }
+    let rest = n - full * 8;
+    if rest > 0 {
+        let nb = packed_len_bits(rest, B);
+        let mut buf = [0u8; 8];
+        buf[..nb].copy_from_slice(&bytes[bw * full..bw * full + nb]);
+        let x = spread::<B>(u64::from_le_bytes(buf)).to_le_bytes();
+        for (o, &v) in out[full * 8..].iter_mut().zip(&x) {
+            bad |= u64::from(u32::from(v) >= p);
+            *o = v;
+        }
+    }
+    (out, bad != 0)
 }
 
 /// What P0 and P1 hold in common after the opening: `c`, the opened

@@ -5,7 +5,7 @@
 
 use ppml_sharing::prg;
 use ppml_simd::Backend;
-use ppml_smpc::compare::{PcMasks, pc_eval_on, pc_message_on, rho_correction_on};
+use ppml_smpc::compare::{PcMasks, pc_eval_on, pc_message_on, pc_prime, rho_correction_on};
 use ppml_smpc::kernel::{PackedRhs, matmul_with};
 use ppml_smpc::party::{Prg, fill_mod_on};
 use proptest::prelude::*;
@@ -29,7 +29,8 @@ proptest! {
     #[test]
     fn compare_kernels_match_portable(
         n in prop_oneof![1usize..70, 250usize..300],
-        m in 17usize..40,
+        // Widths over Z_31, Z_61 and Z_67.
+        m in prop_oneof![1usize..29, 29usize..59, 59usize..64],
         seed in any::<u64>(),
     ) {
         let w = m + 1;
@@ -38,9 +39,9 @@ proptest! {
         let r = prg::random_u64s(&mut rng, n);
         let mut prg_a = Prg::from_seed(seed32(seed));
         let masks = PcMasks::draw(&mut prg_a, n, m);
-        // Bit shares in Z_67 (any values below 67 are valid shares).
+        // Bit shares in Z_p (any values below p are valid shares).
         let mut rho0 = vec![0u8; n * m];
-        fill_mod_on(Backend::Portable, &mut prg_a, &mut rho0, 67, 0);
+        fill_mod_on(Backend::Portable, &mut prg_a, &mut rho0, pc_prime(m) as u16, 0);
         let mut want_rho1 = vec![0u8; n * m];
         rho_correction_on(Backend::Portable, m, &r, &rho0, &mut want_rho1);
         let mut want_d = [vec![0u8; n * w], vec![0u8; n * w]];
