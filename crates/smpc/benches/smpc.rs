@@ -131,7 +131,7 @@ fn benches(c: &mut Criterion) {
 
 fn compare_kernels(c: &mut Criterion<cputime::CpuTime>) {
     use ppml_simd::Backend;
-    use ppml_smpc::compare::{PcMasks, pc_eval_on, pc_message_on};
+    use ppml_smpc::compare::{PcMasks, pc_eval_on, pc_message_on, pc_prime};
     use ppml_smpc::party::{Prg, fill_mod_on};
     let mut g = c.benchmark_group("compare_kernels_cpu");
     g.sample_size(10);
@@ -141,7 +141,7 @@ fn compare_kernels(c: &mut Criterion<cputime::CpuTime>) {
     let mut p = Prg::from_seed([3; 32]);
     let masks = PcMasks::draw(&mut p, n, m);
     let mut rho = vec![0u8; n * m];
-    fill_mod_on(Backend::Portable, &mut p, &mut rho, 67, 0);
+    fill_mod_on(Backend::Portable, &mut p, &mut rho, pc_prime(m) as u16, 0);
     for backend in Backend::available() {
         let mut d0 = vec![0u8; n * w];
         let mut d1 = vec![0u8; n * w];

@@ -156,7 +156,7 @@ fn pc_message_p<const P: u32>(
     rho: &[u8],
     masks: &PcMasks,
     rotated: &mut [u8],
-    d: &mut Vec<u8>,
+    _d: &mut Vec<u8>,
 ) {
     let n = c.len();
     let w = m + 1;
@@ -166,54 +166,81 @@ fn pc_message_p<const P: u32>(
     let lead = u16::from(j == P0);
     // The u_i mask enters as +u (P0) or p - u (P1): mask = m_add + m_mul u.
     let (m_add, m_mul) = if lead == 1 { (0u16, 1u16) } else { (p, u16::MAX) };
-    let mut suffix = vec![0u16; n];
-    d.clear();
-    d.resize(n * w, 0);
-    let neg = &masks.beta[..n];
-    let zero_rho = vec![0u8; n];
-    let c = &c[..n];
-    // Positions from the most significant (i = m, bit m-1) down to the
-    // appended bit (i = 0: x~ = 1, r~ = 0); one reduction mod p per output
-    // value and one per running sum.
-    for i in (0..w).rev() {
-        let s = &masks.s[i * n..(i + 1) * n];
-        let u = &masks.u[i * n..(i + 1) * n];
-        let out = &mut d[i * n..(i + 1) * n];
-        let r_row: &[u8] = if i == 0 {
-            &zero_rho
-        } else {
-            &rho[(i - 1) * n..i * n]
-        };
-        let shift = i.saturating_sub(1) as u32;
-        let fixed_x = u16::from(i == 0);
-        let suffix = &mut suffix[..n];
-        for e in 0..n {
-            let xi = ((c[e] >> shift) & 1) as u16 | fixed_x;
-            let ri = r_row[e] as u16;
-            let ng = neg[e] as u16;
-            // diff = [j==0] x~_i - r~_i + p, in [1, p + 1].
-            let diff = lead * xi + p - ri;
-            // (1 - 2 beta) diff, shifted by 2p to stay non-negative: for
-            // beta = 1, 2p - diff (wrapping arithmetic, exact result).
-            let signed = diff.wrapping_add(ng.wrapping_mul((2 * p).wrapping_sub(2 * diff)));
-            let cval = signed + lead + suffix[e];
-            let mask = m_add.wrapping_add(m_mul.wrapping_mul(u[e] as u16));
-            out[e] = ((s[e] as u16 * cval + mask) % p) as u8;
-            // w_i share: x~_i = 0 -> r~_i ; x~_i = 1 -> [j==0] + p - r~_i.
-            let wi = ri.wrapping_add(xi.wrapping_mul((lead + p).wrapping_sub(2 * ri)));
-            suffix[e] = (suffix[e] + wi) % p;
+    let step = |xi: u8, ri: u8, ng: u8, sv: u8, uv: u8, suf: &mut u16| -> u8 {
+        let (xi, ri, ng) = (xi as u16, ri as u16, ng as u16);
+        // diff = [j==0] x~_i - r~_i + p, in [1, p + 1].
+        let diff = lead * xi + p - ri;
+        // (1 - 2 beta) diff, shifted by 2p to stay non-negative: for
+        // beta = 1, 2p - diff (wrapping arithmetic, exact result).
+        let signed = diff.wrapping_add(ng.wrapping_mul((2 * p).wrapping_sub(2 * diff)));
+        let cval = signed + lead + *suf;
+        let mask = m_add.wrapping_add(m_mul.wrapping_mul(uv as u16));
+        // w_i share: x~_i = 0 -> r~_i ; x~_i = 1 -> [j==0] + p - r~_i.
+        let wi = ri.wrapping_add(xi.wrapping_mul((lead + p).wrapping_sub(2 * ri)));
+        *suf = (*suf + wi) % p;
+        ((sv as u16 * cval + mask) % p) as u8
+    };
+    // Blocks of L elements, all positions of a block at a time, from the
+    // most significant (i = m, bit m-1) down to the appended bit (i = 0:
+    // x~ = 1, r~ = 0), into a w x L tile (fixed-size loops: vectorised).
+    // Then each column e is rotated: position i goes to row
+    // (i + rot[e]) mod w, by a barrel shifter (rotate every column by 2^k
+    // where bit k of its rot is set, as a row-wise blend), and the tile's
+    // rows are copied out. (A per-byte scatter cost more than the rest.)
+    const L: usize = 64;
+    let mut tile = vec![[0u8; L]; w];
+    let mut spare = vec![[0u8; L]; w];
+    let steps = usize::BITS - (w - 1).leading_zeros();
+    let mut e0 = 0;
+    while e0 < n {
+        let len = L.min(n - e0);
+        let mut suf = [0u16; L];
+        let mut xb = [0u8; L];
+        let mut rr = [0u8; L];
+        let mut sv = [0u8; L];
+        let mut uv = [0u8; L];
+        let mut ng = [0u8; L];
+        ng[..len].copy_from_slice(&masks.beta[e0..e0 + len]);
+        for i in (0..w).rev() {
+            let at = i * n + e0;
+            sv[..len].copy_from_slice(&masks.s[at..at + len]);
+            uv[..len].copy_from_slice(&masks.u[at..at + len]);
+            if i == 0 {
+                rr = [0u8; L];
+            } else {
+                rr[..len].copy_from_slice(&rho[(i - 1) * n + e0..(i - 1) * n + e0 + len]);
+            }
+            let shift = i.saturating_sub(1) as u32;
+            let fixed_x = u8::from(i == 0);
+            for (x, &ce) in xb.iter_mut().zip(&c[e0..e0 + len]) {
+                *x = ((ce >> shift) & 1) as u8 | fixed_x;
+            }
+            let row = &mut tile[i];
+            for l in 0..L {
+                row[l] = step(xb[l], rr[l], ng[l], sv[l], uv[l], &mut suf[l]);
+            }
         }
-    }
-    // Rotate each element's positions: position i of element e goes to row
-    // (i + rot[e]) mod w. (CHUNK is not a multiple of 64, so the rows do not
-    // alias in L1.)
-    for i in 0..w {
-        let row = &d[i * n..(i + 1) * n];
-        for (e, (&v, &rot)) in row.iter().zip(&masks.rot[..n]).enumerate() {
-            let t = i + rot as usize;
-            let t = if t >= w { t - w } else { t };
-            rotated[t * n + e] = v;
+        let mut rot = [0u8; L];
+        rot[..len].copy_from_slice(&masks.rot[e0..e0 + len]);
+        for k in 0..steps {
+            let by = (1usize << k) % w;
+            let mut sel = [0u8; L];
+            for l in 0..L {
+                sel[l] = 0u8.wrapping_sub((rot[l] >> k) & 1);
+            }
+            for t in 0..w {
+                let src = if t >= by { t - by } else { t + w - by };
+                let (moved, kept, dst) = (&tile[src], &tile[t], &mut spare[t]);
+                for l in 0..L {
+                    dst[l] = (moved[l] & sel[l]) | (kept[l] & !sel[l]);
+                }
+            }
+            std::mem::swap(&mut tile, &mut spare);
         }
+        for (t, row) in tile.iter().enumerate() {
+            rotated[t * n + e0..t * n + e0 + len].copy_from_slice(&row[..len]);
+        }
+        e0 += len;
     }
 }
 

@@ -57,6 +57,23 @@ proptest! {
             let wbit = u8::from((c[e] & mask) < (r[e] & mask));
             prop_assert_eq!(want_eval[e], wbit ^ masks.beta[e]);
         }
+        // Each element's positions are rotated by its own rot: the message
+        // with every rot zero, rotated by hand, is the real message.
+        let unrotated_masks = PcMasks {
+            beta: masks.beta.clone(),
+            s: masks.s.clone(),
+            u: masks.u.clone(),
+            rot: vec![0; n],
+        };
+        let mut plain = vec![0u8; n * w];
+        pc_message_on(Backend::Portable, 0, m, &c, &rho0, &unrotated_masks, &mut plain, &mut Vec::new());
+        for e in 0..n {
+            for i in 0..w {
+                let t = (i + masks.rot[e] as usize) % w;
+                prop_assert_eq!(want_d[0][t * n + e], plain[i * n + e], "element {} position {}", e, i);
+            }
+        }
+        prop_assert!(n < 250 || masks.rot.iter().any(|&r| r != 0));
         for backend in Backend::available() {
             let mut rho1 = vec![0u8; n * m];
             rho_correction_on(backend, m, &r, &rho0, &mut rho1);
