@@ -33,6 +33,8 @@ use crate::{SmpcError, error::expect_len};
 
 /// Elements per chunk of local PrivateCompare work.
 const CHUNK: usize = 8000;
+// Chunks start on whole packed groups of 8 values (see `select_inner`).
+const _: () = assert!(CHUNK.is_multiple_of(8));
 
 /// The prime of a PrivateCompare over `m` bits: the smallest of 31, 61 and
 /// 67 above `m + 2`. Every position's value
@@ -517,6 +519,14 @@ fn select_inner(
     }
     let m = (mb - shift) as usize;
     let p = pc_prime(m);
+    let bits = value_bits(p);
+    // Byte range of the packed values of elements s0..s0+len (`per` values
+    // each) in a chunk-major message: chunks start at multiples of CHUNK, a
+    // multiple of 8, so every chunk starts on a whole packed group.
+    let chunk_bytes = |s0: usize, len: usize, per: usize| {
+        let start = s0 * per * bits as usize / 8;
+        start..start + packed_len_bits(len * per, bits)
+    };
     let np = payloads.len();
     let w = m + 1;
     let kw = reply_width(trunc);
@@ -540,22 +550,36 @@ fn select_inner(
                 .map(|(a, b)| a.wrapping_add(*b))
                 .collect();
             let r_pc: Vec<u64> = r.iter().map(|v| v >> shift).collect();
-            let mut rho1 = vec![0u8; n * m];
+            // Chunk by chunk, packed as it goes (no n x m buffer).
+            let mut rho1 = vec![0u8; CHUNK.min(n) * m];
             let mut rho0 = vec![0u8; CHUNK.min(n) * m];
+            let mut packed = Vec::with_capacity(packed_len_bits(n * m, bits));
             for (s0, len) in chunks() {
                 let z = &mut rho0[..len * m];
                 fill_zp(party.prg(Stream::S02)?, z, p);
-                rho_correction(m, &r_pc[s0..s0 + len], z, &mut rho1[s0 * m..(s0 + len) * m]);
+                let o = &mut rho1[..len * m];
+                rho_correction(m, &r_pc[s0..s0 + len], z, o);
+                packed.extend_from_slice(&pack_zp(o, p));
             }
-            party.net.send_bytes(P1, pack_zp(&rho1, p))?;
-            let d0 = unpack_zp(&party.net.recv_bytes(P0)?, n * w, p, "compare message of p0")?;
-            let d1 = unpack_zp(&party.net.recv_bytes(P1)?, n * w, p, "compare message of p1")?;
+            party.net.send_bytes(P1, packed)?;
+            let d0 = party.net.recv_bytes(P0)?;
+            let d1 = party.net.recv_bytes(P1)?;
+            for (d, who) in [(&d0, "p0"), (&d1, "p1")] {
+                expect_len(
+                    &format!("compare message of {who} (packed bytes)"),
+                    d.len(),
+                    packed_len_bits(n * w, bits),
+                )?;
+            }
             let mut bp = Vec::with_capacity(n);
             for (s0, len) in chunks() {
+                let part = |d: &[u8], who: &str| {
+                    unpack_zp(&d[chunk_bytes(s0, len, w)], len * w, p, who)
+                };
                 bp.extend(pc_eval(
                     w,
-                    &d0[s0 * w..(s0 + len) * w],
-                    &d1[s0 * w..(s0 + len) * w],
+                    &part(&d0, "compare message of p0")?,
+                    &part(&d1, "compare message of p1")?,
                 ));
             }
             let p0 = party.draw(Stream::S02, n * (kw + np))?;
@@ -587,20 +611,30 @@ fn select_inner(
             let (c, e_all) = opened.split_at(n);
             let c_pc: Vec<u64> = c.iter().map(|v| v >> shift).collect();
             let rho_all = if j == P1 {
-                unpack_zp(&party.net.recv_bytes(P2)?, n * m, p, "bit shares")?
+                let b = party.net.recv_bytes(P2)?;
+                expect_len(
+                    "bit shares (packed bytes)",
+                    b.len(),
+                    packed_len_bits(n * m, bits),
+                )?;
+                b
             } else {
                 Vec::new()
             };
-            let mut d = vec![0u8; n * w];
+            // Chunk by chunk, packed as it goes (no n x w buffer).
+            let mut d = vec![0u8; CHUNK.min(n) * w];
+            let mut packed = Vec::with_capacity(packed_len_bits(n * w, bits));
             let mut beta = Vec::with_capacity(n);
             let (mut rho0, mut scratch) = (vec![0u8; CHUNK.min(n) * m], Vec::new());
             for (s0, len) in chunks() {
+                let rho1;
                 let rho: &[u8] = if j == P0 {
                     let z = &mut rho0[..len * m];
                     fill_zp(party.prg(Stream::S02)?, z, p);
                     z
                 } else {
-                    &rho_all[s0 * m..(s0 + len) * m]
+                    rho1 = unpack_zp(&rho_all[chunk_bytes(s0, len, m)], len * m, p, "bit shares")?;
+                    &rho1
                 };
                 let masks = PcMasks::draw(party.prg(Stream::S01)?, len, m);
                 pc_message_into(
@@ -609,12 +643,13 @@ fn select_inner(
                     &c_pc[s0..s0 + len],
                     rho,
                     &masks,
-                    &mut d[s0 * w..(s0 + len) * w],
+                    &mut d[..len * w],
                     &mut scratch,
                 );
+                packed.extend_from_slice(&pack_zp(&d[..len * w], p));
                 beta.extend_from_slice(&masks.beta);
             }
-            party.net.send_bytes(P2, pack_zp(&d, p))?;
+            party.net.send_bytes(P2, packed)?;
             let dealt = if j == P0 {
                 party.draw(Stream::S02, n * (kw + np))?
             } else {
