@@ -350,6 +350,71 @@ pub fn fixed_product(
     }
 }
 
+/// [`fixed_product`] of a left operand given before a linear expansion:
+/// `x` holds `groups` equal groups (e.g. images), `expand(v, g)` maps `g`
+/// consecutive groups of `v` to their `g * rows_per_group` rows of `k`
+/// (e.g. im2col). The same messages and result as expanding all of `x` and
+/// calling [`fixed_product`], but the expansion is done a few groups at a
+/// time (about 4 MiB per chunk): the expanded matrices of a batch can be
+/// hundreds of megabytes, each a fresh mapping that the kernel has to
+/// zero page by page.
+pub fn fixed_product_expanded(
+    party: &mut Party,
+    groups: usize,
+    rows_per_group: usize,
+    x: &Masked,
+    w: &FixedRhs,
+    expand: impl Fn(&[u64], usize) -> Vec<u64>,
+) -> Result<Vec<u64>, SmpcError> {
+    let (k, n) = (w.k(), w.n());
+    let rows = groups * rows_per_group;
+    if groups == 0 || !x.a.len().is_multiple_of(groups) {
+        return Err(SmpcError::Shape(format!(
+            "{} mask values are not {groups} equal groups",
+            x.a.len()
+        )));
+    }
+    let per = x.a.len() / groups;
+    let step = ((4usize << 20) / (rows_per_group * k * 8).max(1)).clamp(1, groups);
+    let chunks = (0..groups).step_by(step).map(|g0| (g0, step.min(groups - g0)));
+    let rows_of = |g0: usize, g: usize| g0 * rows_per_group * n..(g0 + g) * rows_per_group * n;
+    match party.id {
+        P2 => {
+            let mut c = vec![0u64; rows * n];
+            for (g0, g) in chunks {
+                let a = expand(&x.a[g0 * per..(g0 + g) * per], g);
+                expect_len("expanded mask", a.len(), g * rows_per_group * k)?;
+                kernel::matmul_acc(&a, g * rows_per_group, &w.g, &mut c[rows_of(g0, g)])?;
+            }
+            let c0 = party.draw(Stream::S02, rows * n)?;
+            for (ci, c0i) in c.iter_mut().zip(&c0) {
+                *ci = ci.wrapping_sub(*c0i);
+            }
+            party.net.send_u64s(P1, &c)?;
+            Ok(Vec::new())
+        }
+        j @ (P0 | P1) => {
+            expect_len("opened input", x.e.len(), x.a.len())?;
+            let mut z = if j == P0 {
+                party.draw(Stream::S02, rows * n)?
+            } else {
+                party.recv_len(P2, rows * n, "product correction")?
+            };
+            for (g0, g) in chunks {
+                let r = g0 * per..(g0 + g) * per;
+                let (e, a) = (expand(&x.e[r.clone()], g), expand(&x.a[r], g));
+                expect_len("expanded input", e.len(), g * rows_per_group * k)?;
+                expect_len("expanded mask", a.len(), g * rows_per_group * k)?;
+                let zc = &mut z[rows_of(g0, g)];
+                kernel::matmul_acc(&e, g * rows_per_group, &w.g, zc)?;
+                kernel::matmul_acc(&a, g * rows_per_group, &w.f, zc)?;
+            }
+            Ok(z)
+        }
+        other => Err(SmpcError::Role(format!("party {other} cannot multiply"))),
+    }
+}
+
 /// Matrix product of two shared matrices (`m x k` by `k x n`), both masked
 /// and opened for this product only (no truncation). P2 passes empty slices.
 pub fn matmul(

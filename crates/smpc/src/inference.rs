@@ -11,7 +11,7 @@
 //! The model's layer list (shapes only, as a [`ModelPlan`]) and the batch
 //! sizes are public.
 
-use crate::beaver::{self, FixedRhs, Masked};
+use crate::beaver::{self, FixedRhs};
 use crate::party::{
     Comparison, DATA_OWNER, MODEL_OWNER, P0, P1, P2, Party, ProtocolConfig, Stream, TestOnlyLeak,
     Truncation, party_name,
@@ -623,9 +623,16 @@ fn infer_batch(
                 } = *l
                 {
                     let geo = (in_channels, kernel, stride, padding, input_hw);
-                    let masked: Masked = masked.map(|v| im2col(v, batch, geo));
                     let np = out_size / n;
-                    let mut z = beaver::fixed_product(party, batch * np, &masked, &prepared.rhs)?;
+                    // im2col a few images at a time inside the product.
+                    let mut z = beaver::fixed_product_expanded(
+                        party,
+                        batch,
+                        np,
+                        &masked,
+                        &prepared.rhs,
+                        |v, g| im2col(v, g, geo),
+                    )?;
                     if !exact {
                         beaver::truncate(party, &mut z);
                     }
