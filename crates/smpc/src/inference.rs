@@ -476,19 +476,21 @@ fn im2col(
             for oy in 0..ho {
                 for ox in 0..wo {
                     let row = &mut img_out[(oy * wo + ox) * kk..(oy * wo + ox + 1) * kk];
+                    // The kernel columns inside the image: kj in lo..hi
+                    // (ix = ox * stride + kj - padding in 0..w); the rest is
+                    // padding (zeros, as allocated).
+                    let x0 = ox * stride;
+                    let lo = padding.saturating_sub(x0).min(kernel);
+                    let hi = (w + padding).saturating_sub(x0).min(kernel).max(lo);
                     for c in 0..cin {
                         for ki in 0..kernel {
                             let iy = (oy * stride + ki) as isize - padding as isize;
-                            for kj in 0..kernel {
-                                let ix = (ox * stride + kj) as isize - padding as isize;
-                                let v = if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize
-                                {
-                                    0
-                                } else {
-                                    img[c * h * w + iy as usize * w + ix as usize]
-                                };
-                                row[(c * kernel + ki) * kernel + kj] = v;
+                            if iy < 0 || iy >= h as isize || lo == hi {
+                                continue;
                             }
+                            let src = c * h * w + iy as usize * w + x0 + lo - padding;
+                            let dst = (c * kernel + ki) * kernel;
+                            row[dst + lo..dst + hi].copy_from_slice(&img[src..src + hi - lo]);
                         }
                     }
                 }
@@ -1423,4 +1425,60 @@ pub fn run_tcp_role(
         _ => None,
     };
     run_role_over(&link, id, acceptor, input, protocol, &cfg, secrets)
+}
+
+#[cfg(test)]
+mod im2col_tests {
+    use super::*;
+
+    /// The element-by-element definition im2col's row copies must equal.
+    fn naive(x: &[u64], batch: usize, geo: (usize, usize, usize, usize, (usize, usize))) -> Vec<u64> {
+        let (cin, k, s, pad, (h, w)) = geo;
+        let (ho, wo) = LayerPlan::conv_out_hw(k, s, pad, (h, w));
+        let mut out = Vec::new();
+        for b in 0..batch {
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    for c in 0..cin {
+                        for ki in 0..k {
+                            for kj in 0..k {
+                                let iy = (oy * s + ki) as isize - pad as isize;
+                                let ix = (ox * s + kj) as isize - pad as isize;
+                                let inside = iy >= 0 && ix >= 0 && iy < h as isize && ix < w as isize;
+                                out.push(if inside {
+                                    x[((b * cin + c) * h + iy as usize) * w + ix as usize]
+                                } else {
+                                    0
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn im2col_matches_its_definition() {
+        let mut v = 7u64;
+        for (cin, k, s, pad, h, w) in [
+            (1, 5, 1, 2, 28, 28),
+            (2, 3, 2, 1, 7, 9),
+            (3, 4, 3, 0, 10, 8),
+            (1, 5, 1, 6, 4, 3),
+            (2, 1, 1, 0, 5, 5),
+            (1, 3, 2, 2, 1, 1),
+        ] {
+            let batch = 2;
+            let x: Vec<u64> = (0..batch * cin * h * w)
+                .map(|_| {
+                    v = v.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    v
+                })
+                .collect();
+            let geo = (cin, k, s, pad, (h, w));
+            assert_eq!(im2col(&x, batch, geo), naive(&x, batch, geo), "{geo:?}");
+        }
+    }
 }
