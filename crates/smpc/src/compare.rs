@@ -733,26 +733,33 @@ fn pack_bits<const B: u32>(v: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Eight bytes (each below `2^B`) to `8B` bits, `B` per byte.
+/// Eight bytes (each below `2^B`) to `8B` bits, `B` per byte: three
+/// halving steps (bytes to 16-bit pairs to 32-bit quads to one word), each
+/// a mask, a shift and an or on the whole word.
 #[inline(always)]
 fn squeeze<const B: u32>(x: u64) -> u64 {
-    let mask = (1u64 << B) - 1;
-    let mut p = 0u64;
-    for i in 0..8 {
-        p |= (x >> ((8 - B) * i)) & (mask << (B * i));
-    }
-    p
+    let lanes = |bits: u32, every: u32| -> u64 {
+        let one = (1u64 << bits) - 1;
+        (0..64 / every).fold(0, |m, i| m | (one << (i * every)))
+    };
+    // Pairs of bytes: low byte's B bits, high byte's shifted down next to them.
+    let x = (x & lanes(B, 16)) | ((x >> (8 - B)) & lanes(B, 16) << B);
+    // Pairs of 16-bit lanes (2B bits each).
+    let x = (x & lanes(2 * B, 32)) | ((x >> (16 - 2 * B)) & lanes(2 * B, 32) << (2 * B));
+    // The two 32-bit halves (4B bits each).
+    (x & lanes(4 * B, 64)) | ((x >> (32 - 4 * B)) & lanes(4 * B, 64) << (4 * B))
 }
 
 /// `8B` bits to eight `B`-bit bytes (inverse of [`squeeze`]).
 #[inline(always)]
 fn spread<const B: u32>(p: u64) -> u64 {
-    let mask = (1u64 << B) - 1;
-    let mut x = 0u64;
-    for i in 0..8 {
-        x |= (p << ((8 - B) * i)) & (mask << (8 * i));
-    }
-    x
+    let lanes = |bits: u32, every: u32| -> u64 {
+        let one = (1u64 << bits) - 1;
+        (0..64 / every).fold(0, |m, i| m | (one << (i * every)))
+    };
+    let x = (p & lanes(4 * B, 64)) | ((p << (32 - 4 * B)) & (lanes(4 * B, 64) << 32));
+    let x = (x & lanes(2 * B, 32)) | ((x << (16 - 2 * B)) & (lanes(2 * B, 32) << 16));
+    (x & lanes(B, 16)) | ((x << (8 - B)) & (lanes(B, 16) << 8))
 }
 
 /// Inverse of [`pack_zp`] for `n` values; a message of the wrong length or
