@@ -1,5 +1,5 @@
 //! Comparisons: DReLU, ReLU and selection, via a single PrivateCompare per
-//! element over Z_67 (SecureNN's PrivateCompare, used Falcon-style: one
+//! element over Z_p (SecureNN's PrivateCompare, used Falcon-style: one
 //! comparison gives the MSB directly, no ShareConvert), comparing the
 //! `m` low bits (`m = 63`, the default `cmp_bits`: every ring element; a
 //! narrower `m` when the caller has proved `|x| < 2^m`, as private inference
@@ -20,7 +20,11 @@
 //!    shares of `DReLU(x)`, `ReLU(x) = x DReLU(x)` and `y DReLU(x)` locally.
 //!
 //! With [`select_trunc`], P2 also deals the shares that give P0/P1 the exact
-//! truncation of `x` from the same opening (no extra round).
+//! truncation of `x` from the same opening (no extra round). With
+//! [`select_skip`] (the *faithful* comparison of max pooling and argmax) the
+//! PrivateCompare covers bits `k..m` only. The field is Z_p with
+//! `p = pc_prime(q)` (31, 61 or 67) for `q` compared bits, values packed
+//! 5, 6 or 7 bits each.
 //!
 //! Three rounds, whatever the number of elements. Draw order:
 //! `S02`: r0, t0, rho0, then P0's reply shares (v0, rv0, [the six truncation

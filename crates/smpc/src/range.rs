@@ -11,6 +11,13 @@
 //! ulp per truncation) and by a relative 1e-9 for floating-point rounding, so
 //! the secure values provably stay inside them (unless a local truncation
 //! fails, which is what [`RangePlan::truncation_failure_per_image`] bounds).
+//!
+//! With faithful comparisons ([`Comparison::Faithful`], the default) max
+//! pooling and the final argmax on `2f`-bit values skip the low
+//! `k = f - ceil(log2 L)` bits of their PrivateCompare ([`RangePlan::skips`]):
+//! those stages' widths keep `2^k` ring units of margin at the top, and a
+//! pooled interval is widened by `L 2^k` (at most one ulp), the most a
+//! faithful tournament of `L` levels can lose.
 
 use crate::SmpcError;
 use crate::inference::{LayerPlan, ModelPlan};
