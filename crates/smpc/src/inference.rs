@@ -1482,3 +1482,40 @@ mod im2col_tests {
         }
     }
 }
+
+#[cfg(test)]
+mod comparison_mode_tests {
+    use super::*;
+
+    #[test]
+    fn a_party_in_the_other_comparison_mode_or_a_bad_skip_is_refused() {
+        let model = Model::from_arch("cnn", 5).unwrap();
+        let faithful = ProtocolConfig::default();
+        let plan = ModelPlan::for_protocol(&model, &faithful, DEFAULT_INPUT_RANGE).unwrap();
+        assert_eq!(plan.ranges.comparison, Comparison::Faithful);
+        assert!(plan.check_ranges(&faithful).is_ok());
+        let exact = ProtocolConfig {
+            comparison: Comparison::Exact,
+            ..faithful
+        };
+        let err = plan.check_ranges(&exact).unwrap_err();
+        assert!(err.to_string().contains("comparisons"), "{err}");
+        // A skip at or above its width, or beyond f, is refused.
+        for bad in [plan.ranges.widths[0], faithful.frac_bits + 1] {
+            let mut p = plan.clone();
+            p.ranges.skips[0] = bad;
+            assert!(matches!(p.check_ranges(&faithful), Err(SmpcError::Model(_))));
+        }
+        let mut p = plan.clone();
+        p.ranges.skips.pop();
+        assert!(matches!(p.check_ranges(&faithful), Err(SmpcError::Model(_))));
+        // A plan from before faithful comparisons (no skips, no mode field)
+        // decodes as exact with nothing skipped.
+        let mut old = plan.ranges.clone();
+        old.skips.clear();
+        assert!((0..old.widths.len()).all(|i| old.skip(i) == 0));
+        let exact_plan = ModelPlan::for_protocol(&model, &exact, DEFAULT_INPUT_RANGE).unwrap();
+        assert!(exact_plan.ranges.skips.iter().all(|&k| k == 0));
+        assert!(exact_plan.check_ranges(&exact).is_ok());
+    }
+}

@@ -185,3 +185,36 @@ fn trained_model_times_100_on_the_whole_test_set() {
         }
     }
 }
+
+/// Faithful comparisons (the default) skip low bits only in max pooling and
+/// the final argmax on 2f-bit values, keep the widths, and agree with the
+/// plaintext model like exact comparisons, on a CNN with max pooling and on
+/// an MLP; a party running the other mode refuses the plan.
+#[test]
+fn faithful_and_exact_comparisons_both_agree_and_must_match() {
+    use ppml_smpc::party::Comparison;
+    let (images, labels) = test_slice(24);
+    for arch in ["cnn", "mlp500"] {
+        let model = Model::from_arch(arch, 5).unwrap();
+        let mut reports = Vec::new();
+        for comparison in [Comparison::Faithful, Comparison::Exact] {
+            let protocol = ProtocolConfig {
+                comparison,
+                ..Default::default()
+            };
+            let r = run_in_process(&model, &images, &labels, &cfg(protocol)).unwrap();
+            assert_eq!(r.plaintext_agreement, 1.0, "{arch} {comparison}");
+            assert_eq!(r.cmp_skips.len(), r.cmp_widths.len());
+            reports.push(r);
+        }
+        let (faithful, exact) = (&reports[0], &reports[1]);
+        assert!(exact.cmp_skips.iter().all(|&k| k == 0));
+        // The final argmax of 10 classes skips f - 2 bits; a cnn's pools
+        // (2x2: two levels) skip f - 1.
+        assert_eq!(faithful.cmp_skips.last(), Some(&14), "{arch}");
+        if arch == "cnn" {
+            assert_eq!(faithful.cmp_skips.iter().filter(|&&k| k == 15).count(), 2);
+        }
+        assert!(faithful.bytes_per_image < exact.bytes_per_image, "{arch}");
+    }
+}
