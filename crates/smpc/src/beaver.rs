@@ -376,7 +376,9 @@ pub fn fixed_product_expanded(
     }
     let per = x.a.len() / groups;
     let step = ((4usize << 20) / (rows_per_group * k * 8).max(1)).clamp(1, groups);
-    let chunks = (0..groups).step_by(step).map(|g0| (g0, step.min(groups - g0)));
+    let chunks = (0..groups)
+        .step_by(step)
+        .map(|g0| (g0, step.min(groups - g0)));
     let rows_of = |g0: usize, g: usize| g0 * rows_per_group * n..(g0 + g) * rows_per_group * n;
     match party.id {
         P2 => {

@@ -32,7 +32,9 @@
 //! `S01`: beta, s, u, rot. rho0 and the `S01` masks are drawn chunk by chunk
 //! (chunks of 8000 elements, in order).
 
-use crate::party::{FULL_CMP_BITS, P0, P1, P2, Party, Prg, Stream, fill_below, fill_zp, fill_zp_nonzero};
+use crate::party::{
+    FULL_CMP_BITS, P0, P1, P2, Party, Prg, Stream, fill_below, fill_zp, fill_zp_nonzero,
+};
 use crate::{SmpcError, error::expect_len};
 
 /// Elements per chunk of local PrivateCompare work.
@@ -171,7 +173,11 @@ fn pc_message_p<const P: u32>(
     let p = P as u16;
     let lead = u16::from(j == P0);
     // The u_i mask enters as +u (P0) or p - u (P1): mask = m_add + m_mul u.
-    let (m_add, m_mul) = if lead == 1 { (0u16, 1u16) } else { (p, u16::MAX) };
+    let (m_add, m_mul) = if lead == 1 {
+        (0u16, 1u16)
+    } else {
+        (p, u16::MAX)
+    };
     let step = |xi: u8, ri: u8, ng: u8, sv: u8, uv: u8, suf: &mut u16| -> u8 {
         let (xi, ri, ng) = (xi as u16, ri as u16, ng as u16);
         // diff = [j==0] x~_i - r~_i + p, in [1, p + 1].
@@ -577,9 +583,8 @@ fn select_inner(
             }
             let mut bp = Vec::with_capacity(n);
             for (s0, len) in chunks() {
-                let part = |d: &[u8], who: &str| {
-                    unpack_zp(&d[chunk_bytes(s0, len, w)], len * w, p, who)
-                };
+                let part =
+                    |d: &[u8], who: &str| unpack_zp(&d[chunk_bytes(s0, len, w)], len * w, p, who);
                 bp.extend(pc_eval(
                     w,
                     &part(&d0, "compare message of p0")?,

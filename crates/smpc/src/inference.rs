@@ -1432,7 +1432,11 @@ mod im2col_tests {
     use super::*;
 
     /// The element-by-element definition im2col's row copies must equal.
-    fn naive(x: &[u64], batch: usize, geo: (usize, usize, usize, usize, (usize, usize))) -> Vec<u64> {
+    fn naive(
+        x: &[u64],
+        batch: usize,
+        geo: (usize, usize, usize, usize, (usize, usize)),
+    ) -> Vec<u64> {
         let (cin, k, s, pad, (h, w)) = geo;
         let (ho, wo) = LayerPlan::conv_out_hw(k, s, pad, (h, w));
         let mut out = Vec::new();
@@ -1444,7 +1448,8 @@ mod im2col_tests {
                             for kj in 0..k {
                                 let iy = (oy * s + ki) as isize - pad as isize;
                                 let ix = (ox * s + kj) as isize - pad as isize;
-                                let inside = iy >= 0 && ix >= 0 && iy < h as isize && ix < w as isize;
+                                let inside =
+                                    iy >= 0 && ix >= 0 && iy < h as isize && ix < w as isize;
                                 out.push(if inside {
                                     x[((b * cin + c) * h + iy as usize) * w + ix as usize]
                                 } else {
@@ -1473,7 +1478,9 @@ mod im2col_tests {
             let batch = 2;
             let x: Vec<u64> = (0..batch * cin * h * w)
                 .map(|_| {
-                    v = v.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    v = v
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
                     v
                 })
                 .collect();
@@ -1504,11 +1511,17 @@ mod comparison_mode_tests {
         for bad in [plan.ranges.widths[0], faithful.frac_bits + 1] {
             let mut p = plan.clone();
             p.ranges.skips[0] = bad;
-            assert!(matches!(p.check_ranges(&faithful), Err(SmpcError::Model(_))));
+            assert!(matches!(
+                p.check_ranges(&faithful),
+                Err(SmpcError::Model(_))
+            ));
         }
         let mut p = plan.clone();
         p.ranges.skips.pop();
-        assert!(matches!(p.check_ranges(&faithful), Err(SmpcError::Model(_))));
+        assert!(matches!(
+            p.check_ranges(&faithful),
+            Err(SmpcError::Model(_))
+        ));
         // A plan from before faithful comparisons (no skips, no mode field)
         // decodes as exact with nothing skipped.
         let mut old = plan.ranges.clone();

@@ -277,13 +277,15 @@ impl RangePlan {
                     input_hw,
                 } => {
                     let s = if scale2 { 2 * f } else { f };
-                    let (mut pooled, diff) =
-                        pool_intervals(&x, kernel, stride, channels, input_hw);
+                    let (mut pooled, diff) = pool_intervals(&x, kernel, stride, channels, input_hw);
                     let levels = crate::compare::tournament_levels(kernel * kernel);
                     let k = out.stage(cfg, li, Stage::MaxPool, diff, s, levels)?;
                     // A faithful tournament returns a member at most
                     // levels * 2^k ring units below the maximum.
-                    widen(&mut pooled, f64::from(levels) * 2f64.powi(k as i32 - s as i32));
+                    widen(
+                        &mut pooled,
+                        f64::from(levels) * 2f64.powi(k as i32 - s as i32),
+                    );
                     x = pooled;
                 }
                 LayerPlan::AvgPool {

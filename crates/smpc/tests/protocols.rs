@@ -489,7 +489,10 @@ fn faithful_bit_needs_its_margins() {
     // for r = 0: either answer is possible there, nowhere else.
     assert_eq!(faithful_bit(u64::MAX, 0xff, m, k), 1);
     assert_eq!(faithful_bit(u64::MAX, 0, m, k), 0);
-    assert_eq!(faithful_bit((1u64 << k).wrapping_neg().wrapping_sub(1), 0xff, m, k), 0);
+    assert_eq!(
+        faithful_bit((1u64 << k).wrapping_neg().wrapping_sub(1), 0xff, m, k),
+        0
+    );
 }
 
 /// In range for a faithful comparison: `-2^m <= x < 2^m - 2^k`, edges and
