@@ -112,6 +112,7 @@ mod channel;
 pub mod emulator;
 mod error;
 mod frame;
+pub mod inprocess;
 pub mod keys;
 pub mod local;
 mod memory;

@@ -55,9 +55,9 @@ pub mod server;
 pub use client::ClientState;
 pub use crypto::add_mask;
 pub use driver::{
-    AggregateOutcome, ClientReport, ClientRunner, RoleStats, SERVER_NAME, SESSION_PROTOCOL,
-    ServerRun, aggregate_in_process, client_name, connect_server, run_client, run_server,
-    run_server_over,
+    AggregateOutcome, ClientReport, ClientRunner, LinkFailure, RoleStats, RoundDrop, SERVER_NAME,
+    SESSION_PROTOCOL, ServerLink, ServerRound, ServerRun, aggregate_in_process, client_name,
+    connect_server, drive_server, run_client, run_server, run_server_over,
 };
 pub use graph::{Graph, default_degree};
 pub use messages::Step;

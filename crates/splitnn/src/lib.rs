@@ -306,8 +306,6 @@ pub fn train_in_process(
         momentum: cfg.momentum,
         shuffle_share: cfg.shuffle_seed,
     };
-    let net = NetConfig::default();
-    let (ch_data, ch_remote) = ppml_net::in_memory_pair(&net);
     match cfg.variant {
         Variant::Vanilla => {
             let top = parts
@@ -326,7 +324,7 @@ pub fn train_in_process(
                 let r = label.run(ch);
                 (r, label.into_model())
             };
-            run_pair("label holder", data, remote, ch_data, ch_remote, cfg, on)
+            run_pair("label holder", data, remote, cfg, on)
         }
         Variant::UShaped => {
             let head = parts
@@ -344,39 +342,78 @@ pub fn train_in_process(
                 let r = server.run(ch);
                 (r, server.into_model())
             };
-            run_pair("middle server", data, remote, ch_data, ch_remote, cfg, on)
+            run_pair("middle server", data, remote, cfg, on)
         }
     }
 }
 
-/// Runs the remote role on a spawned thread and the data holder on this one,
-/// over an in-memory channel pair, and gathers both results.
+/// What each role of [`run_pair`] hands back.
+enum PairOutput {
+    Data(RunReport, Vec<Model>),
+    Remote(RemoteReport, Model),
+}
+
+impl ppml_net::inprocess::HangUp for SplitError {
+    fn is_hang_up(&self) -> bool {
+        matches!(self, SplitError::Net { source, .. } if source.is_hang_up())
+    }
+}
+
+impl From<ppml_net::inprocess::RoleError<SplitError>> for SplitError {
+    fn from(e: ppml_net::inprocess::RoleError<SplitError>) -> Self {
+        use ppml_net::inprocess::RoleError;
+        match e {
+            RoleError::Failed { error, .. } => error,
+            RoleError::Panicked { role } => SplitError::Panic(role),
+            RoleError::Setup(e) => SplitError::net(e, "setting up the in-process roles"),
+        }
+    }
+}
+
+/// Runs the data holder on this thread and the remote role (`remote_name`) on
+/// its own, linked by an in-memory channel ([`ppml_net::inprocess`]), and
+/// gathers both results.
 fn run_pair(
     remote_name: &str,
     mut data: DataHolder,
-    remote: impl FnOnce(&mut Channel) -> (Result<RemoteReport, SplitError>, Model) + Send + 'static,
-    mut ch_data: Channel,
-    mut ch_remote: Channel,
+    remote: impl FnOnce(&mut Channel) -> (Result<RemoteReport, SplitError>, Model) + Send,
     cfg: &SplitConfig,
     on: &mut dyn FnMut(Event<'_>),
 ) -> Result<InProcessRun, SplitError> {
-    let handle = std::thread::Builder::new()
-        .name(remote_name.replace(' ', "-"))
-        .spawn(move || remote(&mut ch_remote))
-        .map_err(|e| SplitError::Config(format!("cannot spawn a thread: {e}")))?;
-    let result = data.run(&mut ch_data, cfg, on);
-    // Dropping our end unblocks the remote party if the data holder stopped early.
-    drop(ch_data);
-    let (remote_result, remote_model) = handle
-        .join()
-        .map_err(|_| SplitError::Panic(remote_name.into()))?;
-    let report = result?;
-    Ok(InProcessRun {
-        report,
-        remote: remote_result?,
-        data_models: data.into_models(),
-        remote_model,
-    })
+    use ppml_net::inprocess::{Links, Role, run_roles};
+    let data_role = Role::here(move |net: &mut ppml_net::Network| {
+        let ch = net
+            .channel(1)
+            .map_err(|e| SplitError::net(e, "the data holder's link"))?;
+        let report = data.run(ch, cfg, on)?;
+        Ok(PairOutput::Data(report, data.into_models()))
+    });
+    let remote_role = Role::thread(move |net: &mut ppml_net::Network| {
+        let ch = net
+            .channel(0)
+            .map_err(|e| SplitError::net(e, "the remote party's link"))?;
+        let (report, model) = remote(ch);
+        Ok(PairOutput::Remote(report?, model))
+    });
+    let runs = run_roles(
+        &["data holder", remote_name],
+        &Links::Mesh,
+        &NetConfig::default(),
+        vec![data_role, remote_role],
+    )?;
+    let mut it = runs.into_iter().map(|r| r.output);
+    match (it.next(), it.next()) {
+        (Some(PairOutput::Data(report, data_models)), Some(PairOutput::Remote(remote, model))) => {
+            Ok(InProcessRun {
+                report,
+                remote,
+                data_models,
+                remote_model: model,
+            })
+        }
+        // Cannot happen: the runner returns the roles' outputs in role order.
+        _ => Err(SplitError::Config("in-process roles out of order".into())),
+    }
 }
 
 /// Result of [`train_round_robin`].
