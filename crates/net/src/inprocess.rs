@@ -262,7 +262,15 @@ where
                 Role::Thread(f) => {
                     let spawned = std::thread::Builder::new()
                         .name(names[i].to_owned())
-                        .spawn_scoped(scope, move || run_one(net, f, clock));
+                        .spawn_scoped(scope, move || {
+                            // Caught here, so a panic is stamped when it happens.
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                run_one(net, f, clock)
+                            }))
+                            .unwrap_or_else(|_| {
+                                Outcome::Panicked(clock.fetch_add(1, Ordering::SeqCst))
+                            })
+                        });
                     handles.push(Some(spawned));
                 }
                 Role::Here(f) => {
