@@ -12,6 +12,7 @@ use ppml_random::{PublicSeed, SecretSource};
 use rayon::prelude::*;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 /// Traffic and compute time of one role.
@@ -48,6 +49,55 @@ pub struct ClientRunner {
     stats: ChannelStats,
     sent: usize,
     error: Option<String>,
+    gate: Option<Arc<ComputeGate>>,
+}
+
+/// Lets at most `permits` clients compute at once. An in-process round runs
+/// every client on its own thread; the gate keeps one client's computation per
+/// core at a time, so a client's timed work (its `seconds`) is its own and not
+/// shared with hundreds of other client threads.
+#[derive(Debug)]
+pub struct ComputeGate {
+    free: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl ComputeGate {
+    /// A gate with `permits` (at least one) concurrent computations.
+    pub fn new(permits: usize) -> Arc<ComputeGate> {
+        Arc::new(ComputeGate {
+            free: Mutex::new(permits.max(1)),
+            freed: Condvar::new(),
+        })
+    }
+
+    /// Runs `f` once a permit is free, timing only `f` into `secs`.
+    fn run<T>(&self, secs: &mut f64, f: impl FnOnce() -> T) -> T {
+        struct Permit<'a>(&'a ComputeGate);
+        impl Drop for Permit<'_> {
+            fn drop(&mut self) {
+                // Released even if `f` panics.
+                *self.0.free.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+                self.0.freed.notify_one();
+            }
+        }
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        while *free == 0 {
+            free = self.freed.wait(free).unwrap_or_else(|p| p.into_inner());
+        }
+        *free -= 1;
+        drop(free);
+        let _permit = Permit(self);
+        timed(secs, f)
+    }
+}
+
+/// Times `f` into `secs`, behind `gate` if there is one.
+fn gated<T>(gate: Option<&ComputeGate>, secs: &mut f64, f: impl FnOnce() -> T) -> T {
+    match gate {
+        Some(g) => g.run(secs, f),
+        None => timed(secs, f),
+    }
 }
 
 impl ClientRunner {
@@ -61,6 +111,7 @@ impl ClientRunner {
             stats: ChannelStats::default(),
             sent: 0,
             error: None,
+            gate: None,
         }
     }
 
@@ -75,20 +126,26 @@ impl ClientRunner {
             stats: ChannelStats::default(),
             sent: 0,
             error: None,
+            gate: None,
         }
+    }
+
+    /// Computes only while holding a permit of `gate` (see [`ComputeGate`]).
+    pub fn with_gate(mut self, gate: Arc<ComputeGate>) -> Self {
+        self.gate = Some(gate);
+        self
     }
 
     /// Builds the state with `make` (timed as client work); a failure closes the channel.
     pub fn start(&mut self, make: impl FnOnce() -> Result<ClientState, SecAggError>) {
-        let t0 = Instant::now();
-        match make() {
+        let gate = self.gate.clone();
+        match gated(gate.as_deref(), &mut self.seconds, make) {
             Ok(s) => self.state = Some(s),
             Err(e) => {
                 self.error = Some(e.to_string());
                 self.close();
             }
         }
-        self.seconds += t0.elapsed().as_secs_f64();
     }
 
     fn close(&mut self) {
@@ -127,19 +184,20 @@ impl ClientRunner {
         // Only the client's own computation is timed, not the wait for the
         // server's previous message.
         let secs = &mut self.seconds;
+        let gate = self.gate.as_deref();
         let bytes = match step {
-            Step::AdvertiseKeys => timed(secs, || encode(&state.advertise_keys()?))?,
+            Step::AdvertiseKeys => gated(gate, secs, || encode(&state.advertise_keys()?))?,
             Step::ShareKeys => {
                 let msg: KeyBroadcast = recv(ch)?;
-                timed(secs, || encode(&state.share_keys(msg)?))?
+                gated(gate, secs, || encode(&state.share_keys(msg)?))?
             }
             Step::MaskedInputCollection => {
                 let msg: ForwardedShares = recv(ch)?;
-                timed(secs, || encode(&state.masked_input(msg)?))?
+                gated(gate, secs, || encode(&state.masked_input(msg)?))?
             }
             Step::Unmasking => {
                 let msg: UnmaskRequest = recv(ch)?;
-                timed(secs, || encode(&state.unmask(msg)?))?
+                gated(gate, secs, || encode(&state.unmask(msg)?))?
             }
         };
         send(ch, bytes)?;
@@ -730,6 +788,10 @@ pub fn aggregate_in_process(
     let mut names = vec![SERVER_NAME.to_owned()];
     names.extend((0..n as u32).map(client_name));
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    // One client computing per core at a time, as when clients took their
+    // steps together on the rayon pool.
+    let gate = ComputeGate::new(rayon::current_num_threads());
+    let gate = &gate;
     let mut roles = Vec::with_capacity(n + 1);
     roles.push(Role::thread(move |net: &mut Network| {
         let channels = net.take().into_channels().into_iter().flatten().collect();
@@ -743,7 +805,7 @@ pub fn aggregate_in_process(
             let channel = channel.ok_or_else(|| {
                 SecAggError::Internal(format!("client {i} has no link to the server"))
             })?;
-            let mut r = ClientRunner::unstarted(channel, drop_at);
+            let mut r = ClientRunner::unstarted(channel, drop_at).with_gate(Arc::clone(gate));
             // Building the state (keys, quantised input) is part of step 0;
             // its secret randomness (key pairs, self-mask seeds, Shamir
             // coefficients) comes from `secrets`: the OS unless a test asks
