@@ -20,8 +20,11 @@
 //!
 //! Layers: IO-free state machines ([`ClientState`], [`ServerState`]) consuming and
 //! producing typed [`messages`]; a thin driver running them over `ppml_net` channels
-//! ([`run_client`], [`run_server`]; in-process or TCP); and an in-process simulation
-//! ([`aggregate_in_process`]) with clients on rayon and the server on its own thread.
+//! ([`run_client`], [`run_server`]; in-process or TCP), whose server side is the one
+//! round driver [`drive_server`] (the federated server runs it too, over its own
+//! [`ServerLink`]s); and an in-process simulation ([`aggregate_in_process`]): the server
+//! and every client as `ppml_net::inprocess` roles on their own threads, at most one
+//! client computing per core at a time ([`driver::ComputeGate`]).
 //!
 //! ```
 //! use ppml_secagg::{aggregate_in_process, DropoutPlan, SecAggConfig, SecretSource, Step};
