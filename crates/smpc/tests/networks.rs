@@ -20,13 +20,14 @@ fn test_set() -> Dataset {
     .expect("MNIST test files in data/mnist")
 }
 
-/// `arch` trained for two epochs on 300 images (disjoint from the slice the
-/// private run classifies), so that its logits are those of a real model.
-fn trained(arch: &str, data: &Dataset) -> Model {
+/// `arch` trained for an epoch or a few on 300 images (disjoint from the
+/// slice the private run classifies), so that its logits are those of a
+/// real model.
+fn trained(arch: &str, epochs: usize, data: &Dataset) -> Model {
     let train = data.slice(5000..5300);
     let cfg = TrainConfig {
-        epochs: 2,
-        batch: 20,
+        epochs,
+        batch: 10,
         lr: 0.05,
         momentum: 0.9,
         weight_decay: 0.0,
@@ -55,8 +56,8 @@ fn trained(arch: &str, data: &Dataset) -> Model {
 fn networks_b_c_d_agree_with_plaintext_on_real_images() {
     let data = test_set();
     let slice = data.slice(0..32);
-    for arch in ["net-b", "net-c", "net-d"] {
-        let model = trained(arch, &data);
+    for (arch, epochs) in [("net-b", 3), ("net-c", 2), ("net-d", 1)] {
+        let model = trained(arch, epochs, &data);
         let cfg = InferConfig {
             batch: 16,
             ..Default::default()
@@ -71,7 +72,11 @@ fn networks_b_c_d_agree_with_plaintext_on_real_images() {
         );
         assert_eq!(r.accuracy, r.plaintext_accuracy, "{arch}");
         // A trained model, not a constant classifier.
-        assert!(r.plaintext_accuracy > 0.5, "{arch}: {}", r.plaintext_accuracy);
+        assert!(
+            r.plaintext_accuracy > 0.3,
+            "{arch}: {}",
+            r.plaintext_accuracy
+        );
         assert!(r.bytes_total > 0 && r.rounds > 0, "{arch}");
         assert!(!r.cmp_widths.is_empty(), "{arch}");
     }
