@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Figures of issue 16 for the SecureNN/Falcon MNIST networks B, C, D
+# Figures of issue 16 for the SecureNN MNIST networks B (MiniONN), C (LeNet),
+# D (Chameleon), also benchmarked by Falcon
 # (docs/NETWORKS.md; results in docs/BENCHMARKS.md, section
 # "SecureNN/Falcon networks B, C, D (issue 16)").
 #
@@ -15,8 +16,10 @@
 # (benches/support/crypten_bcd.py, from the reference venv $CRYPTEN_PY).
 #
 # Environment: COUNT (images, default 10000), CORE (default 0),
-# BATCH_B/BATCH_C/BATCH_D (images per batch: 1000/500/500), TRAIN_THREADS (2),
-# CRYPTEN=1, CRYPTEN_PY (/tmp/ref-venv/bin/python), CRYPTEN_N (64).
+# BATCH_B/BATCH_C/BATCH_D (images per batch: 500/500/1000; peak RSS of one
+# run about 1.4 GB for net-b and 1.7 GB for net-c at 500), TRAIN_THREADS (2),
+# CRYPTEN=1, CRYPTEN_PY (/tmp/ref-venv/bin/python), CRYPTEN_N (64),
+# INFER=0 (only print the table of the results already in OUTDIR).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-target/bcd}
@@ -29,13 +32,14 @@ P=target/release/ppml
 
 batch_of() {
     case "$1" in
-        net-b) echo "${BATCH_B:-1000}" ;;
+        net-b) echo "${BATCH_B:-500}" ;;
         net-c) echo "${BATCH_C:-500}" ;;
-        net-d) echo "${BATCH_D:-500}" ;;
+        net-d) echo "${BATCH_D:-1000}" ;;
     esac
 }
 
 for net in net-b net-c net-d; do
+    [ "${INFER:-1}" = 0 ] && continue
     if [ ! -f "$OUT/$net.ppml" ]; then
         echo "training $net ..." >&2
         "$P" train --model "$net" --threads "$TRAIN_THREADS" --save "$OUT/$net.ppml" --json \
@@ -48,7 +52,7 @@ for net in net-b net-c net-d; do
         2>"$OUT/$net.infer.log" | tail -n 1 >"$OUT/$net.infer.json"
 done
 
-if [ "${CRYPTEN:-0}" = 1 ]; then
+if [ "${CRYPTEN:-0}" = 1 ] && [ "${INFER:-1}" != 0 ]; then
     echo "CrypTen (TTP, 2 parties) on the same layers ..." >&2
     taskset -c "$CORE" "${CRYPTEN_PY:-/tmp/ref-venv/bin/python}" benches/support/crypten_bcd.py \
         --net all --n "${CRYPTEN_N:-64}" --bs 32 2>"$OUT/crypten.log" >"$OUT/crypten.jsonl"
