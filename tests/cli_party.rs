@@ -73,29 +73,104 @@ fn run_three(
     env: &[(&str, PathBuf)],
 ) -> (Vec<Output>, Vec<u8>) {
     let preds = d.dir.join("predictions.txt");
-    let owner = spawn(&role_args("p0,model-owner", link, model), env);
-    let helper = spawn(&role_args("p2", link, &[]), env);
-    let data = spawn(
-        &role_args(
-            "p1,data-owner",
-            link,
-            &[
-                s("--count"),
-                COUNT.to_string(),
-                s("--batch"),
-                s("8"),
-                s("--predictions"),
-                preds.display().to_string(),
-            ],
-        ),
-        env,
-    );
-    let outs = vec![finish(owner), finish(data), finish(helper)];
+    let extra = [s("--predictions"), preds.display().to_string()];
+    let outs = run_three_with(link, model, &extra, env);
     let text = std::fs::read_to_string(&preds).unwrap_or_default();
     (
         outs,
         text.lines().map(|l| l.parse().expect("a class")).collect(),
     )
+}
+
+/// [`run_three`] with extra flags for the data owner's process; returns
+/// the three outputs (p0+model-owner, p1+data-owner, p2).
+fn run_three_with(
+    link: &[String],
+    model: &[String],
+    data_extra: &[String],
+    env: &[(&str, PathBuf)],
+) -> Vec<Output> {
+    let owner = spawn(&role_args("p0,model-owner", link, model), env);
+    let helper = spawn(&role_args("p2", link, &[]), env);
+    let mut data_args = vec![s("--count"), COUNT.to_string(), s("--batch"), s("8")];
+    data_args.extend_from_slice(data_extra);
+    let data = spawn(&role_args("p1,data-owner", link, &data_args), env);
+    vec![finish(owner), finish(data), finish(helper)]
+}
+
+#[test]
+fn the_data_owner_brings_its_own_images_and_can_score_privately() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let (x_path, y_path) = (
+        fixtures.join("mnist_test_1000_u8.npy"),
+        fixtures.join("mnist_test_1000_labels.npy"),
+    );
+    let images = ppml_nn::input::load_images(&x_path).unwrap();
+    let labels = ppml_nn::input::load_labels(&y_path).unwrap();
+    let x = images
+        .to_model_input(Normalization::Standard, None)
+        .unwrap();
+    let x = &x[..COUNT * 784];
+    let labels = &labels[..COUNT];
+    let m = Model::from_arch("mlp500", 5).unwrap();
+    let reference = ppml_smpc::run_in_process(&m, x, labels, &Default::default()).unwrap();
+
+    let d = LocalDeployment::new(&ROLES).unwrap();
+    let link = link_args(&d, false);
+    let model = [s("--arch"), s("mlp500"), s("--seed"), s("5")];
+    let out = d.dir.join("preds.npy");
+    let own = [
+        s("--input"),
+        x_path.display().to_string(),
+        s("--labels"),
+        y_path.display().to_string(),
+        s("--output"),
+        out.display().to_string(),
+    ];
+    let outs = run_three_with(&link, &model, &own, &[]);
+    let v = last_json(&outs[1]);
+    assert_eq!(v["images"], COUNT, "{v}");
+    assert_eq!(v["input"], x_path.display().to_string());
+    // The .npy of int64 classes reads back as labels.
+    let classes = ppml_nn::input::load_labels(&out).expect("--output written");
+    assert_eq!(classes, reference.predictions);
+    let correct = classes.iter().zip(labels).filter(|(a, b)| a == b).count();
+
+    // Private scoring: both owners learn the count, and no prediction is written.
+    let d = LocalDeployment::new(&ROLES).unwrap();
+    let link = link_args(&d, false);
+    let scored = [
+        s("--input"),
+        x_path.display().to_string(),
+        s("--labels"),
+        y_path.display().to_string(),
+        s("--private-eval"),
+    ];
+    let outs = run_three_with(&link, &model, &scored, &[]);
+    let (owner, data) = (last_json(&outs[0]), last_json(&outs[1]));
+    assert_eq!(data["correct"], correct, "{data}");
+    assert_eq!(owner["model_owner_correct"], correct, "{owner}");
+    assert!(data.get("outputs").is_none());
+
+    // Without labels, private scoring is refused before any connection.
+    let o = Command::new(env!("CARGO_BIN_EXE_ppml"))
+        .args(role_args(
+            "data-owner",
+            &link,
+            &[
+                s("--input"),
+                x_path.display().to_string(),
+                s("--private-eval"),
+            ],
+        ))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--private-eval needs --labels"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 fn test_images() -> (Vec<f32>, Vec<u8>) {

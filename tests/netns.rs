@@ -1,6 +1,8 @@
 //! Parties in separate network namespaces (three "hosts" joined by a bridge
 //! in a fourth namespace), one end-to-end run per scenario over TLS: encrypted
-//! inference (five roles on three hosts) and split learning (two hosts).
+//! inference (five roles on three hosts), split learning (two hosts), and
+//! federated averaging with secure aggregation (a server and three clients,
+//! each on its own host).
 //! Needs root and iproute2 (`ip`); skips with a printed reason otherwise
 //! (and fails instead when `CI` is set, since CI runs as root).
 
@@ -209,5 +211,49 @@ fn split_learning_across_two_namespaces() {
     assert_eq!(last_json(&l)["insecure"], false);
     let v = last_json(&d);
     assert_eq!(v["insecure"], false);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn federated_learning_with_secure_aggregation_across_four_namespaces() {
+    if !can_run() {
+        return;
+    }
+    let net = Netns::new("f", 4);
+    let names = ["server", "client-0", "client-1", "client-2"];
+    let addrs: Vec<String> = (0..4).map(|h| format!("{}:7200", net.ips[h])).collect();
+    let dir = deployment(&names, &addrs);
+    let server = net.spawn(
+        0,
+        &args(
+            &dir,
+            &[
+                "fl-server",
+                "--wait-clients",
+                "3",
+                "--partition-clients",
+                "100",
+                "--rounds",
+                "2",
+                "--secure-aggregation",
+                "--no-eval",
+            ],
+        ),
+    );
+    let clients: Vec<_> = (0..3)
+        .map(|i| {
+            let id = i.to_string();
+            net.spawn(i + 1, &args(&dir, &["fl-client", "--id", &id]))
+        })
+        .collect();
+    let v = last_json(&done(server));
+    assert_eq!(v["secure_aggregation"], true, "{v}");
+    assert_eq!(v["transport"], "tls", "{v}");
+    assert_eq!(v["joins"].as_array().map(Vec::len), Some(3), "{v}");
+    assert!(v["drops"].as_array().is_some_and(Vec::is_empty), "{v}");
+    for c in clients {
+        let j = last_json(&done(c));
+        assert_eq!(j["rounds_completed_secure"], 2, "{j}");
+    }
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -24,16 +24,18 @@ use super::{CommonArgs, Report};
 use anyhow::{Context, bail};
 use clap::Args;
 use ppml_net::{NetConfig, Parties};
-use ppml_nn::{Model, Normalization, mnist};
-use ppml_smpc::deploy::{Link, parse_roles, peers_to_parties, run_role_over};
+use ppml_nn::output::Logits;
+use ppml_nn::{Model, Normalization, input};
+use ppml_smpc::deploy::{Link, parse_roles, peers_to_parties, run_role_full_over};
 use ppml_smpc::inference::{PartyTraffic, RoleInput};
 use ppml_smpc::party::{DATA_OWNER, MODEL_OWNER, ProtocolConfig, party_name};
+use ppml_smpc::scoring::{Reveal, RoleOutput};
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// What one role thread returns: the data owner's predictions and the role's traffic.
-type RoleResult = anyhow::Result<(Vec<u8>, ppml_net::NetworkStats)>;
+/// What one role thread returns: what the role learns and its traffic.
+type RoleResult = anyhow::Result<(RoleOutput, ppml_net::NetworkStats)>;
 
 /// Run one or more roles of a three-party private inference over TCP.
 #[derive(Debug, Args)]
@@ -61,9 +63,18 @@ pub struct PartyArgs {
     /// model of this architecture (from --seed) is used.
     #[arg(long)]
     pub arch: Option<String>,
-    /// Number of test images the data owner classifies (the first N).
-    #[arg(long, default_value_t = 10_000)]
-    pub count: usize,
+    /// Data owner: images to classify: .npy (uint8 pixels, or floats fed as
+    /// given), IDX (gzipped or raw) or a directory of PNG images. Default: the
+    /// MNIST test set of --data.
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// Data owner: labels for --input (.npy or IDX), for the accuracy or,
+    /// with --private-eval, secret-shared for the private count.
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+    /// Data owner: classify the first N images only (default: all).
+    #[arg(long)]
+    pub count: Option<usize>,
     /// Images per batch.
     #[arg(long, default_value_t = 1000)]
     pub batch: usize,
@@ -96,6 +107,17 @@ pub struct PartyArgs {
     /// Data owner: also write the predicted classes to this file, one per line.
     #[arg(long)]
     pub predictions: Option<PathBuf>,
+    /// Data owner: write the predictions as .npy (int64 classes) or .csv (index,class).
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Data owner: also learn the logits (next to --output: <stem>.logits.npy,
+    /// or extra .csv columns). Logits reveal more of the model than classes.
+    #[arg(long, requires = "output")]
+    pub logits: bool,
+    /// Data owner: secret-share the labels too; the data owner and the model
+    /// owner learn only the number of correct predictions, no prediction.
+    #[arg(long, conflicts_with_all = ["logits", "output", "predictions"])]
+    pub private_eval: bool,
 }
 
 /// How the roles reach each other, from the flags.
@@ -166,7 +188,14 @@ pub fn run(args: PartyArgs, common: &CommonArgs) -> anyhow::Result<Report> {
     } else {
         None
     };
-    let test = if roles.contains(&DATA_OWNER) {
+    let reveal = if args.private_eval {
+        Reveal::CorrectCount
+    } else if args.logits {
+        Reveal::ClassesAndLogits
+    } else {
+        Reveal::Classes
+    };
+    let owned = if roles.contains(&DATA_OWNER) {
         if flag.is_none() && model.is_none() {
             eprintln!(
                 "warning: data owner without --normalize: using `standard`; pass the model's \
@@ -174,17 +203,27 @@ pub fn run(args: PartyArgs, common: &CommonArgs) -> anyhow::Result<Report> {
             );
         }
         let dir = common.data_dir();
-        let data = mnist::load(&dir, norm)
-            .with_context(|| format!("loading MNIST from {}", dir.display()))?;
-        Some(data.test.slice(0..args.count.min(data.test.len())))
+        let mut data = input::load_dataset(args.input.as_deref(), args.labels.as_deref(), &dir)?;
+        if let Some(n) = args.count {
+            data.truncate(n);
+        }
+        if args.private_eval && data.labels.is_none() {
+            bail!("--private-eval needs --labels for --input");
+        }
+        // uint8 pixels are normalised as the model expects; floats are fed as
+        // given unless --normalize asks otherwise (as `ppml infer` does).
+        let x = data.images.to_model_input(norm, flag)?;
+        Some((data, x))
     } else {
         None
     };
-    // Rejected before any connection: a bad batch or an empty test set.
-    if let Some(t) = &test {
-        RoleInput::Data {
-            images: &t.images,
+    // Rejected before any connection: a bad batch or an empty input.
+    if let Some((data, x)) = &owned {
+        RoleInput::DataReveal {
+            images: x,
+            labels: data.labels.as_deref(),
             batch: args.batch,
+            reveal,
         }
         .validate()
         .context("role data-owner")?;
@@ -209,19 +248,22 @@ pub fn run(args: PartyArgs, common: &CommonArgs) -> anyhow::Result<Report> {
         let handles: Vec<_> = roles
             .iter()
             .map(|&id| {
-                let (link, net_config, model, test) = (&link, &net_config, &model, &test);
+                let (link, net_config, model, owned) = (&link, &net_config, &model, &owned);
                 let batch = args.batch;
                 s.spawn(move || {
-                    let input = match (id, model, test) {
+                    let input = match (id, model, owned) {
                         (MODEL_OWNER, Some(m), _) => RoleInput::Model(m),
-                        (DATA_OWNER, _, Some(t)) => RoleInput::Data {
-                            images: &t.images,
+                        (DATA_OWNER, _, Some((data, x))) => RoleInput::DataReveal {
+                            images: x,
+                            labels: data.labels.as_deref(),
                             batch,
+                            reveal,
                         },
                         _ => RoleInput::Computing,
                     };
-                    let r = run_role_over(link, id, None, &input, protocol, net_config, secrets)
-                        .with_context(|| format!("role {}", party_name(id)));
+                    let r =
+                        run_role_full_over(link, id, None, &input, protocol, net_config, secrets)
+                            .with_context(|| format!("role {}", party_name(id)));
                     (id, r)
                 })
             })
@@ -255,12 +297,15 @@ pub fn run(args: PartyArgs, common: &CommonArgs) -> anyhow::Result<Report> {
         r?;
     }
     let mut traffic = Vec::new();
-    let mut predictions = None;
+    let mut learned = None;
+    let mut model_owner_count = None;
     for (id, r) in results {
-        let (preds, stats) = r?;
+        let (out, stats) = r?;
         traffic.push(PartyTraffic::from_stats(id, &stats));
         if id == DATA_OWNER {
-            predictions = Some(preds);
+            learned = Some(out);
+        } else if id == MODEL_OWNER {
+            model_owner_count = out.correct;
         }
     }
     let rounds = traffic.iter().map(|t| t.rounds).max().unwrap_or(0);
@@ -284,26 +329,61 @@ pub fn run(args: PartyArgs, common: &CommonArgs) -> anyhow::Result<Report> {
         "{} done in {seconds:.2} s; sent {bytes_sent} bytes, {rounds} rounds",
         names.join("+")
     );
-    if let (Some(preds), Some(path)) = (&predictions, &args.predictions) {
-        let text: String = preds.iter().map(|p| format!("{p}\n")).collect();
-        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    if let Some(c) = model_owner_count {
+        // The model owner learns the count under private scoring, nothing else.
+        json["model_owner_correct"] = json!(c);
+        human.push_str(&format!("; model owner learned the count: {c} correct"));
     }
-    if let (Some(preds), Some(test)) = (predictions, &test) {
-        let correct = preds
-            .iter()
-            .zip(&test.labels)
-            .filter(|(a, b)| a == b)
-            .count();
-        let acc = correct as f64 / preds.len().max(1) as f64;
-        json["accuracy"] = json!(acc);
-        json["images"] = json!(preds.len());
-        json["images_per_second"] = json!(preds.len() as f64 / seconds);
-        human.push_str(&format!(
-            "; private predictions of {} images, accuracy {:.2}% ({:.0} images/s)",
-            preds.len(),
-            acc * 100.0,
-            preds.len() as f64 / seconds
-        ));
+    if let (Some(out), Some((data, _))) = (learned, &owned) {
+        let n = data.images.count;
+        json["input"] = json!(data.name);
+        json["images"] = json!(n);
+        json["images_per_second"] = json!(n as f64 / seconds);
+        json["private_eval"] = json!(args.private_eval);
+        if let Some(c) = out.correct {
+            let acc = c as f64 / n.max(1) as f64;
+            json["correct"] = json!(c);
+            json["accuracy"] = json!(acc);
+            human.push_str(&format!(
+                "; private scoring of {n} images: {c} correct ({:.2}%), no prediction revealed",
+                acc * 100.0
+            ));
+        } else {
+            let preds = &out.predictions;
+            let acc = data.labels.as_ref().map(|l| {
+                let ok = preds.iter().zip(l).filter(|(a, b)| a == b).count();
+                ok as f64 / preds.len().max(1) as f64
+            });
+            json["accuracy"] = json!(acc);
+            human.push_str(&format!(
+                "; private predictions of {} images{} ({:.0} images/s)",
+                preds.len(),
+                acc.map_or(String::new(), |a| format!(", accuracy {:.2}%", a * 100.0)),
+                preds.len() as f64 / seconds
+            ));
+            if let Some(path) = &args.predictions {
+                let text: String = preds.iter().map(|p| format!("{p}\n")).collect();
+                std::fs::write(path, text)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            if let Some(path) = &args.output {
+                let width = if preds.is_empty() {
+                    0
+                } else {
+                    out.logits.len() / preds.len()
+                };
+                let logits = args.logits.then_some(Logits {
+                    values: &out.logits,
+                    width,
+                });
+                let files = ppml_nn::output::write_predictions(path, preds, logits)?;
+                let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+                for f in &names {
+                    human.push_str(&format!("\nwrote {f}"));
+                }
+                json["outputs"] = json!(names);
+            }
+        }
     }
     Ok(Report { json, human })
 }

@@ -277,6 +277,71 @@ pub fn images_from_png_dir(dir: &Path) -> Result<Images, NnError> {
     })
 }
 
+/// Images to classify with their labels, if known, and a name for reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dataset {
+    pub images: Images,
+    /// One label per image (checked), if a labels file was given or the
+    /// default MNIST test set is used.
+    pub labels: Option<Vec<u8>>,
+    /// `input` as given, or "MNIST test set (DIR)".
+    pub name: String,
+    /// True when no `input` was given (the MNIST test set of `data_dir`).
+    pub is_default: bool,
+}
+
+impl Dataset {
+    /// Keeps the first `n` images (and labels).
+    pub fn truncate(&mut self, n: usize) {
+        self.images.truncate(n);
+        if let Some(l) = &mut self.labels {
+            l.truncate(n);
+        }
+    }
+}
+
+/// The images of `input` with the labels of `labels` (if given); without
+/// `input`, the MNIST test set of `data_dir` with its labels (or `labels`).
+/// A label count that differs from the image count is an error.
+pub fn load_dataset(
+    input: Option<&Path>,
+    labels: Option<&Path>,
+    data_dir: &Path,
+) -> Result<Dataset, NnError> {
+    let (images, labels, name, is_default) = match input {
+        Some(p) => (
+            load_images(p)?,
+            labels.map(load_labels).transpose()?,
+            p.display().to_string(),
+            false,
+        ),
+        None => {
+            let (ip, lp) = crate::mnist::test_files(data_dir)?;
+            (
+                load_images(&ip)?,
+                Some(load_labels(labels.unwrap_or(&lp))?),
+                format!("MNIST test set ({})", data_dir.display()),
+                true,
+            )
+        }
+    };
+    if let Some(l) = &labels
+        && l.len() != images.count
+    {
+        return Err(NnError::Shape(format!(
+            "{} labels for {} images",
+            l.len(),
+            images.count
+        )));
+    }
+    Ok(Dataset {
+        images,
+        labels,
+        name,
+        is_default,
+    })
+}
+
 /// Reads images from a `.npy` file, an IDX3 file (gzipped or raw) or a
 /// directory of PNG images; see the module docs.
 pub fn load_images(path: &Path) -> Result<Images, NnError> {

@@ -20,8 +20,9 @@
 //! ```
 
 use crate::SmpcError;
-use crate::inference::{RoleInput, run_role};
+use crate::inference::{RoleInput, run_role_full};
 use crate::party::{DATA_OWNER, MODEL_OWNER, P0, P1, P2, Party, ProtocolConfig};
+use crate::scoring::RoleOutput;
 use crate::sim;
 use ppml_net::{Acceptor, NetConfig, Network, NetworkStats, Parties, Session};
 use std::net::SocketAddr;
@@ -131,14 +132,31 @@ pub fn run_role_over(
     config: &NetConfig,
     secrets: crate::SecretSource,
 ) -> Result<(Vec<u8>, NetworkStats), SmpcError> {
+    let (out, stats) = run_role_full_over(link, id, acceptor, input, protocol, config, secrets)?;
+    Ok((out.predictions, stats))
+}
+
+/// [`run_role_over`], returning everything the role learns: the data
+/// owner's predictions, logits (with [`crate::scoring::Reveal::ClassesAndLogits`])
+/// or count of correct predictions (with `Reveal::CorrectCount`, which the
+/// model owner learns too).
+pub fn run_role_full_over(
+    link: &Link,
+    id: usize,
+    acceptor: Option<Acceptor>,
+    input: &RoleInput<'_>,
+    protocol: ProtocolConfig,
+    config: &NetConfig,
+    secrets: crate::SecretSource,
+) -> Result<(RoleOutput, NetworkStats), SmpcError> {
     // Bad local input is this role's own error, reported before any peer is contacted.
     input.validate()?;
     let session = role_session(link, id, config)?;
     let net = Network::mesh_with(&session, &ROLE_NAMES, acceptor)?;
     let mut rng = sim::party_rng(secrets, id);
     let mut party = Party::setup(net, protocol, &mut rng)?;
-    let preds = run_role(&mut party, input)?;
-    Ok((preds, party.net.stats()))
+    let out = run_role_full(&mut party, input)?;
+    Ok((out, party.net.stats()))
 }
 
 /// Appends pairwise seeds to the file named by `PPML_INSECURE_DUMP_SEEDS`

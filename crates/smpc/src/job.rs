@@ -8,10 +8,10 @@
 use crate::SmpcError;
 use crate::inference::{InferConfig, InferenceReport, run_in_process};
 use crate::scoring::{PrivateReport, Reveal, run_private};
-use ppml_nn::input::{self, Images};
+use ppml_nn::input;
 use ppml_nn::io::LoadedModel;
 use ppml_nn::output::{self, Logits};
-use ppml_nn::{Normalization, argmax_rows, mnist};
+use ppml_nn::{Normalization, argmax_rows};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -184,38 +184,14 @@ fn frac(n: usize, of: usize) -> f64 {
 pub fn run_infer_job(job: &InferJob) -> Result<JobReport, SmpcError> {
     let model = &job.model.model;
     let (norm, warnings) = job.model.resolve_normalization(job.normalize);
-    let default_input = job.input.is_none();
-    let (mut images, labels, input_name): (Images, Option<Vec<u8>>, String) = match &job.input {
-        Some(p) => {
-            let im = input::load_images(p)?;
-            let lab = job.labels.as_deref().map(input::load_labels).transpose()?;
-            (im, lab, p.display().to_string())
-        }
-        None => {
-            let (ip, lp) = mnist::test_files(&job.data_dir)?;
-            let im = input::load_images(&ip)?;
-            let lab = match &job.labels {
-                Some(l) => input::load_labels(l)?,
-                None => input::load_labels(&lp)?,
-            };
-            (
-                im,
-                Some(lab),
-                format!("MNIST test set ({})", job.data_dir.display()),
-            )
-        }
-    };
+    let input::Dataset {
+        mut images,
+        labels,
+        name: input_name,
+        is_default: default_input,
+    } = input::load_dataset(job.input.as_deref(), job.labels.as_deref(), &job.data_dir)?;
     images.check_fits(model)?;
     let mut labels = labels;
-    if let Some(l) = &labels
-        && l.len() != images.count
-    {
-        return Err(SmpcError::Shape(format!(
-            "{} labels for {} images",
-            l.len(),
-            images.count
-        )));
-    }
     if default_input && model.output_size() == 1 {
         // The perceptron's task is 0 vs 1: keep those test images.
         if let Some(l) = &labels {
