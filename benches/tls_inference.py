@@ -1,19 +1,20 @@
 #!/usr/bin/env python3
 """Encrypted inference over TLS vs --insecure links, three processes on core 0.
 
-usage: benches/tls_inference.py ARCH COUNT REPS [--capture]
+usage: benches/tls_inference.py ARCH COUNT REPS [--capture] [--only=tls|--only=insecure]
 
 Run from the repository root after `cargo build --release`. Makes keys and a
 parties file in a temporary directory (TLS on ports 7400-7404, plaintext on
 7410-7414), runs TLS and plaintext alternately REPS times, and prints one
 JSON line per run: wall images/s, CPU seconds of the three processes
 (getrusage of children), bytes counted by the channels, and with --capture
-(root + tcpdump) the TCP payload bytes actually on the wire.
+(root + tcpdump) the TCP payload bytes actually on the wire. The environment variable PPML
+overrides the binary (e.g. a wrapper that runs each party under `perf record`).
 """
 import json, os, resource, struct, subprocess, sys, tempfile, time
 
 ROOT = os.getcwd()
-PPML = os.path.join(ROOT, "target/release/ppml")
+PPML = os.environ.get("PPML", os.path.join(ROOT, "target/release/ppml"))
 ROLES = ["p0", "p1", "p2", "model-owner", "data-owner"]
 
 
@@ -66,10 +67,11 @@ def tcp_payload(path):
 def main():
     arch, count, reps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     capture = "--capture" in sys.argv
+    modes = [m for m in ["tls", "insecure"] if f"--only={m}" in sys.argv] or ["tls", "insecure"]
     with tempfile.TemporaryDirectory() as d:
         setup(d)
         for _ in range(reps):
-            for mode in ["tls", "insecure"]:
+            for mode in modes:
                 ports = range(7400, 7405) if mode == "tls" else range(7410, 7415)
                 dump = None
                 if capture:

@@ -21,7 +21,8 @@ pub struct InferArgs {
     /// with the default recipe, so that one command runs the whole scenario.
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// Architecture of a .safetensors file: mlp500, net-a, 2nn, split, cnn, perceptron.
+    /// Architecture of a .safetensors file (or of the model trained without
+    /// --model): mlp500, net-a, net-b, net-c, net-d, 2nn, split, cnn, perceptron.
     #[arg(long)]
     pub arch: Option<String>,
     /// Images: .npy (uint8 pixels, or float fed as given), IDX (gzipped or

@@ -13,7 +13,8 @@ use std::path::PathBuf;
 /// without `--schedule` means a constant rate).
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// Architecture: mlp500, net-a, 2nn, split, cnn, perceptron.
+    /// Architecture: mlp500, net-a, net-b, net-c, net-d, 2nn, split, cnn,
+    /// perceptron (net-a..net-d: the MNIST networks A-D of SecureNN and Falcon).
     #[arg(long, default_value = "mlp500")]
     pub model: String,
     /// Number of epochs [default: 5].

@@ -30,12 +30,13 @@
 use crate::FedError;
 use crate::aggregate::{AggregateInfo, Aggregator, ClientUpdate, check_updates};
 use crate::net::{ToClient, ToServer};
-use ppml_net::{Channel, ChannelStats, NetConfig, NetError, in_memory_pair};
-use ppml_secagg::messages::{
-    AdvertiseKeys, ForwardedShares, KeyBroadcast, MaskedInput, ShareKeys, UnmaskRequest,
-    UnmaskResponse,
+use ppml_net::inprocess::{HangUp, Links, Role, RoleError, run_roles};
+use ppml_net::{Channel, NetConfig, NetError, Network};
+use ppml_secagg::messages::{ForwardedShares, KeyBroadcast, UnmaskRequest};
+use ppml_secagg::{
+    ClientState, LinkFailure, RoundParams, SecAggConfig, SecAggError, ServerLink, ServerState,
+    Step, drive_server,
 };
-use ppml_secagg::{ClientState, RoundParams, SecAggConfig, SecAggError, ServerState, Step};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
@@ -263,9 +264,50 @@ fn recv_step(ch: &mut Channel, round: u32, step: Step) -> Received {
     }
 }
 
+/// A federated server's link to the client of round index `index`: secagg
+/// payloads travel inside [`ToServer::Secure`] / [`ToClient::Secure`], and a
+/// client dropped for a reason other than a broken link is told why
+/// ([`ToClient::Abort`]), so it can take part in later rounds.
+struct FedLink<'a> {
+    ch: &'a mut Channel,
+    round: u32,
+    index: u32,
+}
+
+impl ServerLink for FedLink<'_> {
+    fn bound_id(&self) -> Option<u32> {
+        Some(self.index)
+    }
+
+    fn recv_step(&mut self, step: Step) -> Result<Vec<u8>, LinkFailure> {
+        recv_step(self.ch, self.round, step)
+            .map_err(|(reason, fatal)| LinkFailure { reason, fatal })
+    }
+
+    fn send_step(&mut self, step: Step, msg: Vec<u8>) -> Result<(), String> {
+        self.ch
+            .send(&ToClient::Secure {
+                round: self.round,
+                step: step as u8,
+                msg,
+            })
+            .map_err(|e| e.to_string())
+    }
+
+    fn drop_client(&mut self, reason: &str, fatal: bool) {
+        if !fatal {
+            let _ = self.ch.send(&ToClient::Abort {
+                round: self.round,
+                reason: reason.to_owned(),
+            });
+        }
+    }
+}
+
 /// The server's side of secure round `round` over `links` (`links[i]` is the
 /// channel of round index `i`; the caller has already told each client its
-/// [`SecureSlot`]). Every message a client sends is received with the
+/// [`SecureSlot`]): ppml-secagg's round driver ([`ppml_secagg::drive_server`])
+/// over [`FedLink`]s. Every message a client sends is received with the
 /// channel's timeout, all clients in parallel, so one slow client costs at
 /// most one timeout per step. Never fails: aborts and drops are in the
 /// outcome.
@@ -294,113 +336,31 @@ pub fn server_round(
         ));
         return out;
     }
-    let mut state = ServerState::new(params, graph_seed);
-    let mut live = vec![true; n];
-    let mut result: Result<(), SecAggError> = Ok(());
-    for step in Step::ALL {
-        // Receive every live client's message of this step, in parallel.
-        let received: Vec<Option<Received>> = std::thread::scope(|s| {
-            let handles: Vec<_> = links
-                .iter_mut()
-                .zip(&live)
-                .map(|(ch, &alive)| alive.then(|| s.spawn(move || recv_step(ch, round, step))))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.map(|h| {
-                        h.join()
-                            .unwrap_or_else(|_| Err(("receiver thread panicked".into(), true)))
-                    })
-                })
-                .collect()
-        });
-        let mut drop_now = Vec::new();
-        for (i, r) in received.into_iter().enumerate() {
-            let Some(r) = r else { continue };
-            let from = i as u32;
-            let res = r.and_then(|bytes| {
-                let fed = match step {
-                    Step::AdvertiseKeys => ppml_net::decode::<AdvertiseKeys>(&bytes)
-                        .map_err(SecAggError::from)
-                        .and_then(|m| {
-                            if m.id != from {
-                                return Err(SecAggError::WrongId {
-                                    expected: from,
-                                    got: m.id,
-                                });
-                            }
-                            state.receive_keys(m)
-                        }),
-                    Step::ShareKeys => ppml_net::decode::<ShareKeys>(&bytes)
-                        .map_err(SecAggError::from)
-                        .and_then(|m| state.receive_shares(from, m)),
-                    Step::MaskedInputCollection => ppml_net::decode::<MaskedInput>(&bytes)
-                        .map_err(SecAggError::from)
-                        .and_then(|m| state.receive_masked(from, &m)),
-                    Step::Unmasking => ppml_net::decode::<UnmaskResponse>(&bytes)
-                        .map_err(SecAggError::from)
-                        .and_then(|m| state.receive_unmask(from, m)),
-                };
-                // A message the state machine rejects costs its sender the
-                // round, not its connection.
-                fed.map_err(|e| (format!("message rejected: {e}"), false))
-            });
-            if let Err((reason, fatal)) = res {
-                drop_now.push((i, reason, fatal));
-            }
-        }
-        for (i, reason, fatal) in drop_now {
-            live[i] = false;
-            if !fatal {
-                let _ = links[i].send(&ToClient::Abort {
-                    round,
-                    reason: format!("dropped at step {step}: {reason}"),
-                });
-            }
-            out.drops.push(RoundDrop {
-                index: i as u32,
-                step,
-                reason,
-                fatal,
-            });
-        }
-        // Answer the step (or finish), aborting below the threshold.
-        let replies: Result<Vec<(u32, Vec<u8>)>, SecAggError> = match step {
-            Step::AdvertiseKeys => state.broadcast_keys().and_then(encode_all),
-            Step::ShareKeys => state.forward_shares().and_then(encode_all),
-            Step::MaskedInputCollection => state.unmask_requests().and_then(encode_all),
-            Step::Unmasking => Ok(Vec::new()),
-        };
-        let replies = match replies {
-            Ok(r) => r,
-            Err(e) => {
-                result = Err(e);
-                break;
-            }
-        };
-        for (u, msg) in replies {
-            let u = u as usize;
-            if !live[u] {
-                continue;
-            }
-            if let Err(e) = links[u].send(&ToClient::Secure {
-                round,
-                step: step as u8,
-                msg,
-            }) {
-                live[u] = false;
-                out.drops.push(RoundDrop {
-                    index: u as u32,
-                    step,
-                    reason: e.to_string(),
-                    fatal: true,
-                });
-            }
-        }
-    }
-    let finished = result.and_then(|()| state.finish());
-    match finished {
+    let mut fed_links: Vec<FedLink<'_>> = links
+        .iter_mut()
+        .enumerate()
+        .map(|(i, ch)| FedLink {
+            ch,
+            round,
+            index: i as u32,
+        })
+        .collect();
+    let run = drive_server(&mut fed_links, ServerState::new(params, graph_seed));
+    out.drops = run
+        .drops
+        .into_iter()
+        .map(|d| RoundDrop {
+            index: d.link as u32,
+            step: d.step,
+            reason: if d.rejected {
+                format!("message rejected: {}", d.reason)
+            } else {
+                d.reason
+            },
+            fatal: d.fatal,
+        })
+        .collect();
+    match run.output {
         Ok(o) => {
             let m = o.survivors.len();
             match params.quantizer() {
@@ -414,27 +374,10 @@ pub fn server_round(
             out.set_sizes = o.set_sizes;
             out.raw_sum = o.sum;
         }
-        Err(e) => {
-            let reason = e.to_string();
-            for (i, ch) in links.iter_mut().enumerate() {
-                if live[i] {
-                    let _ = ch.send(&ToClient::Abort {
-                        round,
-                        reason: format!("round aborted: {reason}"),
-                    });
-                }
-            }
-            out.aborted = Some(reason);
-        }
+        Err(e) => out.aborted = Some(e.to_string()),
     }
     out.seconds = t0.elapsed().as_secs_f64();
     out
-}
-
-fn encode_all<T: Serialize>(msgs: Vec<(u32, T)>) -> Result<Vec<(u32, Vec<u8>)>, SecAggError> {
-    msgs.into_iter()
-        .map(|(u, m)| Ok((u, ppml_net::encode(&m)?)))
-        .collect()
 }
 
 /// One secure round run in this process on the SAME code as the deployment:
@@ -453,42 +396,79 @@ pub fn simulate_round(
     let dim = inputs.first().map_or(0, Vec::len);
     let params = RoundParams::new(n, dim, cfg, session).map_err(sa_err)?;
     let net = NetConfig::default().with_timeout(cfg.timeout);
-    let (mut server_chs, client_chs): (Vec<Channel>, Vec<Channel>) =
-        (0..n).map(|_| in_memory_pair(&net)).unzip();
+    let params = &params;
+    // Role 0 is the server, role 1 + i client i, each client linked to the
+    // server only.
+    let mut roles = Vec::with_capacity(n + 1);
+    roles.push(Role::thread(move |net: &mut Network| {
+        let mut chs: Vec<Channel> = net.take().into_channels().into_iter().flatten().collect();
+        let mut links: Vec<&mut Channel> = chs.iter_mut().collect();
+        let outcome = server_round(&mut links, 1, params, graph_seed);
+        let bytes = chs.iter().map(|c| c.stats().total_bytes()).sum();
+        Ok(SimOutput::Server(outcome, bytes))
+    }));
+    for (i, x) in inputs.iter().enumerate() {
+        let slot = SecureSlot {
+            index: i as u32,
+            params: params.clone(),
+        };
+        let l = leave.get(i).copied().flatten();
+        roles.push(Role::thread(move |net: &mut Network| {
+            let ch = net.channel(0)?;
+            // A client's own failure (or planned exit) is the server's
+            // business: it shows in the outcome's drops.
+            let _ = client_round(ch, 1, &slot, x, l);
+            Ok(SimOutput::Client(ch.stats().bytes_sent))
+        }));
+    }
+    let mut names = vec!["server".to_owned()];
+    names.extend((0..n).map(|i| format!("client-{i}")));
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let t0 = Instant::now();
-    let (outcome, client_stats) = std::thread::scope(|s| {
-        let clients: Vec<_> = client_chs
-            .into_iter()
-            .enumerate()
-            .map(|(i, mut ch)| {
-                let slot = SecureSlot {
-                    index: i as u32,
-                    params: params.clone(),
-                };
-                let x = &inputs[i];
-                let l = leave.get(i).copied().flatten();
-                s.spawn(move || {
-                    let r = client_round(&mut ch, 1, &slot, x, l);
-                    (r, ch.stats())
-                })
-            })
-            .collect();
-        let mut links: Vec<&mut Channel> = server_chs.iter_mut().collect();
-        let outcome = server_round(&mut links, 1, &params, graph_seed);
-        let stats: Vec<ChannelStats> = clients
-            .into_iter()
-            .map(|h| h.join().map(|(_, st)| st).unwrap_or_default())
-            .collect();
-        (outcome, stats)
-    });
-    let server_bytes = server_chs.iter().map(|c| c.stats().total_bytes()).sum();
+    let runs = run_roles(&names, &Links::Star(0), &net, roles)?;
+    let seconds = t0.elapsed().as_secs_f64();
+    let mut outcome = None;
+    let mut server_bytes = 0;
+    let mut client_bytes_sent = Vec::with_capacity(n);
+    for r in runs {
+        match r.output {
+            SimOutput::Server(o, b) => {
+                outcome = Some(o);
+                server_bytes = b;
+            }
+            SimOutput::Client(b) => client_bytes_sent.push(b),
+        }
+    }
+    let outcome = outcome.ok_or_else(|| FedError::Config("no server outcome".into()))?;
     Ok(SimulatedRound {
         outcome,
-        params,
+        params: params.clone(),
         server_bytes,
-        client_bytes_sent: client_stats.iter().map(|s| s.bytes_sent).collect(),
-        seconds: t0.elapsed().as_secs_f64(),
+        client_bytes_sent,
+        seconds,
     })
+}
+
+/// What each role of [`simulate_round`] hands back.
+enum SimOutput {
+    Server(ServerRoundOutcome, u64),
+    Client(u64),
+}
+
+impl HangUp for FedError {
+    fn is_hang_up(&self) -> bool {
+        matches!(self, FedError::Net(e) if e.is_hang_up())
+    }
+}
+
+impl From<RoleError<FedError>> for FedError {
+    fn from(e: RoleError<FedError>) -> Self {
+        match e {
+            RoleError::Failed { error, .. } => error,
+            RoleError::Panicked { role } => FedError::Protocol(format!("{role} panicked")),
+            RoleError::Setup(e) => FedError::Net(e),
+        }
+    }
 }
 
 /// Result of [`simulate_round`].

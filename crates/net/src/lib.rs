@@ -9,7 +9,8 @@
 //! Two transports implement [`Transport`]:
 //! - in-memory ([`in_memory_pair`], [`Network::in_memory`]): threads of one process,
 //!   `std::sync::mpsc` queues, zero-copy moves of frames, no encryption (nothing leaves
-//!   the process);
+//!   the process); [`inprocess::run_roles`] runs named roles as threads over them and
+//!   is the one setup behind every in-process runner of the workspace;
 //! - TCP ([`TcpTransport`]): separate processes or hosts, plaintext or TLS 1.3. Each TCP
 //!   channel has a background reader thread that drains the socket into a queue bounded
 //!   in bytes ([`NetConfig::queue_bytes`]), so two parties that both send large frames
@@ -112,6 +113,7 @@ mod channel;
 pub mod emulator;
 mod error;
 mod frame;
+pub mod inprocess;
 pub mod keys;
 pub mod local;
 mod memory;

@@ -219,6 +219,13 @@ impl Network {
         NetworkStats { per_peer, total }
     }
 
+    /// Moves this network out, leaving one without channels in its place (for
+    /// code that must hand the network to an owner by value and put it back).
+    pub fn take(&mut self) -> Network {
+        let empty = Network::from_channels(self.me, Vec::new());
+        std::mem::replace(self, empty)
+    }
+
     /// Gives the channels back (`None` at `me`); they keep sharing this party's round counter.
     pub fn into_channels(self) -> Vec<Option<Channel>> {
         self.channels

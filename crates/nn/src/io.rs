@@ -126,7 +126,7 @@ fn with_path(path: &Path, e: NnError) -> NnError {
 }
 
 /// Reads any model file (see the module docs): `.onnx`, `.safetensors` (needs
-/// `arch`: mlp500, net-a, 2nn, split, cnn, perceptron), else `.ppml`.
+/// `arch`: one of `ARCHS`), else `.ppml`.
 pub fn load_model(path: &Path, arch: Option<&str>) -> Result<LoadedModel, NnError> {
     if has_ext(path, "onnx") {
         let b = read(path)?;

@@ -14,7 +14,17 @@ use std::path::Path;
 pub const MAX_VALUES: usize = 1 << 28;
 
 /// The architectures [`Model::from_arch`] knows.
-pub const ARCHS: &[&str] = &["mlp500", "net-a", "2nn", "split", "cnn", "perceptron"];
+pub const ARCHS: &[&str] = &[
+    "mlp500",
+    "net-a",
+    "net-b",
+    "net-c",
+    "net-d",
+    "2nn",
+    "split",
+    "cnn",
+    "perceptron",
+];
 
 /// Magic header of a `.ppml` model file.
 pub const FILE_MAGIC: &[u8; 8] = b"PPMLNN\x00\x01";
@@ -128,7 +138,15 @@ impl Model {
     /// `mlp500` (784-500-10), `net-a` (784-128-128-10), `2nn` (784-200-200-10),
     /// `split` (784-128-640 | 640-10, cut at layer [`Model::default_cut`]),
     /// `cnn` (McMahan: conv5x5x32-pool-conv5x5x64-pool-fc512-fc10, "same" padding),
-    /// `perceptron` (784-1, binary logistic).
+    /// `perceptron` (784-1, binary logistic), and the MNIST networks B, C and D
+    /// of SecureNN (Wagh, Gupta, Chandran, PETS 2019; network A is `net-a`),
+    /// also benchmarked by Falcon (Wagh et al., PETS 2021); layer lists and
+    /// sources in docs/NETWORKS.md (no padding unless stated, 2x2 max-pools
+    /// of stride 2):
+    /// `net-b` (MiniONN: conv5x5x16-relu-pool-conv5x5x16-relu-pool-fc100-relu-fc10),
+    /// `net-c` (LeNet: conv5x5x20-relu-pool-conv5x5x50-relu-pool-fc500-relu-fc10),
+    /// `net-d` (Chameleon: conv5x5x5 stride 2 padding 2-relu-fc100-relu-fc10).
+    /// `netB`/`netb` (and likewise for A, C, D) name the same networks.
     pub fn from_arch(name: &str, seed: u64) -> Result<Model, NnError> {
         let mut rng = PublicSeed::new(seed).rng("nn/init");
         let r = &mut rng;
@@ -148,6 +166,19 @@ impl Model {
             "2nn" => (mlp(&[784, 200, 200, 10], r), vec![784]),
             "split" => (mlp(&[784, 128, 640, 10], r), vec![784]),
             "perceptron" => (mlp(&[784, 1], r), vec![784]),
+            "net-b" | "netb" | "netB" => (lenet_like(16, 16, 100, r), vec![1, 28, 28]),
+            "net-c" | "netc" | "netC" => (lenet_like(20, 50, 500, r), vec![1, 28, 28]),
+            "net-d" | "netd" | "netD" => (
+                vec![
+                    Layer::Conv2d(Conv2d::new(1, 5, 5, 2, 2, (28, 28), r)),
+                    Layer::Relu,
+                    Layer::Flatten,
+                    Layer::Linear(Linear::new(5 * 14 * 14, 100, r)),
+                    Layer::Relu,
+                    Layer::Linear(Linear::new(100, 10, r)),
+                ],
+                vec![1, 28, 28],
+            ),
             "cnn" => (
                 vec![
                     Layer::Conv2d(Conv2d::new(1, 32, 5, 1, 2, (28, 28), r)),
@@ -180,10 +211,12 @@ impl Model {
                 )));
             }
         };
-        let arch = if name == "neta" || name == "netA" {
-            "net-a"
-        } else {
-            name
+        let arch = match name {
+            "neta" | "netA" => "net-a",
+            "netb" | "netB" => "net-b",
+            "netc" | "netC" => "net-c",
+            "netd" | "netD" => "net-d",
+            _ => name,
         };
         let m = Model {
             arch: arch.to_string(),
@@ -803,6 +836,34 @@ impl Model {
     pub fn save_safetensors(&self, path: &Path) -> Result<(), NnError> {
         crate::safetensors_io::save_safetensors(self, path)
     }
+}
+
+/// The two-convolution MNIST networks B (MiniONN) and C (LeNet) of SecureNN:
+/// conv5x5 (`c1` channels, no padding) 28->24, ReLU, max-pool 2x2 ->12,
+/// conv5x5 (`c2`) ->8, ReLU, max-pool ->4, `c2*16`->`hidden`, ReLU,
+/// `hidden`->10, in SecureNN's order (the private-inference plan runs each
+/// ReLU after its max-pool, which gives the same values on 4x fewer inputs).
+fn lenet_like(c1: usize, c2: usize, hidden: usize, r: &mut PublicRng) -> Vec<Layer> {
+    let pool = |channels, hw| {
+        Layer::MaxPool2d(MaxPool2d {
+            kernel: 2,
+            stride: 2,
+            channels,
+            input_hw: hw,
+        })
+    };
+    vec![
+        Layer::Conv2d(Conv2d::new(1, c1, 5, 1, 0, (28, 28), r)),
+        Layer::Relu,
+        pool(c1, (24, 24)),
+        Layer::Conv2d(Conv2d::new(c1, c2, 5, 1, 0, (12, 12), r)),
+        Layer::Relu,
+        pool(c2, (8, 8)),
+        Layer::Flatten,
+        Layer::Linear(Linear::new(c2 * 4 * 4, hidden, r)),
+        Layer::Relu,
+        Layer::Linear(Linear::new(hidden, 10, r)),
+    ]
 }
 
 /// Argmax of each row of a `rows x out` matrix (for `out == 1`: logit > 0).

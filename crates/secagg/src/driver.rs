@@ -6,11 +6,13 @@ use crate::messages::*;
 use crate::{
     ClientState, DropoutPlan, RoundParams, SecAggConfig, SecAggError, ServerOutput, ServerState,
 };
-use ppml_net::{Channel, ChannelStats, NetConfig, in_memory_pair};
+use ppml_net::inprocess::{HangUp, Links, Role, RoleError, run_roles};
+use ppml_net::{Channel, ChannelStats, NetConfig, Network};
 use ppml_random::{PublicSeed, SecretSource};
 use rayon::prelude::*;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 /// Traffic and compute time of one role.
@@ -47,6 +49,55 @@ pub struct ClientRunner {
     stats: ChannelStats,
     sent: usize,
     error: Option<String>,
+    gate: Option<Arc<ComputeGate>>,
+}
+
+/// Lets at most `permits` clients compute at once. An in-process round runs
+/// every client on its own thread; the gate keeps one client's computation per
+/// core at a time, so a client's timed work (its `seconds`) is its own and not
+/// shared with hundreds of other client threads.
+#[derive(Debug)]
+pub struct ComputeGate {
+    free: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl ComputeGate {
+    /// A gate with `permits` (at least one) concurrent computations.
+    pub fn new(permits: usize) -> Arc<ComputeGate> {
+        Arc::new(ComputeGate {
+            free: Mutex::new(permits.max(1)),
+            freed: Condvar::new(),
+        })
+    }
+
+    /// Runs `f` once a permit is free, timing only `f` into `secs`.
+    fn run<T>(&self, secs: &mut f64, f: impl FnOnce() -> T) -> T {
+        struct Permit<'a>(&'a ComputeGate);
+        impl Drop for Permit<'_> {
+            fn drop(&mut self) {
+                // Released even if `f` panics.
+                *self.0.free.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+                self.0.freed.notify_one();
+            }
+        }
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        while *free == 0 {
+            free = self.freed.wait(free).unwrap_or_else(|p| p.into_inner());
+        }
+        *free -= 1;
+        drop(free);
+        let _permit = Permit(self);
+        timed(secs, f)
+    }
+}
+
+/// Times `f` into `secs`, behind `gate` if there is one.
+fn gated<T>(gate: Option<&ComputeGate>, secs: &mut f64, f: impl FnOnce() -> T) -> T {
+    match gate {
+        Some(g) => g.run(secs, f),
+        None => timed(secs, f),
+    }
 }
 
 impl ClientRunner {
@@ -60,6 +111,7 @@ impl ClientRunner {
             stats: ChannelStats::default(),
             sent: 0,
             error: None,
+            gate: None,
         }
     }
 
@@ -74,20 +126,26 @@ impl ClientRunner {
             stats: ChannelStats::default(),
             sent: 0,
             error: None,
+            gate: None,
         }
+    }
+
+    /// Computes only while holding a permit of `gate` (see [`ComputeGate`]).
+    pub fn with_gate(mut self, gate: Arc<ComputeGate>) -> Self {
+        self.gate = Some(gate);
+        self
     }
 
     /// Builds the state with `make` (timed as client work); a failure closes the channel.
     pub fn start(&mut self, make: impl FnOnce() -> Result<ClientState, SecAggError>) {
-        let t0 = Instant::now();
-        match make() {
+        let gate = self.gate.clone();
+        match gated(gate.as_deref(), &mut self.seconds, make) {
             Ok(s) => self.state = Some(s),
             Err(e) => {
                 self.error = Some(e.to_string());
                 self.close();
             }
         }
-        self.seconds += t0.elapsed().as_secs_f64();
     }
 
     fn close(&mut self) {
@@ -126,19 +184,20 @@ impl ClientRunner {
         // Only the client's own computation is timed, not the wait for the
         // server's previous message.
         let secs = &mut self.seconds;
+        let gate = self.gate.as_deref();
         let bytes = match step {
-            Step::AdvertiseKeys => timed(secs, || encode(&state.advertise_keys()?))?,
+            Step::AdvertiseKeys => gated(gate, secs, || encode(&state.advertise_keys()?))?,
             Step::ShareKeys => {
                 let msg: KeyBroadcast = recv(ch)?;
-                timed(secs, || encode(&state.share_keys(msg)?))?
+                gated(gate, secs, || encode(&state.share_keys(msg)?))?
             }
             Step::MaskedInputCollection => {
                 let msg: ForwardedShares = recv(ch)?;
-                timed(secs, || encode(&state.masked_input(msg)?))?
+                gated(gate, secs, || encode(&state.masked_input(msg)?))?
             }
             Step::Unmasking => {
                 let msg: UnmaskRequest = recv(ch)?;
-                timed(secs, || encode(&state.unmask(msg)?))?
+                gated(gate, secs, || encode(&state.unmask(msg)?))?
             }
         };
         send(ch, bytes)?;
@@ -270,135 +329,329 @@ pub fn run_server_over(
     run_server_with_ids(chans, state)
 }
 
-/// [`run_server`] where a channel may be bound to the client id it authenticated as.
-fn run_server_with_ids(
-    mut channels: Vec<(Option<u32>, Channel)>,
-    mut state: ServerState,
-) -> Result<ServerRun, SecAggError> {
-    let n = state.params().n;
-    let mut seconds = 0.0;
-    let mut rejected = Vec::new();
-    // Step 0: learn who is on which channel.
-    let mut by_id: Vec<Option<Channel>> = (0..n).map(|_| None).collect();
-    let mut unassigned = Vec::new();
-    for (bound, mut ch) in channels.drain(..) {
-        let Ok(bytes) = ch.recv_bytes() else {
-            unassigned.push(ch);
-            continue;
-        };
-        let t0 = Instant::now();
-        let res = ppml_net::decode::<AdvertiseKeys>(&bytes)
-            .map_err(SecAggError::from)
-            .and_then(|m| {
-                let id = m.id;
-                if let Some(b) = bound
-                    && b != id
-                {
-                    return Err(SecAggError::Internal(format!(
-                        "{} claims to be client {id}",
-                        client_name(b)
-                    )));
-                }
-                if by_id.get(id as usize).is_some_and(|c| c.is_some()) {
-                    return Err(SecAggError::Duplicate(id));
-                }
-                state.receive_keys(m).map(|_| id)
-            });
-        seconds += t0.elapsed().as_secs_f64();
-        match res {
-            Ok(id) => by_id[id as usize] = Some(ch),
-            Err(e) => {
-                rejected.push((u32::MAX, e.to_string()));
-                unassigned.push(ch);
-            }
+/// A raw secagg link: the client's messages travel as they are, and a client
+/// the server drops is hung up on (its channel closed).
+struct RawLink {
+    bound: Option<u32>,
+    channel: Option<Channel>,
+    stats: ChannelStats,
+}
+
+impl RawLink {
+    fn close(&mut self) {
+        if let Some(ch) = self.channel.take() {
+            self.stats = ch.stats();
         }
     }
-    let mut finished_stats: Vec<ChannelStats> = unassigned.iter().map(|c| c.stats()).collect();
-    drop(unassigned);
-    let kill = |by_id: &mut Vec<Option<Channel>>, u: usize, stats: &mut Vec<ChannelStats>| {
-        if let Some(ch) = by_id[u].take() {
-            stats.push(ch.stats());
-        }
-    };
-    let broadcast = |by_id: &mut Vec<Option<Channel>>,
-                     msgs: Vec<(u32, Vec<u8>)>,
-                     stats: &mut Vec<ChannelStats>| {
-        for (u, bytes) in msgs {
-            let u = u as usize;
-            let failed = match by_id[u].as_mut() {
-                Some(ch) => ch.send_bytes(bytes).is_err(),
-                None => false,
-            };
-            if failed && let Some(ch) = by_id[u].take() {
-                stats.push(ch.stats());
-            }
-        }
-    };
-    let t0 = Instant::now();
-    let msgs = state.broadcast_keys();
-    let msgs = msgs.and_then(encode_all);
-    seconds += t0.elapsed().as_secs_f64();
-    broadcast(&mut by_id, msgs?, &mut finished_stats);
 
-    // Steps 1..3: receive from every live client, then answer.
-    for step in [
-        Step::ShareKeys,
-        Step::MaskedInputCollection,
-        Step::Unmasking,
-    ] {
-        for u in 0..n {
-            let Some(ch) = by_id[u].as_mut() else {
-                continue;
-            };
-            let bytes = match ch.recv_bytes() {
+    fn stats(&self) -> ChannelStats {
+        self.channel.as_ref().map_or(self.stats, Channel::stats)
+    }
+}
+
+impl ServerLink for RawLink {
+    fn bound_id(&self) -> Option<u32> {
+        self.bound
+    }
+
+    fn wrong_id(&self, claimed: u32) -> SecAggError {
+        match self.bound {
+            Some(b) => {
+                SecAggError::Internal(format!("{} claims to be client {claimed}", client_name(b)))
+            }
+            None => SecAggError::UnknownClient(claimed),
+        }
+    }
+
+    fn recv_step(&mut self, _step: Step) -> Result<Vec<u8>, LinkFailure> {
+        let ch = self.channel.as_mut().ok_or_else(|| LinkFailure {
+            reason: "closed".into(),
+            fatal: true,
+        })?;
+        ch.recv_bytes().map_err(|e| LinkFailure {
+            reason: e.to_string(),
+            fatal: true,
+        })
+    }
+
+    fn send_step(&mut self, _step: Step, msg: Vec<u8>) -> Result<(), String> {
+        match self.channel.as_mut() {
+            Some(ch) => ch.send_bytes(msg).map_err(|e| e.to_string()),
+            None => Err("closed".into()),
+        }
+    }
+
+    fn drop_client(&mut self, _reason: &str, _fatal: bool) {
+        self.close();
+    }
+}
+
+/// [`run_server`] where a channel may be bound to the client id it authenticated as.
+fn run_server_with_ids(
+    channels: Vec<(Option<u32>, Channel)>,
+    state: ServerState,
+) -> Result<ServerRun, SecAggError> {
+    let mut links: Vec<RawLink> = channels
+        .into_iter()
+        .map(|(bound, ch)| RawLink {
+            bound,
+            channel: Some(ch),
+            stats: ChannelStats::default(),
+        })
+        .collect();
+    let round = drive_server(&mut links, state);
+    for l in &mut links {
+        l.close();
+    }
+    let stats: Vec<ChannelStats> = links.iter().map(RawLink::stats).collect();
+    let rounds = stats.iter().map(|s| s.rounds).max().unwrap_or(0);
+    let mut traffic: ChannelStats = stats.into_iter().sum();
+    traffic.rounds = rounds;
+    let rejected = round
+        .drops
+        .into_iter()
+        .filter(|d| d.rejected)
+        .map(|d| (d.client.unwrap_or(u32::MAX), d.reason))
+        .collect();
+    Ok(ServerRun {
+        output: round.output?,
+        stats: RoleStats {
+            traffic,
+            seconds: round.compute_seconds,
+        },
+        rejected,
+    })
+}
+
+/// Why a link delivered no message of a step.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LinkFailure {
+    pub reason: String,
+    /// The connection is unusable (disconnect, garbage), as opposed to a
+    /// client that was only too slow or gave up this round.
+    pub fatal: bool,
+}
+
+/// One client's link as the server's round driver ([`drive_server`]) sees it:
+/// raw secagg messages ([`run_server`]) or messages wrapped in another
+/// protocol (the federated server's rounds).
+pub trait ServerLink: Send {
+    /// The client id this link authenticated as, if the transport knows it;
+    /// otherwise the client's [`AdvertiseKeys`] names it.
+    fn bound_id(&self) -> Option<u32>;
+    /// The error for a client whose [`AdvertiseKeys`] claims id `claimed`
+    /// while its link is bound to another (or the id is unknown).
+    fn wrong_id(&self, claimed: u32) -> SecAggError {
+        match self.bound_id() {
+            Some(expected) => SecAggError::WrongId {
+                expected,
+                got: claimed,
+            },
+            None => SecAggError::UnknownClient(claimed),
+        }
+    }
+    /// Receives the client's message of `step` (its secagg payload).
+    fn recv_step(&mut self, step: Step) -> Result<Vec<u8>, LinkFailure>;
+    /// Sends the server's reply to `step` (a secagg payload).
+    fn send_step(&mut self, step: Step, msg: Vec<u8>) -> Result<(), String>;
+    /// The client is out of the round (`fatal`: its link failed): tell it
+    /// why if the protocol can, or hang up.
+    fn drop_client(&mut self, reason: &str, fatal: bool);
+}
+
+/// A client the server dropped from the round.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoundDrop {
+    /// The link's index in the slice given to [`drive_server`].
+    pub link: usize,
+    /// The client id, once known (from the link or the client's keys).
+    pub client: Option<u32>,
+    /// The step whose message never (validly) arrived, or whose reply could
+    /// not be sent.
+    pub step: Step,
+    pub reason: String,
+    /// The link is unusable (see [`LinkFailure::fatal`]).
+    pub fatal: bool,
+    /// The state machine rejected the client's message (as opposed to no
+    /// message arriving, or the reply failing).
+    pub rejected: bool,
+}
+
+/// What [`drive_server`] gives back.
+#[derive(Debug)]
+pub struct ServerRound {
+    /// The unmasked sum, or why the round aborted.
+    pub output: Result<ServerOutput, SecAggError>,
+    /// Clients dropped, in the order the server dropped them.
+    pub drops: Vec<RoundDrop>,
+    /// Seconds the server spent computing (waiting for clients excluded).
+    pub compute_seconds: f64,
+}
+
+/// THE server side of one secure aggregation round, for every transport: for
+/// each of the four steps, receives every live link's message (all links in
+/// parallel, each with its own timeout, so slow clients cost one timeout per
+/// step, not one each), feeds them to `state`, and sends the replies. A link
+/// that fails, or whose message `state` rejects, is dropped from that step on
+/// ([`ServerLink::drop_client`]); if the round aborts (too few clients), every
+/// live link is told why. Links are bound to client ids at step 0: a link
+/// whose transport authenticated an id must carry that id's keys.
+pub fn drive_server<L: ServerLink>(links: &mut [L], mut state: ServerState) -> ServerRound {
+    let n = state.params().n;
+    let mut compute = 0.0;
+    let mut drops: Vec<RoundDrop> = Vec::new();
+    // The client id on each link (None: unknown yet, or dropped).
+    let mut id_of: Vec<Option<u32>> = links.iter().map(ServerLink::bound_id).collect();
+    let mut live = vec![true; links.len()];
+    let mut taken = vec![false; n];
+    let mut result: Result<(), SecAggError> = Ok(());
+    for step in Step::ALL {
+        // Receive every live link's message of this step, in parallel.
+        let received: Vec<Option<Result<Vec<u8>, LinkFailure>>> = std::thread::scope(|s| {
+            let handles: Vec<_> = links
+                .iter_mut()
+                .zip(&live)
+                .map(|(l, &alive)| alive.then(|| s.spawn(move || l.recv_step(step))))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(LinkFailure {
+                                reason: "receiver thread panicked".into(),
+                                fatal: true,
+                            })
+                        })
+                    })
+                })
+                .collect()
+        });
+        let mut drop_now: Vec<(usize, String, bool, bool)> = Vec::new();
+        let t0 = Instant::now();
+        for (k, r) in received.into_iter().enumerate() {
+            let Some(r) = r else { continue };
+            let bytes = match r {
                 Ok(b) => b,
-                Err(_) => {
-                    kill(&mut by_id, u, &mut finished_stats);
+                Err(f) => {
+                    drop_now.push((k, f.reason, f.fatal, false));
                     continue;
                 }
             };
-            let t0 = Instant::now();
-            let from = u as u32;
-            let res = match step {
-                Step::ShareKeys => ppml_net::decode::<ShareKeys>(&bytes)
+            let fed = match step {
+                Step::AdvertiseKeys => ppml_net::decode::<AdvertiseKeys>(&bytes)
                     .map_err(SecAggError::from)
-                    .and_then(|m| state.receive_shares(from, m)),
-                Step::MaskedInputCollection => ppml_net::decode::<MaskedInput>(&bytes)
-                    .map_err(SecAggError::from)
-                    .and_then(|m| state.receive_masked(from, &m)),
-                _ => ppml_net::decode::<UnmaskResponse>(&bytes)
-                    .map_err(SecAggError::from)
-                    .and_then(|m| state.receive_unmask(from, m)),
+                    .and_then(|m| {
+                        let id = m.id;
+                        if id_of[k].is_some_and(|b| b != id) {
+                            return Err(links[k].wrong_id(id));
+                        }
+                        if taken.get(id as usize) == Some(&true) {
+                            return Err(SecAggError::Duplicate(id));
+                        }
+                        state.receive_keys(m)?;
+                        if let Some(t) = taken.get_mut(id as usize) {
+                            *t = true;
+                        }
+                        id_of[k] = Some(id);
+                        Ok(())
+                    }),
+                _ => match id_of[k] {
+                    None => Err(SecAggError::Internal("link without a client id".into())),
+                    Some(from) => match step {
+                        Step::ShareKeys => ppml_net::decode::<ShareKeys>(&bytes)
+                            .map_err(SecAggError::from)
+                            .and_then(|m| state.receive_shares(from, m)),
+                        Step::MaskedInputCollection => ppml_net::decode::<MaskedInput>(&bytes)
+                            .map_err(SecAggError::from)
+                            .and_then(|m| state.receive_masked(from, &m)),
+                        _ => ppml_net::decode::<UnmaskResponse>(&bytes)
+                            .map_err(SecAggError::from)
+                            .and_then(|m| state.receive_unmask(from, m)),
+                    },
+                },
             };
-            seconds += t0.elapsed().as_secs_f64();
-            if let Err(e) = res {
-                rejected.push((from, e.to_string()));
-                kill(&mut by_id, u, &mut finished_stats);
+            // A message the state machine rejects costs its sender the
+            // round, not its connection.
+            if let Err(e) = fed {
+                drop_now.push((k, e.to_string(), false, true));
             }
         }
+        compute += t0.elapsed().as_secs_f64();
+        for (k, reason, fatal, rejected) in drop_now {
+            live[k] = false;
+            let why = if rejected {
+                format!("message rejected: {reason}")
+            } else {
+                reason.clone()
+            };
+            links[k].drop_client(&format!("dropped at step {step}: {why}"), fatal);
+            drops.push(RoundDrop {
+                link: k,
+                client: id_of[k],
+                step,
+                reason: if rejected { reason } else { why },
+                fatal,
+                rejected,
+            });
+        }
+        // Answer the step (or finish), aborting below the threshold.
         let t0 = Instant::now();
-        let out = match step {
+        let replies = match step {
+            Step::AdvertiseKeys => state.broadcast_keys().and_then(encode_all),
             Step::ShareKeys => state.forward_shares().and_then(encode_all),
             Step::MaskedInputCollection => state.unmask_requests().and_then(encode_all),
-            _ => Ok(Vec::new()),
+            Step::Unmasking => Ok(Vec::new()),
         };
-        seconds += t0.elapsed().as_secs_f64();
-        broadcast(&mut by_id, out?, &mut finished_stats);
+        compute += t0.elapsed().as_secs_f64();
+        let replies = match replies {
+            Ok(r) => r,
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        };
+        let mut link_of: Vec<Option<usize>> = vec![None; n];
+        for (k, id) in id_of.iter().enumerate() {
+            if let Some(slot) = id.and_then(|u| link_of.get_mut(u as usize))
+                && live[k]
+            {
+                *slot = Some(k);
+            }
+        }
+        for (u, msg) in replies {
+            let Some(k) = link_of.get(u as usize).copied().flatten() else {
+                continue;
+            };
+            if let Err(reason) = links[k].send_step(step, msg) {
+                live[k] = false;
+                links[k].drop_client(&reason, true);
+                drops.push(RoundDrop {
+                    link: k,
+                    client: Some(u),
+                    step,
+                    reason,
+                    fatal: true,
+                    rejected: false,
+                });
+            }
+        }
     }
     let t0 = Instant::now();
-    let output = state.finish()?;
-    seconds += t0.elapsed().as_secs_f64();
-    for u in 0..n {
-        kill(&mut by_id, u, &mut finished_stats);
+    let output = result.and_then(|()| state.finish());
+    compute += t0.elapsed().as_secs_f64();
+    if let Err(e) = &output {
+        for (k, l) in links.iter_mut().enumerate() {
+            if live[k] {
+                l.drop_client(&format!("round aborted: {e}"), false);
+            }
+        }
     }
-    let rounds = finished_stats.iter().map(|s| s.rounds).max().unwrap_or(0);
-    let mut traffic: ChannelStats = finished_stats.into_iter().sum();
-    traffic.rounds = rounds;
-    Ok(ServerRun {
+    ServerRound {
         output,
-        stats: RoleStats { traffic, seconds },
-        rejected,
-    })
+        drops,
+        compute_seconds: compute,
+    }
 }
 
 /// Result of [`aggregate_in_process`].
@@ -491,8 +744,8 @@ impl AggregateOutcome {
 }
 
 /// One full round in this process: client `i` holds `inputs[i]`, the server and the
-/// clients are separate roles talking over in-memory `ppml_net` channels, clients run on
-/// rayon (all clients' step `s`, then step `s + 1`), the server on its own thread.
+/// clients are separate roles (`server`, `client-0`, ...), each on its own thread, talking
+/// over in-memory `ppml_net` channels ([`ppml_net::inprocess`]).
 /// `dropouts` says who drops at which step (an empty plan: nobody). The public choices
 /// (the SecAgg+ graph, the session id) derive from `seed` through
 /// [`ppml_random::PublicSeed`]; the clients' secrets (keys, self-mask seeds, Shamir
@@ -528,49 +781,64 @@ pub fn aggregate_in_process(
     let params = RoundParams::new(n, dim, cfg, session)?;
     let quant = params.quantizer()?;
     let net = NetConfig::default().with_timeout(cfg.timeout);
-    let start = Instant::now();
-    let mut server_chs = Vec::with_capacity(n);
-    let mut runners = Vec::with_capacity(n);
-    for i in 0..n {
-        let (s, c) = in_memory_pair(&net);
-        server_chs.push(s);
-        runners.push(ClientRunner::unstarted(c, dropouts.drop_at(i as u32)));
-    }
     let graph_seed = public.derive_u64("secagg/graph");
     let server_state = ServerState::new(&params, graph_seed);
-    let server = std::thread::Builder::new()
-        .name("secagg-server".into())
-        .spawn(move || run_server(server_chs, server_state))
-        .map_err(|e| SecAggError::Internal(format!("cannot spawn the server thread: {e}")))?;
-    // Clients build their state (keys, quantised input) in parallel, as part of step 0.
-    // Their secret randomness (key pairs, self-mask seeds, Shamir coefficients)
-    // comes from `secrets`: the OS unless a test asks for the insecure seed.
-    runners
-        .par_iter_mut()
-        .zip(inputs.par_iter())
-        .enumerate()
-        .for_each(|(i, (r, x))| {
-            if r.drop_at != Some(Step::AdvertiseKeys) {
+    // Role 0 is the server, role 1 + i client i; every client is linked to
+    // the server only.
+    let mut names = vec![SERVER_NAME.to_owned()];
+    names.extend((0..n as u32).map(client_name));
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    // One client computing per core at a time, as when clients took their
+    // steps together on the rayon pool.
+    let gate = ComputeGate::new(rayon::current_num_threads());
+    let gate = &gate;
+    let mut roles = Vec::with_capacity(n + 1);
+    roles.push(Role::thread(move |net: &mut Network| {
+        let channels = net.take().into_channels().into_iter().flatten().collect();
+        run_server(channels, server_state).map(InProcessOutput::Server)
+    }));
+    let params = &params;
+    for (i, x) in inputs.iter().enumerate() {
+        let drop_at = dropouts.drop_at(i as u32);
+        roles.push(Role::thread(move |net: &mut Network| {
+            let channel = net.take().into_channels().into_iter().flatten().next();
+            let channel = channel.ok_or_else(|| {
+                SecAggError::Internal(format!("client {i} has no link to the server"))
+            })?;
+            let mut r = ClientRunner::unstarted(channel, drop_at).with_gate(Arc::clone(gate));
+            // Building the state (keys, quantised input) is part of step 0;
+            // its secret randomness (key pairs, self-mask seeds, Shamir
+            // coefficients) comes from `secrets`: the OS unless a test asks
+            // for the insecure seed.
+            if drop_at != Some(Step::AdvertiseKeys) {
                 r.start(|| {
                     let rng = secrets
                         .try_rng(&format!("secagg/client/{i}"))
                         .map_err(|e| SecAggError::Internal(e.to_string()))?;
-                    ClientState::new(i as u32, x, &params, rng)
+                    ClientState::new(i as u32, x, params, rng)
                 });
             }
-        });
-    for step in Step::ALL {
-        runners.par_iter_mut().for_each(|r| r.step(step));
+            for step in Step::ALL {
+                r.step(step);
+            }
+            Ok(InProcessOutput::Client(r.report(i as u32)))
+        }));
     }
-    let run = server
-        .join()
-        .map_err(|_| SecAggError::Internal("server thread panicked".into()))??;
-    let round_seconds = start.elapsed().as_secs_f64();
-    let clients = runners
-        .iter()
-        .enumerate()
-        .map(|(i, r)| r.report(i as u32))
+    let start = Instant::now();
+    let mut outputs = run_roles(&names, &Links::Star(0), &net, roles)?
+        .into_iter()
+        .map(|r| r.output);
+    let Some(InProcessOutput::Server(run)) = outputs.next() else {
+        // Cannot happen: the runner returns the outputs in role order.
+        return Err(SecAggError::Internal("no server output".into()));
+    };
+    let clients = outputs
+        .filter_map(|o| match o {
+            InProcessOutput::Client(c) => Some(c),
+            InProcessOutput::Server(_) => None,
+        })
         .collect();
+    let round_seconds = start.elapsed().as_secs_f64();
     let m = run.output.survivors.len();
     Ok(AggregateOutcome {
         sum: quant.decode_sum(&run.output.sum, m),
@@ -578,12 +846,34 @@ pub fn aggregate_in_process(
         sum_quantised: run.output.sum,
         survivors: run.output.survivors,
         set_sizes: run.output.set_sizes,
-        params,
+        params: params.clone(),
         server: run.stats,
         clients,
         rejected: run.rejected,
         round_seconds,
     })
+}
+
+/// What each role of [`aggregate_in_process`] hands back.
+enum InProcessOutput {
+    Server(ServerRun),
+    Client(ClientReport),
+}
+
+impl HangUp for SecAggError {
+    fn is_hang_up(&self) -> bool {
+        matches!(self, SecAggError::Net(e) if e.is_hang_up())
+    }
+}
+
+impl From<RoleError<SecAggError>> for SecAggError {
+    fn from(e: RoleError<SecAggError>) -> Self {
+        match e {
+            RoleError::Failed { error, .. } => error,
+            RoleError::Panicked { role } => SecAggError::Internal(format!("{role} panicked")),
+            RoleError::Setup(e) => SecAggError::Net(e),
+        }
+    }
 }
 
 /// Runs `f`, adding its wall time to `secs`.

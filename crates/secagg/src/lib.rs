@@ -20,8 +20,11 @@
 //!
 //! Layers: IO-free state machines ([`ClientState`], [`ServerState`]) consuming and
 //! producing typed [`messages`]; a thin driver running them over `ppml_net` channels
-//! ([`run_client`], [`run_server`]; in-process or TCP); and an in-process simulation
-//! ([`aggregate_in_process`]) with clients on rayon and the server on its own thread.
+//! ([`run_client`], [`run_server`]; in-process or TCP), whose server side is the one
+//! round driver [`drive_server`] (the federated server runs it too, over its own
+//! [`ServerLink`]s); and an in-process simulation ([`aggregate_in_process`]): the server
+//! and every client as `ppml_net::inprocess` roles on their own threads, at most one
+//! client computing per core at a time ([`driver::ComputeGate`]).
 //!
 //! ```
 //! use ppml_secagg::{aggregate_in_process, DropoutPlan, SecAggConfig, SecretSource, Step};
@@ -55,9 +58,9 @@ pub mod server;
 pub use client::ClientState;
 pub use crypto::add_mask;
 pub use driver::{
-    AggregateOutcome, ClientReport, ClientRunner, RoleStats, SERVER_NAME, SESSION_PROTOCOL,
-    ServerRun, aggregate_in_process, client_name, connect_server, run_client, run_server,
-    run_server_over,
+    AggregateOutcome, ClientReport, ClientRunner, LinkFailure, RoleStats, RoundDrop, SERVER_NAME,
+    SESSION_PROTOCOL, ServerLink, ServerRound, ServerRun, aggregate_in_process, client_name,
+    connect_server, drive_server, run_client, run_server, run_server_over,
 };
 pub use graph::{Graph, default_degree};
 pub use messages::Step;

@@ -18,6 +18,7 @@
 use crate::SmpcError;
 use crate::inference::PartyTraffic;
 use ppml_fixedpoint::FixedPoint;
+use ppml_net::inprocess::{Links, Role, run_roles};
 use ppml_net::{NetConfig, Network};
 use ppml_sharing::{RingTensor, additive};
 
@@ -31,6 +32,9 @@ pub struct AffineRun {
     /// Wall time of the protocol (sharing to reconstruction).
     pub seconds: f64,
 }
+
+/// The roles: the owner (party 0) and the two compute parties.
+const NAMES: [&str; 3] = ["owner", "party-1", "party-2"];
 
 /// A compute party: `a*x + b` on its share, the fixed-point product truncated
 /// locally and `b` added by the first party only.
@@ -63,47 +67,43 @@ pub fn affine_on_shares(
     let enc_a = fp.encode(scale)?;
     let enc_b = fp.encode(offset)?;
     let x = RingTensor::from_vec(fp.encode_vec(xs)?);
-    let mut nets = Network::in_memory(3, &NetConfig::default()).into_iter();
-    let (mut owner, mut p1, mut p2) = match (nets.next(), nets.next(), nets.next()) {
-        (Some(a), Some(b), Some(c)) => (a, b, c),
-        _ => {
-            return Err(SmpcError::Config(
-                "in-memory network did not create three parties".into(),
-            ));
-        }
+    let x = &x;
+    let owner = move |net: &mut Network| -> Result<Option<RingTensor>, SmpcError> {
+        let shares = additive::share_tensor(x, 2, &mut ppml_random::os_rng());
+        net.send(1, &shares[0])?;
+        net.send(2, &shares[1])?;
+        let y1: RingTensor = net.recv(1)?;
+        let y2: RingTensor = net.recv(2)?;
+        Ok(Some(additive::reconstruct_tensor(&[y1, y2])?))
+    };
+    let compute = |first: bool| {
+        Role::thread(move |net: &mut Network| {
+            compute_party(net, fp, enc_a, enc_b, first).map(|()| None)
+        })
     };
     let start = std::time::Instant::now();
-    let (y, stats) = std::thread::scope(|s| -> Result<_, SmpcError> {
-        let h1 =
-            s.spawn(move || compute_party(&mut p1, fp, enc_a, enc_b, true).map(|_| p1.stats()));
-        let h2 =
-            s.spawn(move || compute_party(&mut p2, fp, enc_a, enc_b, false).map(|_| p2.stats()));
-        let shares = additive::share_tensor(&x, 2, &mut ppml_random::os_rng());
-        owner.send(1, &shares[0])?;
-        owner.send(2, &shares[1])?;
-        let y1: RingTensor = owner.recv(1)?;
-        let y2: RingTensor = owner.recv(2)?;
-        let y = additive::reconstruct_tensor(&[y1, y2])?;
-        let s1 = h1
-            .join()
-            .map_err(|_| SmpcError::Panicked("compute party 1".into()))??;
-        let s2 = h2
-            .join()
-            .map_err(|_| SmpcError::Panicked("compute party 2".into()))??;
-        Ok((y, [owner.stats(), s1, s2]))
-    })?;
+    let runs = run_roles(
+        &NAMES,
+        &Links::Star(0),
+        &NetConfig::default(),
+        vec![Role::thread(owner), compute(true), compute(false)],
+    )?;
     let seconds = start.elapsed().as_secs_f64();
-    let parties = stats
+    let parties = runs
         .iter()
-        .enumerate()
-        .map(|(i, s)| PartyTraffic {
-            party: ["owner", "party-1", "party-2"][i].into(),
-            bytes_sent: s.total.bytes_sent,
-            bytes_received: s.total.bytes_received,
-            messages_sent: s.total.messages_sent,
-            rounds: s.total.rounds,
+        .map(|r| PartyTraffic {
+            party: r.name.clone(),
+            bytes_sent: r.stats.total.bytes_sent,
+            bytes_received: r.stats.total.bytes_received,
+            messages_sent: r.stats.total.messages_sent,
+            rounds: r.stats.total.rounds,
         })
         .collect();
+    let y = runs
+        .into_iter()
+        .next()
+        .and_then(|r| r.output)
+        .ok_or_else(|| SmpcError::Config("the owner reconstructed nothing".into()))?;
     Ok(AffineRun {
         y: fp.decode_vec(y.data()).into_iter().map(f64::from).collect(),
         parties,

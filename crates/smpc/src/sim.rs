@@ -1,7 +1,10 @@
-//! Running parties as threads of one process over in-memory channels.
+//! Running parties as threads of one process over in-memory channels (the
+//! threads, the joining and the root-cause error come from
+//! [`ppml_net::inprocess`]).
 
 use crate::SmpcError;
-use crate::party::{Party, ProtocolConfig};
+use crate::party::{Party, ProtocolConfig, party_name};
+use ppml_net::inprocess::{self, HangUp, Role, RoleError};
 use ppml_net::{NetConfig, Network, NetworkStats};
 use ppml_random::{SecretRng, SecretSource};
 
@@ -20,9 +23,27 @@ pub fn party_rng(secrets: SecretSource, id: usize) -> SecretRng {
     secrets.rng(&format!("smpc/party/{id}"))
 }
 
+impl HangUp for SmpcError {
+    /// Any network error may be the echo of another party's failure.
+    fn is_hang_up(&self) -> bool {
+        matches!(self, SmpcError::Net(_))
+    }
+}
+
+impl From<RoleError<SmpcError>> for SmpcError {
+    fn from(e: RoleError<SmpcError>) -> Self {
+        match e {
+            RoleError::Failed { error, .. } => error,
+            RoleError::Panicked { role } => SmpcError::Panicked(role),
+            RoleError::Setup(e) => SmpcError::Net(e),
+        }
+    }
+}
+
 /// Runs `f` as party `i` of `networks.len()` parties, each in its own thread,
 /// after [`Party::setup`]. Returns every party's output and traffic, or the
-/// first error (by party index).
+/// error of the party that failed first for a reason other than a peer
+/// disappearing (the root cause).
 pub fn run_networks<T, F>(
     networks: Vec<Network>,
     cfg: ProtocolConfig,
@@ -34,53 +55,28 @@ where
     F: Fn(&mut Party) -> Result<T, SmpcError> + Sync,
 {
     let f = &f;
-    let results: Vec<Result<PartyRun<T>, SmpcError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = networks
-            .into_iter()
-            .map(|net| {
-                scope.spawn(move || {
-                    let id = net.me();
-                    let mut rng = party_rng(secrets, id);
-                    let mut party = Party::setup(net, cfg, &mut rng)?;
-                    let output = f(&mut party)?;
-                    Ok(PartyRun {
-                        output,
-                        stats: party.net.stats(),
-                    })
-                })
+    let names: Vec<&str> = (0..networks.len()).map(party_name).collect();
+    let roles = (0..networks.len())
+        .map(|_| {
+            Role::thread(move |net: &mut Network| {
+                let id = net.me();
+                let mut rng = party_rng(secrets, id);
+                let mut party = Party::setup(net.take(), cfg, &mut rng)?;
+                let output = f(&mut party);
+                // Give the network back, so the runner counts its traffic.
+                *net = party.net;
+                output
             })
-            .collect();
-        handles
-            .into_iter()
-            .enumerate()
-            .map(|(i, h)| {
-                h.join().unwrap_or_else(|_| {
-                    Err(SmpcError::Panicked(crate::party::party_name(i).into()))
-                })
-            })
-            .collect()
-    });
-    // Report the root cause: a party that failed for a reason other than a
-    // peer disappearing, if any.
-    let mut first_err = None;
-    let mut outs = Vec::new();
-    for r in results {
-        match r {
-            Ok(o) => outs.push(o),
-            Err(e) => {
-                let is_net = matches!(e, SmpcError::Net(_));
-                match &first_err {
-                    None => first_err = Some(e),
-                    Some(SmpcError::Net(_)) if !is_net => first_err = Some(e),
-                    _ => {}
-                }
-            }
-        }
-    }
-    match first_err {
-        Some(e) => Err(e),
-        None => Ok(outs),
-    }
+        })
+        .collect();
+    let runs = inprocess::run_on(&names, networks, roles)?;
+    Ok(runs
+        .into_iter()
+        .map(|r| PartyRun {
+            output: r.output,
+            stats: r.stats,
+        })
+        .collect())
 }
 
 /// Runs `f` as each of `n` parties over fresh in-memory channels.
@@ -127,5 +123,22 @@ mod tests {
             s01_draws(SecretSource::InsecureDeterministic(4))
         );
         assert!(!party_rng(SecretSource::Os, 0).is_insecure());
+    }
+
+    #[test]
+    fn the_party_that_failed_first_is_reported_not_its_peers() {
+        // p2 fails on its own; p0 and p1 then wait for p2 and see it hang up.
+        let err = run_in_memory(3, ProtocolConfig::default(), SecretSource::Os, |p| {
+            if p.id == 2 {
+                return Err(SmpcError::Config("p2's own failure".into()));
+            }
+            p.net.recv::<u64>(2)?;
+            Ok(())
+        })
+        .unwrap_err();
+        assert!(
+            matches!(err, SmpcError::Config(ref m) if m == "p2's own failure"),
+            "{err}"
+        );
     }
 }

@@ -84,7 +84,8 @@ pub use roles::{
 };
 pub use wire::Variant;
 
-use ppml_net::{Channel, NetConfig, NetError};
+use ppml_net::inprocess::{Links, Role, run_roles};
+use ppml_net::{Channel, NetConfig, NetError, Network};
 use ppml_nn::{Dataset, Model, NnError};
 use serde::Serialize;
 
@@ -306,8 +307,6 @@ pub fn train_in_process(
         momentum: cfg.momentum,
         shuffle_share: cfg.shuffle_seed,
     };
-    let net = NetConfig::default();
-    let (ch_data, ch_remote) = ppml_net::in_memory_pair(&net);
     match cfg.variant {
         Variant::Vanilla => {
             let top = parts
@@ -326,7 +325,7 @@ pub fn train_in_process(
                 let r = label.run(ch);
                 (r, label.into_model())
             };
-            run_pair("label holder", data, remote, ch_data, ch_remote, cfg, on)
+            run_pair("label holder", data, remote, cfg, on)
         }
         Variant::UShaped => {
             let head = parts
@@ -344,39 +343,77 @@ pub fn train_in_process(
                 let r = server.run(ch);
                 (r, server.into_model())
             };
-            run_pair("middle server", data, remote, ch_data, ch_remote, cfg, on)
+            run_pair("middle server", data, remote, cfg, on)
         }
     }
 }
 
-/// Runs the remote role on a spawned thread and the data holder on this one,
-/// over an in-memory channel pair, and gathers both results.
+/// What each role of [`run_pair`] hands back.
+enum PairOutput {
+    Data(RunReport, Vec<Model>),
+    Remote(RemoteReport, Model),
+}
+
+impl ppml_net::inprocess::HangUp for SplitError {
+    fn is_hang_up(&self) -> bool {
+        matches!(self, SplitError::Net { source, .. } if source.is_hang_up())
+    }
+}
+
+impl From<ppml_net::inprocess::RoleError<SplitError>> for SplitError {
+    fn from(e: ppml_net::inprocess::RoleError<SplitError>) -> Self {
+        use ppml_net::inprocess::RoleError;
+        match e {
+            RoleError::Failed { error, .. } => error,
+            RoleError::Panicked { role } => SplitError::Panic(role),
+            RoleError::Setup(e) => SplitError::net(e, "setting up the in-process roles"),
+        }
+    }
+}
+
+/// Runs the data holder on this thread and the remote role (`remote_name`) on
+/// its own, linked by an in-memory channel ([`ppml_net::inprocess`]), and
+/// gathers both results.
 fn run_pair(
     remote_name: &str,
     mut data: DataHolder,
-    remote: impl FnOnce(&mut Channel) -> (Result<RemoteReport, SplitError>, Model) + Send + 'static,
-    mut ch_data: Channel,
-    mut ch_remote: Channel,
+    remote: impl FnOnce(&mut Channel) -> (Result<RemoteReport, SplitError>, Model) + Send,
     cfg: &SplitConfig,
     on: &mut dyn FnMut(Event<'_>),
 ) -> Result<InProcessRun, SplitError> {
-    let handle = std::thread::Builder::new()
-        .name(remote_name.replace(' ', "-"))
-        .spawn(move || remote(&mut ch_remote))
-        .map_err(|e| SplitError::Config(format!("cannot spawn a thread: {e}")))?;
-    let result = data.run(&mut ch_data, cfg, on);
-    // Dropping our end unblocks the remote party if the data holder stopped early.
-    drop(ch_data);
-    let (remote_result, remote_model) = handle
-        .join()
-        .map_err(|_| SplitError::Panic(remote_name.into()))?;
-    let report = result?;
-    Ok(InProcessRun {
-        report,
-        remote: remote_result?,
-        data_models: data.into_models(),
-        remote_model,
-    })
+    let data_role = Role::here(move |net: &mut Network| {
+        let ch = net
+            .channel(1)
+            .map_err(|e| SplitError::net(e, "the data holder's link"))?;
+        let report = data.run(ch, cfg, on)?;
+        Ok(PairOutput::Data(report, data.into_models()))
+    });
+    let remote_role = Role::thread(move |net: &mut Network| {
+        let ch = net
+            .channel(0)
+            .map_err(|e| SplitError::net(e, "the remote party's link"))?;
+        let (report, model) = remote(ch);
+        Ok(PairOutput::Remote(report?, model))
+    });
+    let runs = run_roles(
+        &["data holder", remote_name],
+        &Links::Mesh,
+        &NetConfig::default(),
+        vec![data_role, remote_role],
+    )?;
+    let mut it = runs.into_iter().map(|r| r.output);
+    match (it.next(), it.next()) {
+        (Some(PairOutput::Data(report, data_models)), Some(PairOutput::Remote(remote, model))) => {
+            Ok(InProcessRun {
+                report,
+                remote,
+                data_models,
+                remote_model: model,
+            })
+        }
+        // Cannot happen: the runner returns the roles' outputs in role order.
+        _ => Err(SplitError::Config("in-process roles out of order".into())),
+    }
 }
 
 /// Result of [`train_round_robin`].
@@ -427,7 +464,6 @@ pub fn train_round_robin(
     let bottom = parts
         .pop()
         .ok_or_else(|| SplitError::Config("no bottom".into()))?;
-    let net = NetConfig::default();
     let mut label = LabelHolder::new(
         top,
         train.labels.clone(),
@@ -438,92 +474,102 @@ pub fn train_round_robin(
             shuffle_share: cfg.shuffle_seed,
         },
     )?;
-    let mut to_label = Vec::with_capacity(holders);
-    let mut data_ends = Vec::with_capacity(holders);
-    for _ in 0..holders {
-        let (d, l) = ppml_net::in_memory_pair(&net);
-        data_ends.push(d);
-        to_label.push(l);
-    }
-    // Ring: holder k's `next` is connected to holder k+1's `prev`.
-    let mut prevs: Vec<Option<ppml_net::Channel>> = (0..holders).map(|_| None).collect();
-    let mut nexts: Vec<Option<ppml_net::Channel>> = (0..holders).map(|_| None).collect();
-    if share_bottom && holders > 1 {
+    // Role 0 is the label holder, role 1 + k data holder k. Every holder is
+    // linked to the label holder and, sharing the bottom, to the next holder
+    // of the ring (with two holders, one link serves both ways).
+    let ring = share_bottom && holders > 1;
+    let mut pairs: Vec<(usize, usize)> = (1..=holders).map(|k| (0, k)).collect();
+    if ring {
         for k in 0..holders {
-            let (a, b) = ppml_net::in_memory_pair(&net);
-            nexts[k] = Some(a);
-            prevs[(k + 1) % holders] = Some(b);
+            let (a, b) = (1 + k, 1 + (k + 1) % holders);
+            let pair = (a.min(b), a.max(b));
+            if !pairs.contains(&pair) {
+                pairs.push(pair);
+            }
         }
     }
+    let mut names = vec!["label holder".to_owned()];
+    names.extend((0..holders).map(|k| format!("data holder {k}")));
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let p = train.pixels();
-    let t0 = std::time::Instant::now();
     let test_images = Images::from_dataset(test);
-    std::thread::scope(|scope| -> Result<RoundRobinRun, SplitError> {
-        let label_thread = scope.spawn(move || {
-            let r = label.run_round_robin(&mut to_label);
-            (r, label.into_model())
-        });
-        let mut handles = Vec::with_capacity(holders);
-        let mut last = None;
-        for (k, (mut ch, (prev, next))) in data_ends
-            .into_iter()
-            .zip(prevs.into_iter().zip(nexts))
-            .enumerate()
-        {
-            let shard = (k * n / holders)..((k + 1) * n / holders);
-            let images = Images::new(train.images[shard.start * p..shard.end * p].to_vec(), p)?;
-            let mut holder = DataHolder::vanilla(bottom.clone(), images, test_images.clone())?;
+    let mut roles = Vec::with_capacity(holders + 1);
+    roles.push(Role::thread(move |net: &mut Network| {
+        let mut chans = net.take().into_channels();
+        let mut to_holders: Vec<Channel> = (1..=holders)
+            .filter_map(|k| chans.get_mut(k).and_then(Option::take))
+            .collect();
+        let report = label.run_round_robin(&mut to_holders)?;
+        Ok(RoundRobinOutput::Label(report, label.into_model()))
+    }));
+    let mut on = Some(on);
+    for k in 0..holders {
+        let shard = (k * n / holders)..((k + 1) * n / holders);
+        let images = Images::new(train.images[shard.start * p..shard.end * p].to_vec(), p)?;
+        let mut holder = DataHolder::vanilla(bottom.clone(), images, test_images.clone())?;
+        let prev = 1 + (k + holders - 1) % holders;
+        let next = 1 + (k + 1) % holders;
+        let run = move |net: &mut Network,
+                        on: &mut dyn FnMut(Event<'_>)|
+              -> Result<RoundRobinOutput, SplitError> {
+            let mut chans = net.take().into_channels();
+            let mut take = |i: usize| chans.get_mut(i).and_then(Option::take);
+            let mut ch = take(0).ok_or_else(|| {
+                SplitError::Config(format!("data holder {k} has no link to the label holder"))
+            })?;
+            let (prev_ch, next_ch) = match (ring, holders) {
+                (false, _) => (None, None),
+                (true, 2) => (take(prev), None),
+                (true, _) => (take(prev), take(next)),
+            };
             let mut rr = RoundRobin {
                 index: k,
                 count: holders,
                 share_bottom,
-                prev,
-                next,
+                prev: prev_ch,
+                next: next_ch,
             };
-            if k + 1 == holders {
-                last = Some((holder, ch, rr));
-            } else {
-                handles.push(scope.spawn(move || {
-                    let r = holder.run_round_robin(&mut ch, cfg, &mut rr, &mut |_| {});
-                    drop(ch);
-                    (r, holder.into_models())
-                }));
+            let report = holder.run_round_robin(&mut ch, cfg, &mut rr, on)?;
+            Ok(RoundRobinOutput::Data(report, holder.into_models()))
+        };
+        // The last holder runs on this thread, with the progress callback.
+        if k + 1 == holders {
+            let on = on
+                .take()
+                .ok_or_else(|| SplitError::Config("no progress callback".into()))?;
+            roles.push(Role::here(move |net: &mut Network| run(net, on)));
+        } else {
+            roles.push(Role::thread(move |net: &mut Network| run(net, &mut |_| {})));
+        }
+    }
+    let t0 = std::time::Instant::now();
+    let runs = run_roles(&names, &Links::Pairs(pairs), &NetConfig::default(), roles)?;
+    let seconds = t0.elapsed().as_secs_f64();
+    let mut reports = Vec::with_capacity(holders);
+    let mut bottoms = Vec::with_capacity(holders);
+    let mut remote = None;
+    for r in runs {
+        match r.output {
+            RoundRobinOutput::Label(rep, top) => remote = Some((rep, top)),
+            RoundRobinOutput::Data(rep, mut models) => {
+                reports.push(rep);
+                bottoms.append(&mut models);
             }
         }
-        let (mut holder, mut ch, mut rr) =
-            last.ok_or_else(|| SplitError::Config("no data holder".into()))?;
-        let last_result = holder.run_round_robin(&mut ch, cfg, &mut rr, on);
-        drop(ch);
-        drop(rr);
-        let mut reports = Vec::with_capacity(holders);
-        let mut bottoms = Vec::with_capacity(holders);
-        let mut first_err = None;
-        for h in handles {
-            let (r, mut models) = h
-                .join()
-                .map_err(|_| SplitError::Panic("data holder".into()))?;
-            match r {
-                Ok(r) => reports.push(r),
-                Err(e) => {
-                    first_err.get_or_insert(e);
-                }
-            }
-            bottoms.append(&mut models);
-        }
-        let (rres, top) = label_thread
-            .join()
-            .map_err(|_| SplitError::Panic("label holder".into()))?;
-        reports.push(last_result?);
-        if let Some(e) = first_err {
-            return Err(e);
-        }
-        bottoms.extend(holder.into_models());
-        Ok(RoundRobinRun {
-            reports,
-            remote: rres?,
-            bottoms,
-            top,
-            seconds: t0.elapsed().as_secs_f64(),
-        })
+    }
+    let (remote, top) =
+        remote.ok_or_else(|| SplitError::Config("no label holder output".into()))?;
+    Ok(RoundRobinRun {
+        reports,
+        remote,
+        bottoms,
+        top,
+        seconds,
     })
+}
+
+/// What each role of [`train_round_robin`] hands back.
+enum RoundRobinOutput {
+    Label(RemoteReport, Model),
+    Data(RunReport, Vec<Model>),
 }

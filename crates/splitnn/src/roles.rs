@@ -309,7 +309,11 @@ impl DataHolder {
                 "round-robin is implemented for the vanilla variant".into(),
             ));
         }
-        if rr.share_bottom && rr.count > 1 && (rr.prev.is_none() || rr.next.is_none()) {
+        // With two holders, one channel (`prev`) links them both ways.
+        if rr.share_bottom
+            && rr.count > 1
+            && (rr.prev.is_none() || (rr.next.is_none() && rr.count > 2))
+        {
             return Err(SplitError::Config(
                 "sharing the bottom needs channels to the previous and next data holder".into(),
             ));
@@ -610,7 +614,8 @@ pub struct RoundRobin {
     pub share_bottom: bool,
     /// Channel from the previous data holder (`index - 1`, or the last for holder 0).
     pub prev: Option<Channel>,
-    /// Channel to the next data holder.
+    /// Channel to the next data holder (`None` with two holders: then `prev`
+    /// links them both ways, each direction in order).
     pub next: Option<Channel>,
 }
 
@@ -643,10 +648,18 @@ impl RoundRobin {
     }
 
     fn send_bottom(&mut self, bottom: &Model) -> Result<ppml_net::ChannelStats, SplitError> {
-        let ch = self
-            .next
-            .as_mut()
-            .ok_or_else(|| SplitError::Config("no channel to the next data holder".into()))?;
+        let ch = match (self.next.as_mut(), self.count) {
+            (Some(ch), _) => ch,
+            (None, 2) => self
+                .prev
+                .as_mut()
+                .ok_or_else(|| SplitError::Config("no channel to the other data holder".into()))?,
+            (None, _) => {
+                return Err(SplitError::Config(
+                    "no channel to the next data holder".into(),
+                ));
+            }
+        };
         let s0 = ch.stats();
         send_control(
             ch,

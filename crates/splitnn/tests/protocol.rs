@@ -582,9 +582,16 @@ proptest! {
 }
 
 /// Round-robin with a shared bottom is exactly sequential training over the shards, with the
-/// bottom's weights travelling around the ring of data holders.
+/// bottom's weights travelling around the ring of data holders (two holders: one link
+/// carries the weights both ways).
 #[test]
 fn round_robin_shared_bottom_equals_sequential_training() {
+    for holders in [2, 3] {
+        shared_bottom_equals_sequential(holders);
+    }
+}
+
+fn shared_bottom_equals_sequential(holders: usize) {
     let data = synthetic(90, 31);
     let test = synthetic(30, 32);
     let cfg = SplitConfig {
@@ -595,8 +602,9 @@ fn round_robin_shared_bottom_equals_sequential_training() {
         eval_chunk: 16,
         ..SplitConfig::default()
     };
-    let run = ppml_splitnn::train_round_robin(&data, &test, &cfg, 8, 3, true, &mut |_| {}).unwrap();
-    // Reference: one model, shard 0 then 1 then 2 every epoch, each with its own shuffling PRG.
+    let run =
+        ppml_splitnn::train_round_robin(&data, &test, &cfg, 8, holders, true, &mut |_| {}).unwrap();
+    // Reference: one model, shard 0 then 1 (then 2) every epoch, each with its own shuffling PRG.
     let mut full = Model::from_arch("split", 8).unwrap();
     let tc = TrainConfig {
         epochs: 2,
@@ -607,7 +615,7 @@ fn round_robin_shared_bottom_equals_sequential_training() {
     };
     let mut opt = Sgd::new(0.05, 0.0);
     let mut ws = Workspace::new();
-    let mut rngs: Vec<_> = (0..3)
+    let mut rngs: Vec<_> = (0..holders)
         .map(|k| {
             ppml_splitnn::order_rng(ppml_splitnn::wire::joint_shuffle_seed(
                 ppml_splitnn::holder_shuffle_seed(5, k),
@@ -617,7 +625,7 @@ fn round_robin_shared_bottom_equals_sequential_training() {
         .collect();
     for e in 0..2 {
         for (k, rng) in rngs.iter_mut().enumerate() {
-            let shard = data.slice(k * 30..(k + 1) * 30);
+            let shard = data.slice(k * 90 / holders..(k + 1) * 90 / holders);
             train_epoch(
                 &mut full,
                 &shard,
@@ -631,20 +639,20 @@ fn round_robin_shared_bottom_equals_sequential_training() {
             .unwrap();
         }
     }
-    let mut got = run.bottoms[2].params_flat();
+    let mut got = run.bottoms[holders - 1].params_flat();
     got.extend(run.top.params_flat());
     assert!(max_rel_diff(&got, &full.params_flat()) < 1e-3);
     let acc = full.evaluate(&test);
-    let last = run.reports[2].final_accuracy().unwrap();
+    let last = run.reports[holders - 1].final_accuracy().unwrap();
     assert!((last - acc).abs() <= 1.0 / 30.0 + 1e-9, "{last} vs {acc}");
-    // Hand-offs: 5 of them (2 epochs x 3 holders - the last), each the whole bottom.
+    // Hand-offs: 2 epochs x holders - the last, each the whole bottom.
     let handoffs: u64 = run
         .reports
         .iter()
         .map(|r| r.peer_traffic.messages_sent)
         .sum();
-    assert_eq!(handoffs, 5);
-    assert_eq!(run.remote.train_loss.len(), 6);
+    assert_eq!(handoffs, 2 * holders as u64 - 1);
+    assert_eq!(run.remote.train_loss.len(), 2 * holders);
 }
 
 #[test]
