@@ -26,16 +26,13 @@ use clap::Args;
 use ppml_net::{NetConfig, Parties};
 use ppml_nn::output::Logits;
 use ppml_nn::{Model, Normalization, input};
-use ppml_smpc::deploy::{Link, parse_roles, peers_to_parties, run_role_full_over};
+use ppml_smpc::deploy::{Link, parse_roles, peers_to_parties, run_roles_over};
 use ppml_smpc::inference::{PartyTraffic, RoleInput};
 use ppml_smpc::party::{DATA_OWNER, MODEL_OWNER, ProtocolConfig, party_name};
-use ppml_smpc::scoring::{Reveal, RoleOutput};
+use ppml_smpc::scoring::Reveal;
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-/// What one role thread returns: what the role learns and its traffic.
-type RoleResult = anyhow::Result<(RoleOutput, ppml_net::NetworkStats)>;
 
 /// Run one or more roles of a three-party private inference over TCP.
 #[derive(Debug, Args)]
@@ -249,63 +246,29 @@ pub fn run(args: PartyArgs, common: &CommonArgs) -> anyhow::Result<Report> {
         .with_timeout(timeout)
         .with_connect_timeout(timeout);
     let start = Instant::now();
-    let results: Vec<(usize, RoleResult)> = std::thread::scope(|s| {
-        let handles: Vec<_> = roles
-            .iter()
-            .map(|&id| {
-                let (link, net_config, model, owned) = (&link, &net_config, &model, &owned);
-                let batch = args.batch;
-                s.spawn(move || {
-                    let input = match (id, model, owned) {
-                        (MODEL_OWNER, Some(m), _) => RoleInput::Model(m),
-                        (DATA_OWNER, _, Some((data, x))) => RoleInput::DataReveal {
-                            images: x,
-                            labels: data.labels.as_deref(),
-                            batch,
-                            reveal,
-                        },
-                        _ => RoleInput::Computing,
-                    };
-                    let r =
-                        run_role_full_over(link, id, None, &input, protocol, net_config, secrets)
-                            .with_context(|| format!("role {}", party_name(id)));
-                    (id, r)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    (usize::MAX, Err(anyhow::anyhow!("a role thread panicked")))
-                })
-            })
-            .collect()
-    });
-    let seconds = start.elapsed().as_secs_f64();
-    // Report the root cause: a role that failed for a reason other than a
-    // peer disappearing (its failure is what made the others' peers vanish).
-    let is_net = |e: &anyhow::Error| {
-        e.chain().any(|c| {
-            matches!(
-                c.downcast_ref::<ppml_smpc::SmpcError>(),
-                Some(ppml_smpc::SmpcError::Net(_))
-            )
-        })
-    };
-    let mut results = results;
-    if let Some(i) = results
+    let inputs: Vec<(usize, RoleInput<'_>)> = roles
         .iter()
-        .position(|(_, r)| r.as_ref().is_err_and(|e| !is_net(e)))
-    {
-        let (_, r) = results.swap_remove(i);
-        r?;
-    }
+        .map(|&id| {
+            let input = match (id, &model, &owned) {
+                (MODEL_OWNER, Some(m), _) => RoleInput::Model(m),
+                (DATA_OWNER, _, Some((data, x))) => RoleInput::DataReveal {
+                    images: x,
+                    labels: data.labels.as_deref(),
+                    batch: args.batch,
+                    reveal,
+                },
+                _ => RoleInput::Computing,
+            };
+            (id, input)
+        })
+        .collect();
+    let runs = run_roles_over(&link, &inputs, protocol, &net_config, secrets)
+        .map_err(|(id, e)| anyhow::Error::new(e).context(format!("role {}", party_name(id))))?;
+    let seconds = start.elapsed().as_secs_f64();
     let mut traffic = Vec::new();
     let mut learned = None;
     let mut model_owner_count = None;
-    for (id, r) in results {
-        let (out, stats) = r?;
+    for (id, out, stats) in runs {
         traffic.push(PartyTraffic::from_stats(id, &stats));
         if id == DATA_OWNER {
             learned = Some(out);

@@ -159,6 +159,65 @@ pub fn run_role_full_over(
     Ok((out, party.net.stats()))
 }
 
+/// What one role of [`run_roles_over`] learned, and its traffic.
+pub type RoleRun = (usize, RoleOutput, NetworkStats);
+
+/// Runs several roles of this process (say P1 and the data owner), each on
+/// its own thread and with its own session over `link`, and waits for all
+/// of them. Returns each role's output and traffic, in the order given.
+///
+/// When roles fail, the error returned is the root cause: the first role
+/// (in the order given) that failed for its own reason rather than with a
+/// network error, since one role's failure makes its peers' links vanish;
+/// if all failures are network errors, the first of them. The role's index
+/// comes with its error so the caller can name it.
+pub fn run_roles_over(
+    link: &Link,
+    roles: &[(usize, RoleInput<'_>)],
+    protocol: ProtocolConfig,
+    config: &NetConfig,
+    secrets: crate::SecretSource,
+) -> Result<Vec<RoleRun>, (usize, SmpcError)> {
+    type Outcome = Result<(RoleOutput, NetworkStats), SmpcError>;
+    let mut results: Vec<(usize, Outcome)> = std::thread::scope(|s| {
+        let handles: Vec<_> = roles
+            .iter()
+            .map(|(id, input)| {
+                let id = *id;
+                let h = s.spawn(move || {
+                    run_role_full_over(link, id, None, input, protocol, config, secrets)
+                });
+                (id, h)
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|(id, h)| {
+                let r = h.join().unwrap_or_else(|_| {
+                    Err(SmpcError::Role(format!(
+                        "the thread of role {} panicked",
+                        crate::party::party_name(id)
+                    )))
+                });
+                (id, r)
+            })
+            .collect()
+    });
+    let root = results
+        .iter()
+        .position(|(_, r)| matches!(r, Err(e) if !matches!(e, SmpcError::Net(_))))
+        .or_else(|| results.iter().position(|(_, r)| r.is_err()));
+    if let Some(i) = root
+        && let (id, Err(e)) = results.swap_remove(i)
+    {
+        return Err((id, e));
+    }
+    Ok(results
+        .into_iter()
+        .filter_map(|(id, r)| r.ok().map(|(out, stats)| (id, out, stats)))
+        .collect())
+}
+
 /// Appends pairwise seeds to the file named by `PPML_INSECURE_DUMP_SEEDS`
 /// (hex, one per line), if that variable is set. For the test that checks
 /// that no seed appears in a capture of the wire; never set it otherwise:
