@@ -196,6 +196,10 @@ fn tls_processes_equal_the_in_process_run() {
     assert_eq!(preds, reference.predictions);
     let v = last_json(&outs[1]);
     assert_eq!(v["images"], COUNT);
+    // Modelled network time: more than the loopback run, the WAN more than the LAN.
+    let f = |k: &str| v[k].as_f64().unwrap_or_else(|| panic!("{k} missing: {v}"));
+    assert!(f("modelled_seconds_lan") > f("seconds"), "{v}");
+    assert!(f("modelled_seconds_wan") > f("modelled_seconds_lan"), "{v}");
 }
 
 #[test]

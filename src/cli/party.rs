@@ -23,6 +23,7 @@
 use super::{CommonArgs, Report};
 use anyhow::{Context, bail};
 use clap::Args;
+use ppml_net::emulator::LinkProfile;
 use ppml_net::{NetConfig, Parties};
 use ppml_nn::output::Logits;
 use ppml_nn::{Model, Normalization, input};
@@ -294,6 +295,17 @@ pub fn run(args: PartyArgs, common: &CommonArgs) -> anyhow::Result<Report> {
         "insecure_transport": args.insecure,
         "insecure_deterministic": secrets.is_insecure(),
     });
+    // This process's view of the run on the two networks: its own
+    // time (loopback communication included) plus its rounds at the link's
+    // RTT plus its busiest role's bytes at the link's rate. An estimate for
+    // loopback runs; on a real network `seconds` already is the answer.
+    let busiest = traffic.iter().map(|t| t.bytes_sent).max().unwrap_or(0);
+    for (key, link) in [
+        ("modelled_seconds_lan", LinkProfile::LAN),
+        ("modelled_seconds_wan", LinkProfile::WAN),
+    ] {
+        json[key] = json!(link.modelled_seconds(seconds, rounds as f64, busiest));
+    }
     let mut human = format!(
         "{} done in {seconds:.2} s; sent {bytes_sent} bytes, {rounds} rounds",
         names.join("+")
