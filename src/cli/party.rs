@@ -220,17 +220,6 @@ pub fn run(args: PartyArgs, common: &CommonArgs) -> anyhow::Result<Report> {
     } else {
         None
     };
-    // Rejected before any connection: a bad batch or an empty input.
-    if let Some((data, x)) = &owned {
-        RoleInput::DataReveal {
-            images: x,
-            labels: data.labels.as_deref(),
-            batch: args.batch,
-            reveal,
-        }
-        .validate()
-        .context("role data-owner")?;
-    }
     let secrets = if args.insecure_deterministic {
         eprintln!(
             "WARNING: --insecure-deterministic: every share, mask and dealer seed is derived from \

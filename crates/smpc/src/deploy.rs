@@ -166,7 +166,8 @@ pub type RoleRun = (usize, RoleOutput, NetworkStats);
 /// its own thread and with its own session over `link`, and waits for all
 /// of them. Returns each role's output and traffic, in the order given.
 ///
-/// When roles fail, the error returned is the root cause: the first role
+/// Every role's input is validated before any role starts. When roles
+/// fail, the error returned is the root cause: the first role
 /// (in the order given) that failed for its own reason rather than with a
 /// network error, since one role's failure makes its peers' links vanish;
 /// if all failures are network errors, the first of them. The role's index
@@ -178,6 +179,11 @@ pub fn run_roles_over(
     config: &NetConfig,
     secrets: crate::SecretSource,
 ) -> Result<Vec<RoleRun>, (usize, SmpcError)> {
+    // Every role's local input is checked before any role connects, so a bad
+    // parameter is reported as itself, not as the peers' hang-ups.
+    for (id, input) in roles {
+        input.validate().map_err(|e| (*id, e))?;
+    }
     type Outcome = Result<(RoleOutput, NetworkStats), SmpcError>;
     let mut results: Vec<(usize, Outcome)> = std::thread::scope(|s| {
         let handles: Vec<_> = roles
