@@ -29,7 +29,9 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, Error as TlsError, SignatureScheme};
 use sha2::{Digest, Sha256};
-use std::io::{self, ErrorKind, IoSlice, Read, Write};
+use crate::NetError;
+use crate::frame::{self, FRAME_HEADER_BYTES};
+use std::io::{self, ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -251,169 +253,706 @@ pub(crate) fn server_name(peer: &str) -> ServerName<'static> {
         .unwrap_or_else(|_| ServerName::try_from("ppml.invalid").expect("a valid DNS name"))
 }
 
-pub(crate) type Shared = Arc<Mutex<rustls::Connection>>;
 
-fn lock(conn: &Shared) -> MutexGuard<'_, rustls::Connection> {
-    // A panic while holding the lock leaves rustls in some state; its own
-    // error state (if any) is reported on the next call, so go on.
-    conn.lock().unwrap_or_else(|p| p.into_inner())
+// ---------------------------------------------------------------------------
+// The record layer: rustls's unbuffered API. rustls decrypts records in place
+// in the buffers of this module and encrypts into them, so ciphertext is
+// copied neither into nor out of a rustls-owned buffer, and the socket is
+// read in large pieces (not rustls's 4 KiB steps).
+
+/// Largest plaintext of one TLS record.
+const MAX_FRAGMENT: usize = 16 * 1024;
+/// What a TLS 1.3 record adds to its plaintext: header (5), content type
+/// (1), AEAD tag (16).
+const RECORD_OVERHEAD: usize = 5 + 1 + 16;
+/// Size of one ciphertext read from the socket.
+const READ_BUF: usize = 256 << 10;
+/// Room before the fresh bytes of a read for the unprocessed rest of the
+/// previous one (normally part of one record: at most 5 + 2^14 + 256 bytes).
+const CARRY: usize = 32 << 10;
+/// Largest unprocessed ciphertext kept between reads (a handshake message a
+/// peer splits over many records). rustls bounds handshake messages itself;
+/// this bounds memory even if it did not.
+const MAX_CARRY: usize = 1 << 20;
+/// Largest TLS handshake flight buffered before the handshake completes.
+const MAX_HANDSHAKE_BUF: usize = 256 << 10;
+/// Plaintext encrypted per lock acquisition (bounds how long the reader
+/// thread can wait for the lock, and the ciphertext buffer).
+const WRITE_CHUNK: usize = 16 * MAX_FRAGMENT;
+
+/// A TLS connection in rustls's unbuffered mode.
+pub(crate) enum Conn {
+    Client(rustls::client::UnbufferedClientConnection),
+    Server(rustls::server::UnbufferedServerConnection),
+}
+
+impl Conn {
+    pub(crate) fn client(
+        config: Arc<rustls::ClientConfig>,
+        name: ServerName<'static>,
+    ) -> Result<Conn, TlsError> {
+        rustls::client::UnbufferedClientConnection::new(config, name).map(Conn::Client)
+    }
+
+    pub(crate) fn server(config: Arc<rustls::ServerConfig>) -> Result<Conn, TlsError> {
+        rustls::server::UnbufferedServerConnection::new(config).map(Conn::Server)
+    }
+
+    fn common(&self) -> &rustls::CommonState {
+        match self {
+            Conn::Client(c) => c,
+            Conn::Server(s) => s,
+        }
+    }
+
+    /// Runs rustls once over `incoming` (the unprocessed received ciphertext)
+    /// and handles the state it reaches (see [`handle`]).
+    fn step(&mut self, incoming: &mut [u8], io: &mut StepIo<'_, '_>) -> io::Result<(usize, Step)> {
+        match self {
+            Conn::Client(c) => handle(c.process_tls_records(incoming), io),
+            Conn::Server(s) => handle(s.process_tls_records(incoming), io),
+        }
+    }
+}
+
+/// Where a step of the connection led.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    /// Something was handled; step again.
+    Again,
+    /// The handshake needs more bytes from the peer.
+    NeedInput,
+    /// No complete record is left to process; application data can be sent
+    /// (and the job, if any, was done).
+    Writable,
+    /// The peer sent close_notify: nothing more will be received.
+    PeerClosed,
+    /// Both sides sent close_notify.
+    Closed,
+}
+
+/// What to do when the connection can send application data.
+enum Job<'a> {
+    Nothing,
+    Encrypt(&'a [&'a [u8]]),
+    CloseNotify,
+    /// Sends a KeyUpdate (the peer answers with its own).
+    #[cfg(test)]
+    RefreshKeys,
+}
+
+/// The buffers a step works with.
+struct StepIo<'a, 'b> {
+    /// Receives decrypted application data.
+    plain: &'a mut dyn FnMut(&[u8]),
+    /// TLS bytes to transmit are appended here.
+    out: &'a mut OutBuf,
+    job: Job<'b>,
+}
+
+/// A byte buffer whose length only grows (so reusing it never zero-fills
+/// again); `used` bytes are valid.
+#[derive(Default)]
+struct OutBuf {
+    buf: Vec<u8>,
+    used: usize,
+}
+
+impl OutBuf {
+    /// The free tail, at least `at_least` bytes.
+    fn spare(&mut self, at_least: usize) -> &mut [u8] {
+        let need = self.used.saturating_add(at_least);
+        if self.buf.len() < need {
+            self.buf.resize(need, 0);
+        }
+        &mut self.buf[self.used..]
+    }
+
+    fn advance(&mut self, n: usize) {
+        self.used += n;
+    }
+
+    fn append(&mut self, bytes: &[u8]) {
+        self.spare(bytes.len())[..bytes.len()].copy_from_slice(bytes);
+        self.used += bytes.len();
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.used]
+    }
+
+    fn clear(&mut self) {
+        self.used = 0;
+    }
+}
+
+fn tls_error(e: TlsError) -> io::Error {
+    io::Error::new(ErrorKind::InvalidData, e)
+}
+
+/// Handles one state of an unbuffered connection. Returns how many bytes to
+/// discard from the front of the incoming buffer, and where this led.
+fn handle<Data>(status: rustls::unbuffered::UnbufferedStatus<'_, '_, Data>, io: &mut StepIo<'_, '_>) -> io::Result<(usize, Step)> {
+    use rustls::unbuffered::{ConnectionState as S, EncodeError};
+    let mut discard = status.discard;
+    let step = match status.state.map_err(tls_error)? {
+        S::ReadTraffic(mut records) => {
+            while let Some(record) = records.next_record() {
+                let record = record.map_err(tls_error)?;
+                discard += record.discard;
+                (io.plain)(record.payload);
+            }
+            Step::Again
+        }
+        S::EncodeTlsData(mut enc) => {
+            let mut want = 0;
+            loop {
+                match enc.encode(io.out.spare(want)) {
+                    Ok(n) => break io.out.advance(n),
+                    Err(EncodeError::InsufficientSize(s)) => want = s.required_size,
+                    Err(e) => return Err(io::Error::other(e.to_string())),
+                }
+            }
+            Step::Again
+        }
+        // The bytes are in `io.out`, which is sent before anything encrypted
+        // after it (see the callers).
+        S::TransmitTlsData(t) => {
+            t.done();
+            Step::Again
+        }
+        S::BlockedHandshake => Step::NeedInput,
+        S::WriteTraffic(mut w) => {
+            // The job is done exactly once.
+            match std::mem::replace(&mut io.job, Job::Nothing) {
+                Job::Nothing => {}
+                Job::Encrypt(parts) => {
+                    for part in parts.iter().filter(|p| !p.is_empty()) {
+                        encrypt_into(&mut w, io.out, Some(part))?;
+                    }
+                }
+                Job::CloseNotify => encrypt_into(&mut w, io.out, None)?,
+                #[cfg(test)]
+                Job::RefreshKeys => {
+                    w.refresh_traffic_keys().map_err(tls_error)?;
+                    // The KeyUpdate is queued: the next step encodes it.
+                    return Ok((discard, Step::Again));
+                }
+            }
+            Step::Writable
+        }
+        S::PeerClosed => Step::PeerClosed,
+        S::Closed => Step::Closed,
+        // Early data is never enabled; later rustls states are unknown here.
+        other => {
+            return Err(io::Error::new(
+                ErrorKind::InvalidData,
+                format!("unexpected TLS state {other:?}"),
+            ));
+        }
+    };
+    Ok((discard, step))
+}
+
+/// Encrypts `data` (or, if `None`, a close_notify alert) into `out`.
+fn encrypt_into<Data>(
+    w: &mut rustls::unbuffered::WriteTraffic<'_, Data>,
+    out: &mut OutBuf,
+    data: Option<&[u8]>,
+) -> io::Result<()> {
+    use rustls::unbuffered::EncryptError;
+    let mut want = match data {
+        Some(d) => d.len() + d.len().div_ceil(MAX_FRAGMENT) * RECORD_OVERHEAD + 64,
+        None => 64,
+    };
+    loop {
+        let r = match data {
+            Some(d) => w.encrypt(d, out.spare(want)),
+            None => w.queue_close_notify(out.spare(want)),
+        };
+        match r {
+            Ok(n) => {
+                out.advance(n);
+                return Ok(());
+            }
+            Err(EncryptError::InsufficientSize(s)) => want = s.required_size,
+            Err(e) => return Err(io::Error::other(e.to_string())),
+        }
+    }
+}
+
+fn write_socket(sock: &mut TcpStream, bytes: &[u8]) -> io::Result<()> {
+    sock.write_all(bytes)
+}
+
+/// A completed handshake: the connection and what arrived after it.
+pub(crate) struct Established {
+    conn: Conn,
+    /// Ciphertext received but not processed (part of a record).
+    incoming: Vec<u8>,
+    /// Application data that arrived with the end of the handshake.
+    plain: Vec<u8>,
+}
+
+impl Established {
+    /// The peer's end-entity certificate.
+    pub(crate) fn peer_certificate(&self) -> Option<CertificateDer<'static>> {
+        self.conn
+            .common()
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| c.clone().into_owned())
+    }
+
+    /// Splits into the receiving and the sending half (each with its own
+    /// handle on the socket).
+    pub(crate) fn split(self, sock: &TcpStream) -> io::Result<(TlsReadHalf, TlsWriteHalf)> {
+        let shared = Arc::new(Mutex::new(State {
+            conn: self.conn,
+            incoming: self.incoming,
+            plain: self.plain,
+            plain_pos: 0,
+            pending: OutBuf::default(),
+            peer_closed: false,
+        }));
+        Ok((
+            TlsReadHalf {
+                sock: sock.try_clone()?,
+                shared: Arc::clone(&shared),
+                buf: vec![0u8; CARRY + READ_BUF].into_boxed_slice(),
+                fresh: 0,
+            },
+            TlsWriteHalf {
+                sock: sock.try_clone()?,
+                shared,
+                out: OutBuf::default(),
+                first: Vec::new(),
+            },
+        ))
+    }
 }
 
 /// Runs the handshake to completion on a blocking socket (whose timeouts
-/// bound it).
-pub(crate) fn handshake(conn: &mut rustls::Connection, sock: &mut TcpStream) -> io::Result<()> {
-    while conn.is_handshaking() {
-        conn.complete_io(sock)?;
+/// bound each read and write). Errors: `InvalidData` with the rustls error
+/// (after sending rustls's alert to the peer), `UnexpectedEof` if the peer
+/// closes, or the socket's error.
+pub(crate) fn handshake(mut conn: Conn, sock: &mut TcpStream) -> io::Result<Established> {
+    let mut incoming = vec![0u8; 2 * MAX_FRAGMENT];
+    let mut used = 0;
+    let mut out = OutBuf::default();
+    let mut plain = Vec::new();
+    loop {
+        let r = {
+            let mut sink = |b: &[u8]| plain.extend_from_slice(b);
+            let mut io = StepIo {
+                plain: &mut sink,
+                out: &mut out,
+                job: Job::Nothing,
+            };
+            conn.step(&mut incoming[..used], &mut io)
+        };
+        let (discard, step) = match r {
+            Ok(x) => x,
+            Err(e) => {
+                send_alert(&mut conn, &mut incoming[..used], &mut out, sock);
+                return Err(e);
+            }
+        };
+        incoming.copy_within(discard..used, 0);
+        used -= discard;
+        match step {
+            Step::Again => {}
+            Step::Writable if !conn.common().is_handshaking() => {
+                write_socket(sock, out.bytes())?;
+                incoming.truncate(used);
+                return Ok(Established {
+                    conn,
+                    incoming,
+                    plain,
+                });
+            }
+            Step::Writable | Step::NeedInput => {
+                write_socket(sock, out.bytes())?;
+                out.clear();
+                if used == incoming.len() {
+                    if incoming.len() >= MAX_HANDSHAKE_BUF {
+                        return Err(io::Error::new(
+                            ErrorKind::InvalidData,
+                            "the peer's handshake messages are too large",
+                        ));
+                    }
+                    incoming.resize(2 * incoming.len(), 0);
+                }
+                let n = loop {
+                    match sock.read(&mut incoming[used..]) {
+                        Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                        r => break r?,
+                    }
+                };
+                if n == 0 {
+                    return Err(io::Error::new(
+                        ErrorKind::UnexpectedEof,
+                        "the peer closed the connection during the TLS handshake",
+                    ));
+                }
+                used += n;
+            }
+            Step::PeerClosed | Step::Closed => {
+                return Err(io::Error::new(
+                    ErrorKind::UnexpectedEof,
+                    "the peer closed the TLS connection during the handshake",
+                ));
+            }
+        }
     }
-    // Flush whatever the handshake left to send (the client's Finished).
-    while conn.wants_write() {
-        conn.write_tls(sock)?;
-    }
-    Ok(())
 }
 
-/// Size of ciphertext reads from the socket.
-const READ_BUF: usize = 128 << 10;
-/// Plaintext encrypted per lock acquisition (bounds the time the reader
-/// thread can wait for the lock, and the ciphertext buffer).
-const WRITE_CHUNK: usize = 256 << 10;
+/// After a failed handshake step: sends the alert rustls queued (best
+/// effort), so the peer learns why.
+fn send_alert(conn: &mut Conn, incoming: &mut [u8], out: &mut OutBuf, sock: &mut TcpStream) {
+    out.clear();
+    let mut sink = |_: &[u8]| {};
+    let mut io = StepIo {
+        plain: &mut sink,
+        out,
+        job: Job::Nothing,
+    };
+    // rustls hands out queued records before it looks at the input again.
+    if let Ok((_, Step::Again)) = conn.step(incoming, &mut io) {
+        let _ = write_socket(sock, io.out.bytes());
+    }
+}
+
+/// What the two halves share.
+struct State {
+    conn: Conn,
+    /// Received ciphertext not yet processed: never a complete record after
+    /// the reader's turn, so the writer's turns (which must pass rustls the
+    /// same bytes) find nothing to decrypt.
+    incoming: Vec<u8>,
+    /// Decrypted application data not yet taken, from `plain_pos` (the part
+    /// of a record past the end of a frame, or data the handshake or the
+    /// writer's turn decrypted).
+    plain: Vec<u8>,
+    plain_pos: usize,
+    /// TLS bytes rustls produced during the reader's turn (e.g. an alert):
+    /// the writer sends them before its next records, in order.
+    pending: OutBuf,
+    peer_closed: bool,
+}
+
+type Shared = Arc<Mutex<State>>;
+
+fn lock(shared: &Shared) -> MutexGuard<'_, State> {
+    // A panic while holding the lock leaves rustls in some state; its own
+    // error state (if any) is reported on the next call, so go on.
+    shared.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Assembles one frame (4-byte length prefix, then the payload) from
+/// decrypted bytes, straight into the frame's own buffer.
+struct FrameAsm {
+    max: usize,
+    header: [u8; FRAME_HEADER_BYTES],
+    got: usize,
+    payload: Option<Vec<u8>>,
+    len: usize,
+    error: Option<NetError>,
+}
+
+impl FrameAsm {
+    fn new(max: usize) -> Self {
+        FrameAsm {
+            max,
+            header: [0; FRAME_HEADER_BYTES],
+            got: 0,
+            payload: None,
+            len: 0,
+            error: None,
+        }
+    }
+
+    fn complete(&self) -> bool {
+        matches!(&self.payload, Some(p) if p.len() == self.len)
+    }
+
+    fn wants(&self) -> bool {
+        self.error.is_none() && !self.complete()
+    }
+
+    /// Takes the bytes of this frame from the front of `bytes`; returns how
+    /// many it took (the rest belongs to the next frame).
+    fn feed(&mut self, bytes: &[u8]) -> usize {
+        if !self.wants() {
+            return 0;
+        }
+        let mut taken = 0;
+        if self.payload.is_none() {
+            let n = (FRAME_HEADER_BYTES - self.got).min(bytes.len());
+            self.header[self.got..self.got + n].copy_from_slice(&bytes[..n]);
+            self.got += n;
+            taken = n;
+            if self.got < FRAME_HEADER_BYTES {
+                return taken;
+            }
+            // Checked before anything is allocated.
+            match frame::decode_frame_header(&self.header, self.max) {
+                Ok(len) => {
+                    self.len = len;
+                    self.payload = Some(Vec::with_capacity(len.min(frame::PREALLOC_CAP)));
+                }
+                Err(e) => {
+                    self.error = Some(e);
+                    return taken;
+                }
+            }
+        }
+        if let Some(p) = self.payload.as_mut() {
+            let n = (self.len - p.len()).min(bytes.len() - taken);
+            p.extend_from_slice(&bytes[taken..taken + n]);
+            taken += n;
+        }
+        taken
+    }
+
+    /// The stream ended (close_notify, or the socket closed) before the
+    /// frame was complete: the same errors as [`frame::read_frame`].
+    fn end_of_stream(self, peer: &str) -> NetError {
+        match self.payload {
+            _ if self.got == 0 => NetError::Disconnected {
+                peer: peer.to_owned(),
+            },
+            None => NetError::Truncated {
+                expected: FRAME_HEADER_BYTES,
+                got: self.got,
+            },
+            Some(p) => NetError::Truncated {
+                expected: self.len,
+                got: p.len(),
+            },
+        }
+    }
+}
+
+/// Feeds decrypted bytes to the frame being assembled; what is past its end
+/// is kept for the next frame.
+fn deliver(asm: &mut FrameAsm, plain: &mut Vec<u8>, bytes: &[u8]) {
+    let n = asm.feed(bytes);
+    plain.extend_from_slice(&bytes[n..]);
+}
+
+fn is_connection_gone(kind: ErrorKind) -> bool {
+    matches!(
+        kind,
+        ErrorKind::UnexpectedEof
+            | ErrorKind::ConnectionReset
+            | ErrorKind::ConnectionAborted
+            | ErrorKind::BrokenPipe
+            | ErrorKind::NotConnected
+    )
+}
 
 /// The receiving half: reads ciphertext from the socket without the lock,
-/// decrypts under it.
+/// decrypts under it straight into the frame being received.
 pub(crate) struct TlsReadHalf {
     sock: TcpStream,
-    conn: Shared,
+    shared: Shared,
+    /// `CARRY` bytes of room, then the last socket read.
     buf: Box<[u8]>,
-    start: usize,
-    end: usize,
+    /// Bytes of the last read (at `buf[CARRY..]`) not yet given to rustls.
+    fresh: usize,
 }
 
 impl TlsReadHalf {
-    pub(crate) fn new(sock: TcpStream, conn: Shared) -> Self {
-        TlsReadHalf {
-            sock,
-            conn,
-            buf: vec![0u8; READ_BUF].into_boxed_slice(),
-            start: 0,
-            end: 0,
-        }
-    }
-}
-
-impl Read for TlsReadHalf {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if out.is_empty() {
-            return Ok(0);
-        }
+    /// Reads one frame (see [`frame::read_frame`], whose errors it keeps:
+    /// end of stream, clean or not, is [`NetError::Disconnected`] between
+    /// frames and [`NetError::Truncated`] inside one).
+    pub(crate) fn read_frame(&mut self, max: usize, peer: &str) -> Result<Vec<u8>, NetError> {
+        let mut asm = FrameAsm::new(max);
         loop {
-            {
-                let mut conn = lock(&self.conn);
-                match conn.reader().read(out) {
-                    // Ok(0) is a clean close_notify from the peer.
-                    Ok(n) => return Ok(n),
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                    Err(e) => return Err(e),
-                }
-                // No plaintext pending: feed buffered ciphertext, if any. rustls
-                // takes what it can hold; the rest stays for the next turn.
-                if self.start < self.end {
-                    let mut slice = &self.buf[self.start..self.end];
-                    let before = slice.len();
-                    conn.read_tls(&mut slice)?;
-                    self.start += before - slice.len();
-                    conn.process_new_packets()
-                        .map_err(|e| io::Error::new(ErrorKind::InvalidData, e))?;
-                    continue;
-                }
+            let closed = self.decrypt(&mut asm).map_err(NetError::Io)?;
+            if let Some(e) = asm.error.take() {
+                return Err(e);
+            }
+            if asm.complete() {
+                // complete() checked that the payload exists.
+                return Ok(asm.payload.take().unwrap_or_default());
+            }
+            if closed {
+                return Err(asm.end_of_stream(peer));
             }
             // Socket read without the lock, so the writer can encrypt meanwhile.
-            let n = loop {
-                match self.sock.read(&mut self.buf) {
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    r => break r?,
-                }
-            };
-            if n == 0 {
-                // End of stream without close_notify: let rustls say so.
-                let mut conn = lock(&self.conn);
-                conn.read_tls(&mut io::empty())?;
-                conn.process_new_packets()
-                    .map_err(|e| io::Error::new(ErrorKind::InvalidData, e))?;
-                return match conn.reader().read(out) {
-                    Ok(n) => Ok(n),
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(0),
-                    Err(e) => Err(e),
-                };
+            match self.sock.read(&mut self.buf[CARRY..]) {
+                Ok(0) => return Err(asm.end_of_stream(peer)),
+                Ok(n) => self.fresh = n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if is_connection_gone(e.kind()) => return Err(asm.end_of_stream(peer)),
+                Err(e) => return Err(NetError::Io(e)),
             }
-            self.start = 0;
-            self.end = n;
+        }
+    }
+
+    /// Under the lock: feeds `asm` from the decrypted bytes kept, then
+    /// decrypts every complete record received. True once the peer has
+    /// closed (close_notify).
+    fn decrypt(&mut self, asm: &mut FrameAsm) -> io::Result<bool> {
+        let mut guard = lock(&self.shared);
+        let State {
+            conn,
+            incoming,
+            plain,
+            plain_pos,
+            pending,
+            peer_closed,
+        } = &mut *guard;
+        if *plain_pos < plain.len() {
+            *plain_pos += asm.feed(&plain[*plain_pos..]);
+            if *plain_pos == plain.len() {
+                plain.clear();
+                *plain_pos = 0;
+            }
+            if !asm.wants() {
+                return Ok(false);
+            }
+        }
+        let fresh = std::mem::take(&mut self.fresh);
+        let carried = incoming.len();
+        let mut sink = |b: &[u8]| deliver(asm, plain, b);
+        let mut io = StepIo {
+            plain: &mut sink,
+            out: pending,
+            job: Job::Nothing,
+        };
+        let closed = if carried <= CARRY {
+            // Common case: the rest of the last read goes in front of this one.
+            let begin = CARRY - carried;
+            self.buf[begin..CARRY].copy_from_slice(incoming);
+            incoming.clear();
+            let region = &mut self.buf[begin..CARRY + fresh];
+            let (used, closed) = run(conn, region, &mut io)?;
+            incoming.extend_from_slice(&region[used..]);
+            closed
+        } else {
+            incoming.extend_from_slice(&self.buf[CARRY..CARRY + fresh]);
+            if incoming.len() > MAX_CARRY {
+                return Err(io::Error::new(
+                    ErrorKind::InvalidData,
+                    "the peer sent more than 1 MiB of TLS records that do not complete a message",
+                ));
+            }
+            let (used, closed) = run(conn, &mut incoming[..], &mut io)?;
+            incoming.drain(..used);
+            closed
+        };
+        *peer_closed |= closed;
+        Ok(*peer_closed)
+    }
+}
+
+/// Processes every complete record of `region`. Returns the bytes processed
+/// and whether the peer has closed.
+fn run(conn: &mut Conn, region: &mut [u8], io: &mut StepIo<'_, '_>) -> io::Result<(usize, bool)> {
+    let mut start = 0;
+    loop {
+        let (discard, step) = conn.step(&mut region[start..], io)?;
+        start += discard;
+        match step {
+            Step::Again => {}
+            Step::NeedInput | Step::Writable => return Ok((start, false)),
+            Step::PeerClosed | Step::Closed => return Ok((start, true)),
         }
     }
 }
 
-/// The sending half: encrypts under the lock into a buffer, writes the
+/// The sending half: encrypts under the lock into its buffer, writes the
 /// buffer to the socket without the lock.
 pub(crate) struct TlsWriteHalf {
     sock: TcpStream,
-    conn: Shared,
-    out: Vec<u8>,
+    shared: Shared,
+    out: OutBuf,
+    /// The first record of a frame: the length prefix and the payload's first bytes.
+    first: Vec<u8>,
 }
 
 impl TlsWriteHalf {
-    pub(crate) fn new(sock: TcpStream, conn: Shared) -> Self {
-        TlsWriteHalf {
-            sock,
-            conn,
-            out: Vec::new(),
-        }
-    }
-
     /// Writes `header` then `payload` as one stream of TLS records.
     pub(crate) fn write_parts(&mut self, header: &[u8], payload: &[u8]) -> io::Result<()> {
         // The header travels in the same record as the payload's first bytes
-        // (no 22-byte record of its own).
-        let first = payload.len().min(WRITE_CHUNK);
-        self.encrypt(&[IoSlice::new(header), IoSlice::new(&payload[..first])])?;
-        for chunk in payload[first..].chunks(WRITE_CHUNK) {
-            self.encrypt(&[IoSlice::new(chunk)])?;
+        // (no 26-byte record of its own).
+        let head = payload.len().min(MAX_FRAGMENT.saturating_sub(header.len()));
+        let mut first = std::mem::take(&mut self.first);
+        first.clear();
+        first.extend_from_slice(header);
+        first.extend_from_slice(&payload[..head]);
+        let rest = &payload[head..];
+        let (now, later) = rest.split_at(rest.len().min(WRITE_CHUNK - MAX_FRAGMENT));
+        let r = self.send(Job::Encrypt(&[&first[..], now]));
+        self.first = first;
+        r?;
+        for chunk in later.chunks(WRITE_CHUNK) {
+            self.send(Job::Encrypt(&[chunk]))?;
         }
         Ok(())
     }
 
-    fn encrypt(&mut self, parts: &[IoSlice<'_>]) -> io::Result<()> {
-        let total: usize = parts.iter().map(|p| p.len()).sum();
+    /// Does `job` under the lock (after anything the reader left to send),
+    /// then writes the records without the lock.
+    fn send(&mut self, job: Job<'_>) -> io::Result<()> {
+        self.out.clear();
         {
-            let mut conn = lock(&self.conn);
-            // The send buffer is unlimited (set at construction), so rustls
-            // takes everything; a short write would be a bug, not back-pressure.
-            let n = conn.writer().write_vectored(parts)?;
-            if n != total {
-                return Err(io::Error::new(
-                    ErrorKind::WriteZero,
-                    "TLS layer accepted a partial write",
-                ));
-            }
-            while conn.wants_write() {
-                conn.write_tls(&mut self.out)?;
+            let mut guard = lock(&self.shared);
+            let State {
+                conn,
+                incoming,
+                plain,
+                pending,
+                peer_closed,
+                ..
+            } = &mut *guard;
+            self.out.append(pending.bytes());
+            pending.clear();
+            // Records are all decrypted by the reader (see `State`), so this
+            // normally receives nothing; if it does, the reader gets it.
+            let mut sink = |b: &[u8]| plain.extend_from_slice(b);
+            let mut io = StepIo {
+                plain: &mut sink,
+                out: &mut self.out,
+                job,
+            };
+            loop {
+                let (discard, step) = conn.step(&mut incoming[..], &mut io)?;
+                incoming.drain(..discard);
+                match step {
+                    Step::Again => {}
+                    Step::Writable => break,
+                    Step::PeerClosed => *peer_closed = true,
+                    Step::NeedInput => {
+                        return Err(io::Error::new(
+                            ErrorKind::NotConnected,
+                            "the TLS handshake is not complete",
+                        ));
+                    }
+                    Step::Closed => {
+                        return Err(io::Error::new(
+                            ErrorKind::BrokenPipe,
+                            "the TLS connection is closed",
+                        ));
+                    }
+                }
             }
         }
-        let r = self.sock.write_all(&self.out);
-        self.out.clear();
-        r
+        write_socket(&mut self.sock, self.out.bytes())
     }
 
     /// Sends close_notify (best effort, on drop).
     pub(crate) fn close(&mut self) {
-        {
-            let mut conn = lock(&self.conn);
-            conn.send_close_notify();
-            while conn.wants_write() {
-                if conn.write_tls(&mut self.out).is_err() {
-                    break;
-                }
-            }
-        }
-        let _ = self.sock.write_all(&self.out);
-        self.out.clear();
+        let _ = self.send(Job::CloseNotify);
+    }
+
+    /// Sends a TLS 1.3 KeyUpdate (tests: the peer must answer with its own
+    /// and both directions go on).
+    #[cfg(test)]
+    fn refresh_keys(&mut self) -> io::Result<()> {
+        self.send(Job::RefreshKeys)
     }
 }
