@@ -38,9 +38,9 @@ use serde::{Deserialize, Serialize};
 use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -286,9 +286,8 @@ impl Session {
         };
         let io = |e: std::io::Error| handshake_error(peer, &peer_label, e, cfg);
         write.write_frame(&frame::encode(&hello)?).map_err(io)?;
-        let reply: Reply =
-            frame::decode(&read.read_frame(HELLO_MAX_BYTES, &peer_label)?)
-                .map_err(|e| NetError::Handshake(format!("{peer_label}: bad reply: {e}")))?;
+        let reply: Reply = frame::decode(&read.read_frame(HELLO_MAX_BYTES, &peer_label)?)
+            .map_err(|e| NetError::Handshake(format!("{peer_label}: bad reply: {e}")))?;
         if let Reply::Refused(reason) = reply {
             return Err(NetError::Refused {
                 party: peer.to_owned(),
@@ -426,10 +425,12 @@ impl Session {
                 None,
             ),
         };
-        let bytes = read.read_frame(HELLO_MAX_BYTES, &label).map_err(|e| match e {
-            NetError::Io(io) => handshake_error("an unidentified peer", &label, io, cfg),
-            other => NetError::Handshake(format!("{label}: no hello frame: {other}")),
-        })?;
+        let bytes = read
+            .read_frame(HELLO_MAX_BYTES, &label)
+            .map_err(|e| match e {
+                NetError::Io(io) => handshake_error("an unidentified peer", &label, io, cfg),
+                other => NetError::Handshake(format!("{label}: no hello frame: {other}")),
+            })?;
         let hello: Hello = frame::decode(&bytes).map_err(|_| {
             NetError::Handshake(format!(
                 "{label} sent {} bytes that are not a ppml session hello{}",

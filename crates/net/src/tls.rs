@@ -23,14 +23,14 @@
 //! encrypts or decrypts in memory, never during socket I/O, so two parties
 //! that both send large frames before receiving never deadlock.
 
+use crate::NetError;
+use crate::frame::{self, FRAME_HEADER_BYTES};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, Error as TlsError, SignatureScheme};
 use sha2::{Digest, Sha256};
-use crate::NetError;
-use crate::frame::{self, FRAME_HEADER_BYTES};
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -253,7 +253,6 @@ pub(crate) fn server_name(peer: &str) -> ServerName<'static> {
         .unwrap_or_else(|_| ServerName::try_from("ppml.invalid").expect("a valid DNS name"))
 }
 
-
 // ---------------------------------------------------------------------------
 // The record layer: rustls's unbuffered API. rustls decrypts records in place
 // in the buffers of this module and encrypts into them, so ciphertext is
@@ -266,7 +265,7 @@ const MAX_FRAGMENT: usize = 16 * 1024;
 /// (1), AEAD tag (16).
 const RECORD_OVERHEAD: usize = 5 + 1 + 16;
 /// Size of one ciphertext read from the socket.
-const READ_BUF: usize = 256 << 10;
+const READ_BUF: usize = 64 << 10;
 /// Room before the fresh bytes of a read for the unprocessed rest of the
 /// previous one (normally part of one record: at most 5 + 2^14 + 256 bytes).
 const CARRY: usize = 32 << 10;
@@ -278,7 +277,7 @@ const MAX_CARRY: usize = 1 << 20;
 const MAX_HANDSHAKE_BUF: usize = 256 << 10;
 /// Plaintext encrypted per lock acquisition (bounds how long the reader
 /// thread can wait for the lock, and the ciphertext buffer).
-const WRITE_CHUNK: usize = 16 * MAX_FRAGMENT;
+const WRITE_CHUNK: usize = 4 * MAX_FRAGMENT;
 
 /// A TLS connection in rustls's unbuffered mode.
 pub(crate) enum Conn {
@@ -392,7 +391,10 @@ fn tls_error(e: TlsError) -> io::Error {
 
 /// Handles one state of an unbuffered connection. Returns how many bytes to
 /// discard from the front of the incoming buffer, and where this led.
-fn handle<Data>(status: rustls::unbuffered::UnbufferedStatus<'_, '_, Data>, io: &mut StepIo<'_, '_>) -> io::Result<(usize, Step)> {
+fn handle<Data>(
+    status: rustls::unbuffered::UnbufferedStatus<'_, '_, Data>,
+    io: &mut StepIo<'_, '_>,
+) -> io::Result<(usize, Step)> {
     use rustls::unbuffered::{ConnectionState as S, EncodeError};
     let mut discard = status.discard;
     let step = match status.state.map_err(tls_error)? {
@@ -954,5 +956,285 @@ impl TlsWriteHalf {
     #[cfg(test)]
     fn refresh_keys(&mut self) -> io::Result<()> {
         self.send(Job::RefreshKeys)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The record layer on its own: two halves per side over loopback,
+    //! optionally through a relay that splits the client's bytes.
+
+    use super::*;
+    use std::net::{Shutdown, SocketAddr, TcpListener};
+    use std::thread;
+
+    type Halves = (TlsReadHalf, TlsWriteHalf);
+
+    fn identity(name: &str) -> Identity {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![name.to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let der = PrivateKeyDer::Pkcs8(key.serialize_der().into());
+        Identity::new(name, cert.der().clone(), der).unwrap()
+    }
+
+    /// Forwards client to server in pieces of at most `piece` bytes (so
+    /// records arrive split over many reads), server to client as is.
+    fn relay(server: SocketAddr, piece: usize) -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            let mut s = TcpStream::connect(server).unwrap();
+            c.set_nodelay(true).unwrap();
+            s.set_nodelay(true).unwrap();
+            let (mut c2, mut s2) = (c.try_clone().unwrap(), s.try_clone().unwrap());
+            thread::spawn(move || {
+                let _ = io::copy(&mut s2, &mut c2);
+                let _ = c2.shutdown(Shutdown::Write);
+            });
+            let mut buf = vec![0u8; 64 << 10];
+            while let Ok(n @ 1..) = c.read(&mut buf) {
+                for p in buf[..n].chunks(piece) {
+                    if s.write_all(p).is_err() {
+                        return;
+                    }
+                }
+            }
+            let _ = s.shutdown(Shutdown::Write);
+        });
+        addr
+    }
+
+    /// (client halves, server halves, the client's raw socket).
+    fn connected(piece: Option<usize>) -> (Halves, Halves, TcpStream) {
+        let (sid, cid) = (identity("server"), identity("client"));
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let scfg = sid.server_config().unwrap();
+        let server = thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let est = handshake(Conn::server(scfg).unwrap(), &mut s).unwrap();
+            assert!(est.peer_certificate().is_some());
+            est.split(&s).unwrap()
+        });
+        let target = piece.map_or(addr, |p| relay(addr, p));
+        let mut c = TcpStream::connect(target).unwrap();
+        let ccfg = cid.client_config("server", sid.certificate()).unwrap();
+        let est = handshake(Conn::client(ccfg, server_name("server")).unwrap(), &mut c).unwrap();
+        let client = est.split(&c).unwrap();
+        (client, server.join().unwrap(), c)
+    }
+
+    fn frame_of(len: usize, tag: u8) -> Vec<u8> {
+        (0..len).map(|i| (i as u8).wrapping_mul(31) ^ tag).collect()
+    }
+
+    fn send(w: &mut TlsWriteHalf, f: &[u8]) {
+        let header = frame::encode_frame_header(f.len(), usize::MAX).unwrap();
+        w.write_parts(&header, f).unwrap();
+    }
+
+    const MAX: usize = 64 << 20;
+
+    // Around the record size (2^14 plaintext bytes, the first record also
+    // carrying the 4-byte length), and a few records and read buffers long.
+    const SIZES: [usize; 12] = [
+        0,
+        1,
+        4,
+        16379,
+        16380,
+        16381,
+        16384,
+        16385,
+        65536,
+        100_003,
+        READ_BUF + 7,
+        3 << 20,
+    ];
+
+    #[test]
+    fn frames_of_every_size_cross_both_ways() {
+        let ((mut cr, mut cw), (mut sr, mut sw), _) = connected(None);
+        for (i, &len) in SIZES.iter().enumerate() {
+            let f = frame_of(len, i as u8);
+            send(&mut cw, &f);
+            assert_eq!(
+                sr.read_frame(MAX, "client").unwrap(),
+                f,
+                "client to server, {len} bytes"
+            );
+            send(&mut sw, &f);
+            assert_eq!(
+                cr.read_frame(MAX, "server").unwrap(),
+                f,
+                "server to client, {len} bytes"
+            );
+        }
+    }
+
+    #[test]
+    fn records_split_over_many_reads_reassemble() {
+        for piece in [1, 5, 4099] {
+            let ((_cr, mut cw), (mut sr, _sw), _) = connected(Some(piece));
+            let sizes: &[usize] = if piece == 1 {
+                &[0, 3, 20_000]
+            } else {
+                &SIZES[..10]
+            };
+            let frames: Vec<_> = sizes.iter().map(|&n| frame_of(n, n as u8)).collect();
+            // All sent before any is read: records and frames straddle reads.
+            for f in &frames {
+                send(&mut cw, f);
+            }
+            for f in &frames {
+                assert_eq!(&sr.read_frame(MAX, "client").unwrap(), f, "piece {piece}");
+            }
+        }
+    }
+
+    #[test]
+    fn large_frames_both_ways_at_once_do_not_deadlock() {
+        // Each side's reader runs on its own thread (as in TcpTransport) while
+        // both writers push 12 MB before reading anything: the writer must
+        // never hold the lock while the socket blocks.
+        let ((mut cr, mut cw), (mut sr, mut sw), _) = connected(None);
+        let f = frame_of(12 << 20, 9);
+        let (f1, f2) = (f.clone(), f.clone());
+        let readers = [
+            thread::spawn(move || cr.read_frame(MAX, "server").unwrap() == f1),
+            thread::spawn(move || sr.read_frame(MAX, "client").unwrap() == f2),
+        ];
+        let g = f.clone();
+        let w = thread::spawn(move || send(&mut sw, &g));
+        send(&mut cw, &f);
+        w.join().unwrap();
+        for r in readers {
+            assert!(r.join().unwrap());
+        }
+    }
+
+    #[test]
+    fn key_updates_in_both_directions_keep_the_link_working() {
+        let ((mut cr, mut cw), (mut sr, mut sw), _) = connected(Some(4099));
+        for round in 0..4u8 {
+            // A KeyUpdate asks the peer to update its keys too: it answers
+            // with its own KeyUpdate before its next record.
+            if round % 2 == 0 {
+                cw.refresh_keys().unwrap();
+            } else {
+                sw.refresh_keys().unwrap();
+            }
+            let f = frame_of(50_000 + round as usize, round);
+            send(&mut cw, &f);
+            send(&mut sw, &f);
+            assert_eq!(sr.read_frame(MAX, "client").unwrap(), f);
+            assert_eq!(cr.read_frame(MAX, "server").unwrap(), f);
+        }
+    }
+
+    #[test]
+    fn close_notify_between_frames_is_a_disconnect_and_inside_one_a_truncation() {
+        let ((_cr, mut cw), (mut sr, _sw), _) = connected(None);
+        send(&mut cw, b"whole");
+        // A length prefix announcing 1000 bytes, then only 10 of them.
+        let mut partial = 1000u32.to_le_bytes().to_vec();
+        partial.extend_from_slice(&[7; 10]);
+        cw.send(Job::Encrypt(&[&partial])).unwrap();
+        cw.close();
+        assert_eq!(sr.read_frame(MAX, "client").unwrap(), b"whole");
+        match sr.read_frame(MAX, "client") {
+            Err(NetError::Truncated {
+                expected: 1000,
+                got: 10,
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+        // Nothing more after close_notify.
+        assert!(matches!(
+            sr.read_frame(MAX, "client"),
+            Err(NetError::Disconnected { .. })
+        ));
+
+        let ((_cr, mut cw), (mut sr, _sw), _) = connected(None);
+        send(&mut cw, b"last");
+        cw.close();
+        assert_eq!(sr.read_frame(MAX, "client").unwrap(), b"last");
+        match sr.read_frame(MAX, "client") {
+            Err(NetError::Disconnected { peer }) => assert_eq!(peer, "client"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn socket_closed_without_close_notify_mid_frame_is_a_truncation() {
+        let ((_cr, mut cw), (mut sr, _sw), raw) = connected(None);
+        let mut partial = 100_000u32.to_le_bytes().to_vec();
+        partial.extend_from_slice(&[1; 20_000]);
+        cw.send(Job::Encrypt(&[&partial])).unwrap();
+        raw.shutdown(Shutdown::Write).unwrap();
+        match sr.read_frame(MAX, "client") {
+            Err(NetError::Truncated {
+                expected: 100_000,
+                got: 20_000,
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn garbage_after_the_handshake_is_an_error_not_a_panic() {
+        let ((_cr, mut cw), (mut sr, _sw), mut raw) = connected(None);
+        send(&mut cw, b"fine");
+        assert_eq!(sr.read_frame(MAX, "client").unwrap(), b"fine");
+        // Looks like an application-data record, but is not encrypted.
+        raw.write_all(&[23, 3, 3, 0, 40]).unwrap();
+        raw.write_all(&[0xAB; 40]).unwrap();
+        match sr.read_frame(MAX, "client") {
+            Err(NetError::Io(e)) => assert_eq!(e.kind(), ErrorKind::InvalidData, "{e}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_oversized_length_prefix_is_refused_before_allocation() {
+        let ((_cr, mut cw), (mut sr, _sw), _) = connected(None);
+        cw.send(Job::Encrypt(&[&u32::MAX.to_le_bytes()])).unwrap();
+        match sr.read_frame(1 << 20, "client") {
+            Err(NetError::FrameTooLarge { len, max }) => {
+                assert_eq!((len, max), (u32::MAX as u64, 1 << 20));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_client_that_pins_another_certificate_fails_the_handshake_and_the_server_hears_why() {
+        let (sid, cid, other) = (identity("server"), identity("client"), identity("other"));
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let scfg = sid.server_config().unwrap();
+        let server = thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            handshake(Conn::server(scfg).unwrap(), &mut s)
+                .err()
+                .map(|e| e.to_string())
+        });
+        let mut c = TcpStream::connect(addr).unwrap();
+        let ccfg = cid.client_config("server", other.certificate()).unwrap();
+        let err = handshake(Conn::client(ccfg, server_name("server")).unwrap(), &mut c)
+            .err()
+            .expect("a server with another certificate must be refused");
+        assert_eq!(err.kind(), ErrorKind::InvalidData);
+        assert!(
+            err.to_string().contains("not server's pinned certificate"),
+            "{err}"
+        );
+        // The client's alert reached the server.
+        let server_err = server.join().unwrap().expect("the server must fail too");
+        assert!(server_err.contains("alert"), "{server_err}");
     }
 }
