@@ -656,6 +656,8 @@ fn lock(shared: &Shared) -> MutexGuard<'_, State> {
 /// 4 KiB, are slow (see [`append`]).
 const ALIAS_WINDOW: usize = 64;
 const PAGE: usize = 4096;
+/// Shorter copies are not worth a detour (see [`append`]).
+const MIN_BOUNCE: usize = 1024;
 /// Largest piece [`append`] copies through its bounce buffer at once.
 const BOUNCE_PIECE: usize = 16 << 10;
 
@@ -670,7 +672,7 @@ const BOUNCE_PIECE: usize = 16 << 10;
 fn append(dst: &mut Vec<u8>, src: &[u8], bounce: &mut Vec<u8>) {
     dst.reserve(src.len());
     let gap = (dst.as_ptr() as usize + dst.len()).wrapping_sub(src.as_ptr() as usize) % PAGE;
-    if gap == 0 || gap >= ALIAS_WINDOW || src.len() < 1024 {
+    if gap == 0 || gap >= ALIAS_WINDOW || src.len() < MIN_BOUNCE {
         dst.extend_from_slice(src);
         return;
     }
@@ -1104,6 +1106,31 @@ mod tests {
         READ_BUF + 7,
         3 << 20,
     ];
+
+    #[test]
+    fn append_copies_exactly_whatever_the_distance_mod_4k() {
+        let src_buf: Vec<u8> = (0..(1usize << 20))
+            .map(|i| (i * 7 + i / 251) as u8)
+            .collect();
+        for gap in [0usize, 1, 4, 12, 16, 63, 64, 65, 2048, 4095] {
+            for len in [1000usize, 1024, 5000, 16384, 40_000] {
+                let mut dst: Vec<u8> = Vec::with_capacity(1 << 20);
+                dst.extend_from_slice(&[9; 3]);
+                let end = dst.as_ptr() as usize + dst.len();
+                // Pick the source so that end - src = gap (mod 4 KiB).
+                let base = src_buf.as_ptr() as usize;
+                let off = (end.wrapping_sub(gap).wrapping_sub(base)) % PAGE;
+                let src = &src_buf[off..off + len];
+                let mut bounce = Vec::new();
+                append(&mut dst, src, &mut bounce);
+                assert_eq!(&dst[3..], src, "gap {gap}, {len} bytes");
+                assert_eq!(&dst[..3], &[9; 3]);
+                let bounced = !bounce.is_empty();
+                let expect = (1..ALIAS_WINDOW).contains(&gap) && len >= MIN_BOUNCE;
+                assert_eq!(bounced, expect, "gap {gap}, {len} bytes");
+            }
+        }
+    }
 
     #[test]
     fn frames_of_every_size_cross_both_ways() {
