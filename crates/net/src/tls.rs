@@ -516,6 +516,7 @@ impl Established {
             plain_pos: 0,
             pending: OutBuf::default(),
             peer_closed: false,
+            failed: false,
         }));
         Ok((
             TlsReadHalf {
@@ -642,6 +643,13 @@ struct State {
     /// the writer sends them before its next records, in order.
     pending: OutBuf,
     peer_closed: bool,
+    /// rustls reported an error: its buffers may be inconsistent with
+    /// `incoming`, so it is never called again.
+    failed: bool,
+}
+
+fn failed_before() -> io::Error {
+    io::Error::new(ErrorKind::BrokenPipe, "the TLS connection failed earlier")
 }
 
 type Shared = Arc<Mutex<State>>;
@@ -857,6 +865,7 @@ impl TlsReadHalf {
             plain_pos,
             pending,
             peer_closed,
+            failed,
         } = &mut *guard;
         if *plain_pos < plain.len() {
             *plain_pos += asm.feed(&plain[*plain_pos..]);
@@ -868,6 +877,9 @@ impl TlsReadHalf {
                 return Ok(false);
             }
         }
+        if *failed {
+            return Err(failed_before());
+        }
         let fresh = std::mem::take(&mut self.fresh);
         let carried = incoming.len();
         let mut sink = |b: &[u8]| deliver(asm, plain, b);
@@ -876,29 +888,40 @@ impl TlsReadHalf {
             out: pending,
             job: Job::Nothing,
         };
-        let closed = if carried <= CARRY {
+        let result = if carried <= CARRY {
             // Common case: the rest of the last read goes in front of this one.
             let begin = CARRY - carried;
             self.buf[begin..CARRY].copy_from_slice(incoming);
             incoming.clear();
             let region = &mut self.buf[begin..CARRY + fresh];
-            let (used, closed) = run(conn, region, &mut io)?;
-            incoming.extend_from_slice(&region[used..]);
-            closed
+            run(conn, region, &mut io).map(|(used, closed)| {
+                incoming.extend_from_slice(&region[used..]);
+                closed
+            })
         } else {
             incoming.extend_from_slice(&self.buf[CARRY..CARRY + fresh]);
             if incoming.len() > MAX_CARRY {
-                return Err(io::Error::new(
+                Err(io::Error::new(
                     ErrorKind::InvalidData,
                     "the peer sent more than 1 MiB of TLS records that do not complete a message",
-                ));
+                ))
+            } else {
+                run(conn, &mut incoming[..], &mut io).map(|(used, closed)| {
+                    incoming.drain(..used);
+                    closed
+                })
             }
-            let (used, closed) = run(conn, &mut incoming[..], &mut io)?;
-            incoming.drain(..used);
-            closed
         };
-        *peer_closed |= closed;
-        Ok(*peer_closed)
+        match result {
+            Ok(closed) => {
+                *peer_closed |= closed;
+                Ok(*peer_closed)
+            }
+            Err(e) => {
+                *failed = true;
+                Err(e)
+            }
+        }
     }
 }
 
@@ -960,8 +983,12 @@ impl TlsWriteHalf {
                 plain,
                 pending,
                 peer_closed,
+                failed,
                 ..
             } = &mut *guard;
+            if *failed {
+                return Err(failed_before());
+            }
             self.out.append(pending.bytes());
             pending.clear();
             // Records are all decrypted by the reader (see `State`), so this
@@ -973,7 +1000,9 @@ impl TlsWriteHalf {
                 job,
             };
             loop {
-                let (discard, step) = conn.step(&mut incoming[..], &mut io)?;
+                let (discard, step) = conn.step(&mut incoming[..], &mut io).inspect_err(|_| {
+                    *failed = true;
+                })?;
                 incoming.drain(..discard);
                 match step {
                     Step::Again => {}
@@ -1263,7 +1292,7 @@ mod tests {
 
     #[test]
     fn garbage_after_the_handshake_is_an_error_not_a_panic() {
-        let ((_cr, mut cw), (mut sr, _sw), mut raw) = connected(None);
+        let ((_cr, mut cw), (mut sr, mut sw), mut raw) = connected(None);
         send(&mut cw, b"fine");
         assert_eq!(sr.read_frame(MAX, "client").unwrap(), b"fine");
         // Looks like an application-data record, but is not encrypted.
@@ -1273,6 +1302,10 @@ mod tests {
             Err(NetError::Io(e)) => assert_eq!(e.kind(), ErrorKind::InvalidData, "{e}"),
             other => panic!("{other:?}"),
         }
+        // The connection is dead for both halves; rustls is not called again.
+        let e = sw.send(Job::Encrypt(&[b"after"])).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::BrokenPipe, "{e}");
+        assert!(matches!(sr.read_frame(MAX, "client"), Err(NetError::Io(_))));
     }
 
     #[test]
