@@ -265,7 +265,7 @@ const MAX_FRAGMENT: usize = 16 * 1024;
 /// (1), AEAD tag (16).
 const RECORD_OVERHEAD: usize = 5 + 1 + 16;
 /// Size of one ciphertext read from the socket.
-const READ_BUF: usize = 64 << 10;
+const READ_BUF: usize = 256 << 10;
 /// Room before the fresh bytes of a read for the unprocessed rest of the
 /// previous one (normally part of one record: at most 5 + 2^14 + 256 bytes).
 const CARRY: usize = 32 << 10;
@@ -277,7 +277,7 @@ const MAX_CARRY: usize = 1 << 20;
 const MAX_HANDSHAKE_BUF: usize = 256 << 10;
 /// Plaintext encrypted per lock acquisition (bounds how long the reader
 /// thread can wait for the lock, and the ciphertext buffer).
-const WRITE_CHUNK: usize = 4 * MAX_FRAGMENT;
+const WRITE_CHUNK: usize = 16 * MAX_FRAGMENT;
 
 /// A TLS connection in rustls's unbuffered mode.
 pub(crate) enum Conn {
