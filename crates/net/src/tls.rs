@@ -1438,4 +1438,81 @@ mod cost {
             el * 1e9 / bytes
         );
     }
+
+    /// The same with rustls's buffered API, as this module used it before
+    /// (plaintext -> record -> write buffer; read buffer -> rustls's
+    /// deframer, 4 KiB at a time -> record -> frame), for comparison.
+    #[test]
+    #[ignore]
+    fn buffered_record_layer_cost_per_byte() {
+        use super::tests_support::identity;
+        let (sid, cid) = (identity("server"), identity("client"));
+        let ccfg = cid.client_config("server", sid.certificate()).unwrap();
+        let mut c = rustls::ClientConnection::new(ccfg, server_name("server")).unwrap();
+        let mut s = rustls::ServerConnection::new(sid.server_config().unwrap()).unwrap();
+        // Handshake in memory.
+        let mut wire = Vec::new();
+        for _ in 0..10 {
+            wire.clear();
+            while c.wants_write() {
+                c.write_tls(&mut wire).unwrap();
+            }
+            let mut rd = &wire[..];
+            while !rd.is_empty() {
+                s.read_tls(&mut rd).unwrap();
+                s.process_new_packets().unwrap();
+            }
+            wire.clear();
+            while s.wants_write() {
+                s.write_tls(&mut wire).unwrap();
+            }
+            let mut rd = &wire[..];
+            while !rd.is_empty() {
+                c.read_tls(&mut rd).unwrap();
+                c.process_new_packets().unwrap();
+            }
+        }
+        assert!(!c.is_handshaking() && !s.is_handshaking());
+        c.set_buffer_limit(None);
+        let frame: Vec<u8> = (0..512 << 10).map(|i| i as u8).collect();
+        let frames = 2000;
+        let mut out = Vec::new();
+        let t = Instant::now();
+        for _ in 0..frames {
+            // As `read_to_end` did: zeroed, then read into.
+            let mut got: Vec<u8> = vec![0; frame.len()];
+            let mut pos = 0;
+            for chunk in frame.chunks(256 << 10) {
+                c.writer().write_all(chunk).unwrap();
+                out.clear();
+                while c.wants_write() {
+                    c.write_tls(&mut out).unwrap();
+                }
+                let mut rd = &out[..];
+                loop {
+                    if pos == got.len() {
+                        break;
+                    }
+                    match s.reader().read(&mut got[pos..]) {
+                        Ok(n) => pos += n,
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                            if rd.is_empty() {
+                                break;
+                            }
+                            s.read_tls(&mut rd).unwrap();
+                            s.process_new_packets().unwrap();
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            }
+            assert_eq!(pos, frame.len());
+        }
+        let el = t.elapsed().as_secs_f64();
+        let bytes = (frames * frame.len()) as f64;
+        println!(
+            "buffered record layer (encrypt + decrypt + copies): {:.3} ns/B",
+            el * 1e9 / bytes
+        );
+    }
 }
