@@ -18,10 +18,16 @@
 //! AES-NI), then AES-256-GCM and ChaCha20-Poly1305. Session tickets and
 //! resumption are off: every connection is a full handshake.
 //!
-//! A connection is shared by its reader thread and its writer (the
+//! Records go through rustls's unbuffered API: the reader decrypts them in
+//! place in its own socket buffer and copies the plaintext straight into the
+//! frame being received; the writer encrypts into its own buffer. A
+//! connection is shared by its reader thread and its writer (the
 //! [`crate::Channel`] owner) through a mutex that is held only while rustls
 //! encrypts or decrypts in memory, never during socket I/O, so two parties
-//! that both send large frames before receiving never deadlock.
+//! that both send large frames before receiving never deadlock. TLS bytes
+//! rustls produces while the reader holds the lock (an alert, a KeyUpdate)
+//! are sent by the writer, in order, before its next records; the reader
+//! never writes to the socket.
 
 use crate::NetError;
 use crate::frame::{self, FRAME_HEADER_BYTES};
