@@ -1,7 +1,10 @@
-//! The record layer: rustls's unbuffered API. rustls decrypts records in place
-//! in the buffers of this module and encrypts into them, so ciphertext is
-//! copied neither into nor out of a rustls-owned buffer, and the socket is
-//! read in large pieces (not rustls's 4 KiB steps).
+//! The record layer: rustls's unbuffered API. Received records are decrypted
+//! in place in this module's socket buffer (never copied into a rustls
+//! deframer, and read from the socket in large pieces, not rustls's 4 KiB
+//! steps); rustls then hands each record's plaintext out in its own buffer,
+//! which is copied straight into the frame being received. Sent records are
+//! sealed by rustls in its record buffer and copied into this module's
+//! buffer, which goes to the socket without the lock.
 
 #[cfg(test)]
 use super::{Identity, server_name};
