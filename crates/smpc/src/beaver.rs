@@ -340,14 +340,30 @@ pub fn fixed_product(
             let mut z = if j == P0 {
                 party.draw(Stream::S02, rows * n)?
             } else {
-                party.recv_len(P2, rows * n, "product correction")?
+                vec![0u64; rows * n]
             };
             kernel::matmul_acc(&x.e, rows, &w.g, &mut z)?;
             kernel::matmul_acc(&x.a, rows, &w.f, &mut z)?;
+            if j == P1 {
+                // P1 multiplies first and only then waits for P2's
+                // correction, so P2's `A B` runs alongside P0's and P1's
+                // products instead of before P1's.
+                add_correction(party, &mut z)?;
+            }
             Ok(z)
         }
         other => Err(SmpcError::Role(format!("party {other} cannot multiply"))),
     }
+}
+
+/// P1's last step of a fixed-weight product: adds P2's correction `C - C0`
+/// (received only now, after P1's own matmuls, which do not depend on it).
+fn add_correction(party: &mut Party, z: &mut [u64]) -> Result<(), SmpcError> {
+    let c1 = party.recv_len(P2, z.len(), "product correction")?;
+    for (zi, ci) in z.iter_mut().zip(&c1) {
+        *zi = zi.wrapping_add(*ci);
+    }
+    Ok(())
 }
 
 /// [`fixed_product`] of a left operand given before a linear expansion:
@@ -400,7 +416,7 @@ pub fn fixed_product_expanded(
             let mut z = if j == P0 {
                 party.draw(Stream::S02, rows * n)?
             } else {
-                party.recv_len(P2, rows * n, "product correction")?
+                vec![0u64; rows * n]
             };
             for (g0, g) in chunks {
                 let r = g0 * per..(g0 + g) * per;
@@ -410,6 +426,9 @@ pub fn fixed_product_expanded(
                 let zc = &mut z[rows_of(g0, g)];
                 kernel::matmul_acc(&e, g * rows_per_group, &w.g, zc)?;
                 kernel::matmul_acc(&a, g * rows_per_group, &w.f, zc)?;
+            }
+            if j == P1 {
+                add_correction(party, &mut z)?;
             }
             Ok(z)
         }

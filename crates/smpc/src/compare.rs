@@ -146,13 +146,47 @@ fn pc_message_impl(
     rho: &[u8],
     masks: &PcMasks,
     rotated: &mut [u8],
-    d: &mut Vec<u8>,
+    _d: &mut Vec<u8>,
+) {
+    pc_message_skip_impl(j, m, 0, c, rho, masks, rotated);
+}
+
+/// [`pc_message_into`] of `c >> skip` (the faithful and truncating
+/// comparisons compare bits `skip..skip + m` of the opened values), without
+/// a shifted copy of `c`. `skip + m <= 64`.
+#[allow(clippy::too_many_arguments)]
+fn pc_message_skip(
+    j: usize,
+    m: usize,
+    skip: u32,
+    c: &[u64],
+    rho: &[u8],
+    masks: &PcMasks,
+    rotated: &mut [u8],
+    _d: &mut Vec<u8>,
+) {
+    pc_message_skip_on(ppml_simd::backend(), j, m, skip, c, rho, masks, rotated);
+}
+
+ppml_simd::dispatch!(
+    /// [`pc_message_skip`] on an explicit backend.
+    fn pc_message_skip_on(j: usize, m: usize, skip: u32, c: &[u64], rho: &[u8], masks: &PcMasks, rotated: &mut [u8]) => pc_message_skip_impl);
+
+#[inline(always)]
+fn pc_message_skip_impl(
+    j: usize,
+    m: usize,
+    skip: u32,
+    c: &[u64],
+    rho: &[u8],
+    masks: &PcMasks,
+    rotated: &mut [u8],
 ) {
     // A constant modulus per prime: the reductions compile to multiplies.
     match pc_prime(m) {
-        31 => pc_message_p::<31>(j, m, c, rho, masks, rotated, d),
-        61 => pc_message_p::<61>(j, m, c, rho, masks, rotated, d),
-        _ => pc_message_p::<67>(j, m, c, rho, masks, rotated, d),
+        31 => pc_message_p::<31>(j, m, skip, c, rho, masks, rotated),
+        61 => pc_message_p::<61>(j, m, skip, c, rho, masks, rotated),
+        _ => pc_message_p::<67>(j, m, skip, c, rho, masks, rotated),
     }
 }
 
@@ -160,11 +194,11 @@ fn pc_message_impl(
 fn pc_message_p<const P: u32>(
     j: usize,
     m: usize,
+    skip: u32,
     c: &[u64],
     rho: &[u8],
     masks: &PcMasks,
     rotated: &mut [u8],
-    _d: &mut Vec<u8>,
 ) {
     let n = c.len();
     let w = m + 1;
@@ -222,7 +256,7 @@ fn pc_message_p<const P: u32>(
             } else {
                 rr[..len].copy_from_slice(&rho[(i - 1) * n + e0..(i - 1) * n + e0 + len]);
             }
-            let shift = i.saturating_sub(1) as u32;
+            let shift = skip + i.saturating_sub(1) as u32;
             let fixed_x = u8::from(i == 0);
             for (x, &ce) in xb.iter_mut().zip(&c[e0..e0 + len]) {
                 *x = ((ce >> shift) & 1) as u8 | fixed_x;
@@ -341,7 +375,7 @@ pub fn select_at(
     x: &[u64],
     payloads: &[&[u64]],
 ) -> Result<SelectOut, SmpcError> {
-    select_inner(party, m, n, x, payloads, None, 0)
+    select_inner(party, m, n, x, payloads, None, 0, Want::ALL)
 }
 
 /// [`select_at`] with the PrivateCompare on bits `k..m` only (`k < m`): the
@@ -369,7 +403,19 @@ pub fn select_skip(
     x: &[u64],
     payloads: &[&[u64]],
 ) -> Result<SelectOut, SmpcError> {
-    select_inner(party, m, n, x, payloads, None, k)
+    select_inner(party, m, n, x, payloads, None, k, Want::ALL)
+}
+
+/// [`select_skip`] computing only the outputs in `want`.
+fn select_skip_want(
+    party: &mut Party,
+    (m, k): (u32, u32),
+    n: usize,
+    x: &[u64],
+    payloads: &[&[u64]],
+    want: Want,
+) -> Result<SelectOut, SmpcError> {
+    select_inner(party, m, n, x, payloads, None, k, want)
 }
 
 /// Selection with exact truncation of its input by `f = party.cfg.frac_bits`
@@ -398,13 +444,75 @@ pub fn select_trunc(
     x: &[u64],
     payloads: &[&[u64]],
 ) -> Result<SelectOut, SmpcError> {
+    select_trunc_want(party, m, n, x, payloads, Want::ALL)
+}
+
+/// [`select_trunc`] computing only the outputs in `want` (the others are
+/// left empty): the same messages, less local work.
+pub(crate) fn select_trunc_want(
+    party: &mut Party,
+    m: u32,
+    n: usize,
+    x: &[u64],
+    payloads: &[&[u64]],
+    want: Want,
+) -> Result<SelectOut, SmpcError> {
     let f = party.cfg.frac_bits;
     if m <= f {
         return Err(SmpcError::Config(format!(
             "exact truncation by {f} bits needs a comparison width above {f}, got {m}"
         )));
     }
-    select_inner(party, m, n, x, payloads, Some(f), f)
+    select_inner(party, m, n, x, payloads, Some(f), f, want)
+}
+
+/// Shares of `max(t, 0)` for the exact truncation `t` of `x` (the ReLU of
+/// private inference; see [`select_trunc`]).
+pub fn relu_trunc(party: &mut Party, m: u32, n: usize, x: &[u64]) -> Result<Vec<u64>, SmpcError> {
+    Ok(select_trunc_want(party, m, n, x, &[], Want::RELU_TRUNC)?.relu_trunc)
+}
+
+/// Shares of the exact truncation `t` of `x` (see [`select_trunc`]).
+pub fn trunc_exact(party: &mut Party, m: u32, n: usize, x: &[u64]) -> Result<Vec<u64>, SmpcError> {
+    Ok(select_trunc_want(party, m, n, x, &[], Want::TRUNC)?.trunc)
+}
+
+/// Which outputs of a selection a caller uses ([`SelectOut`]'s fields; the
+/// payload products are always computed). Only local work depends on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Want {
+    pub drelu: bool,
+    pub relu: bool,
+    pub trunc: bool,
+    pub relu_trunc: bool,
+}
+
+impl Want {
+    pub(crate) const ALL: Want = Want {
+        drelu: true,
+        relu: true,
+        trunc: true,
+        relu_trunc: true,
+    };
+    const RELU_TRUNC: Want = Want {
+        drelu: false,
+        relu: false,
+        trunc: false,
+        relu_trunc: true,
+    };
+    const TRUNC: Want = Want {
+        drelu: false,
+        relu: false,
+        trunc: true,
+        relu_trunc: false,
+    };
+    /// The untruncated ReLU and the payload products (tournaments).
+    const RELU: Want = Want {
+        drelu: false,
+        relu: true,
+        trunc: false,
+        relu_trunc: false,
+    };
 }
 
 /// Lane width of the packed shares of `A`, `A r_m`, `A v` and `A r_m v`:
@@ -503,6 +611,7 @@ fn dealer_reply_impl(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn select_inner(
     party: &mut Party,
     m: u32,
@@ -511,6 +620,7 @@ fn select_inner(
     payloads: &[&[u64]],
     trunc: Option<u32>,
     skip: u32,
+    want: Want,
 ) -> Result<SelectOut, SmpcError> {
     if m == 0 || m > FULL_CMP_BITS {
         return Err(SmpcError::Config(format!(
@@ -617,8 +727,8 @@ fn select_inner(
                 msg.extend((0..n).map(|e| y[e].wrapping_add(t[p * n + e])));
             }
             let opened = party.open(&msg)?;
+            drop(msg);
             let (c, e_all) = opened.split_at(n);
-            let c_pc: Vec<u64> = c.iter().map(|v| v >> shift).collect();
             let rho_all = if j == P1 {
                 let b = party.net.recv_bytes(P2)?;
                 expect_len(
@@ -646,10 +756,11 @@ fn select_inner(
                     &rho1
                 };
                 let masks = PcMasks::draw(party.prg(Stream::S01)?, len, m);
-                pc_message_into(
+                pc_message_skip(
                     j,
                     m,
-                    &c_pc[s0..s0 + len],
+                    shift,
+                    &c[s0..s0 + len],
                     rho,
                     &masks,
                     &mut d[..len * w],
@@ -664,23 +775,26 @@ fn select_inner(
             } else {
                 party.recv_len(P2, n * (kw + np), "select reply")?
             };
-            let mut out = SelectOut {
-                drelu: vec![0; n],
-                relu: vec![0; if trunc.is_some() { 0 } else { n }],
-                products: vec![vec![0; n]; np],
-                trunc: Vec::new(),
-                relu_trunc: Vec::new(),
-            };
+            let mut out = SelectOut::default();
             let opened = Opened {
                 c,
                 e_all,
                 beta: &beta,
             };
-            combine(j, mb, kw, x, payloads, &opened, &dealt, &mut out);
+            combine(
+                j,
+                mb,
+                kw,
+                x,
+                payloads,
+                &opened,
+                &dealt,
+                trunc.is_some(),
+                want,
+                &mut out,
+            );
             if let Some(f) = trunc {
-                out.trunc = vec![0; n];
-                out.relu_trunc = vec![0; n];
-                combine_trunc(j, mb, f, &opened, &dealt, &mut out);
+                combine_trunc(j, mb, f, &opened, &dealt, want, &mut out);
             }
             Ok(out)
         }
@@ -850,7 +964,8 @@ struct Opened<'a> {
 }
 
 /// Shares of `DReLU(x)`, `ReLU(x)` and the payload products from the dealt
-/// `v`, `r v`, `t v` (layout of [`dealer_reply_impl`]).
+/// `v`, `r v`, `t v` (layout of [`dealer_reply_impl`]), for the outputs in
+/// `want` (`ReLU` of the untruncated `x` only without truncation).
 #[allow(clippy::too_many_arguments)]
 fn combine(
     j: usize,
@@ -860,83 +975,207 @@ fn combine(
     payloads: &[&[u64]],
     o: &Opened<'_>,
     dealt: &[u64],
+    truncating: bool,
+    want: Want,
     out: &mut SelectOut,
 ) {
     let n = o.c.len();
     let lead = u64::from(j == P0);
     let v = &dealt[..n];
+    let be = ppml_simd::backend();
+    if want.drelu {
+        out.drelu = vec![0; n];
+        drelu_loop_on(be, lead, m, o.c, o.beta, v, &mut out.drelu);
+    }
     // Without truncation, word 1 is r v (for ReLU of the untruncated x).
-    let rv = if out.relu.is_empty() {
-        &[][..]
-    } else {
-        &dealt[n..2 * n]
-    };
+    if want.relu && !truncating {
+        out.relu = vec![0; n];
+        let rv = &dealt[n..2 * n];
+        relu_loop_on(be, m, o.c, o.beta, x, v, rv, &mut out.relu);
+    }
     let tv = &dealt[kw * n..];
+    out.products = (0..payloads.len())
+        .map(|p| {
+            let mut prod = vec![0; n];
+            let r = p * n..(p + 1) * n;
+            product_loop_on(
+                be,
+                m,
+                o.c,
+                o.beta,
+                payloads[p],
+                &o.e_all[r.clone()],
+                v,
+                &tv[r],
+                &mut prod,
+            );
+            prod
+        })
+        .collect();
+}
+
+ppml_simd::dispatch!(fn drelu_loop_on(lead: u64, m: u32, c: &[u64], beta: &[u8], v: &[u64], out: &mut [u64]) => drelu_loop);
+ppml_simd::dispatch!(fn relu_loop_on(m: u32, c: &[u64], beta: &[u8], x: &[u64], v: &[u64], rv: &[u64], out: &mut [u64]) => relu_loop);
+ppml_simd::dispatch!(fn product_loop_on(m: u32, c: &[u64], beta: &[u8], y: &[u64], e: &[u64], v: &[u64], tv: &[u64], out: &mut [u64]) => product_loop);
+
+/// `DReLU = u + (1 - 2u) v` (`u = c_m xor beta`, public to P0 and P1).
+#[inline(always)]
+fn drelu_loop(lead: u64, m: u32, c: &[u64], beta: &[u8], v: &[u64], out: &mut [u64]) {
+    let n = out.len();
+    let (c, beta, v) = (&c[..n], &beta[..n], &v[..n]);
     for e in 0..n {
-        let u = ((o.c[e] >> m) & 1) ^ u64::from(o.beta[e]);
+        let u = ((c[e] >> m) & 1) ^ u64::from(beta[e]);
         // (1 - 2u) as a ring element: 1 or -1.
         let sign = 1u64.wrapping_sub(u << 1);
-        out.drelu[e] = (lead * u).wrapping_add(sign.wrapping_mul(v[e]));
-        if !rv.is_empty() {
-            let xv = o.c[e]
-                .wrapping_sub(1u64 << m)
-                .wrapping_mul(v[e])
-                .wrapping_sub(rv[e]);
-            out.relu[e] = u.wrapping_mul(x[e]).wrapping_add(sign.wrapping_mul(xv));
-        }
-        for (p, y) in payloads.iter().enumerate() {
-            let idx = p * n + e;
-            let yv = o.e_all[idx].wrapping_mul(v[e]).wrapping_sub(tv[idx]);
-            out.products[p][e] = u.wrapping_mul(y[e]).wrapping_add(sign.wrapping_mul(yv));
-        }
+        out[e] = (lead * u).wrapping_add(sign.wrapping_mul(v[e]));
+    }
+}
+
+/// `ReLU = u x + (1 - 2u)((c - 2^m) v - r v)`.
+#[inline(always)]
+fn relu_loop(m: u32, c: &[u64], beta: &[u8], x: &[u64], v: &[u64], rv: &[u64], out: &mut [u64]) {
+    let n = out.len();
+    let (c, beta, x, v, rv) = (&c[..n], &beta[..n], &x[..n], &v[..n], &rv[..n]);
+    for e in 0..n {
+        let u = ((c[e] >> m) & 1) ^ u64::from(beta[e]);
+        let sign = 1u64.wrapping_sub(u << 1);
+        let xv = c[e]
+            .wrapping_sub(1u64 << m)
+            .wrapping_mul(v[e])
+            .wrapping_sub(rv[e]);
+        out[e] = u.wrapping_mul(x[e]).wrapping_add(sign.wrapping_mul(xv));
+    }
+}
+
+/// `y DReLU = u y + (1 - 2u)(e v - t v)` for a payload opened as `e = y + t`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn product_loop(
+    m: u32,
+    c: &[u64],
+    beta: &[u8],
+    y: &[u64],
+    e_open: &[u64],
+    v: &[u64],
+    tv: &[u64],
+    out: &mut [u64],
+) {
+    let n = out.len();
+    let (c, beta, y, e_open, v, tv) = (
+        &c[..n],
+        &beta[..n],
+        &y[..n],
+        &e_open[..n],
+        &v[..n],
+        &tv[..n],
+    );
+    for e in 0..n {
+        let u = ((c[e] >> m) & 1) ^ u64::from(beta[e]);
+        let sign = 1u64.wrapping_sub(u << 1);
+        let yv = e_open[e].wrapping_mul(v[e]).wrapping_sub(tv[e]);
+        out[e] = u.wrapping_mul(y[e]).wrapping_add(sign.wrapping_mul(yv));
     }
 }
 
 /// Shares of the exact truncation `t` and of `DReLU(x) t` (see
-/// [`select_trunc`]; docs/PROTOCOLS.md derives the formulas).
-fn combine_trunc(j: usize, m: u32, f: u32, o: &Opened<'_>, dealt: &[u64], out: &mut SelectOut) {
+/// [`select_trunc`]; docs/PROTOCOLS.md derives the formulas), for the
+/// outputs in `want`.
+fn combine_trunc(
+    j: usize,
+    m: u32,
+    f: u32,
+    o: &Opened<'_>,
+    dealt: &[u64],
+    want: Want,
+    out: &mut SelectOut,
+) {
     let n = o.c.len();
+    if want.trunc {
+        out.trunc = vec![0; n];
+    }
+    if want.relu_trunc {
+        out.relu_trunc = vec![0; n];
+    }
+    if !want.trunc && !want.relu_trunc {
+        return;
+    }
+    combine_trunc_on(
+        ppml_simd::backend(),
+        j,
+        m,
+        f,
+        o.c,
+        o.beta,
+        dealt,
+        &mut out.trunc,
+        &mut out.relu_trunc,
+    );
+}
+
+ppml_simd::dispatch!(fn combine_trunc_on(j: usize, m: u32, f: u32, c: &[u64], beta: &[u8], dealt: &[u64], trunc: &mut [u64], relu_trunc: &mut [u64]) => combine_trunc_impl);
+
+/// The loop of [`combine_trunc`]: `trunc` and `relu_trunc` are each either
+/// empty (not wanted) or `c.len()` long.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn combine_trunc_impl(
+    j: usize,
+    m: u32,
+    f: u32,
+    c: &[u64],
+    beta: &[u8],
+    dealt: &[u64],
+    trunc: &mut [u64],
+    relu_trunc: &mut [u64],
+) {
+    let n = c.len();
     let lead = u64::from(j == P0);
     let col = |k: usize| &dealt[k * n..(k + 1) * n];
     let (v, rs, rsv) = (col(0), col(1), col(2));
     let lb = lane_bits(f);
     let two = reply_width(Some(f)) > 4;
+    let w1: &[u64] = if two { col(4) } else { &[] };
+    let w0 = col(3);
+    let beta = &beta[..n];
     // 2^(m-f): the offset 2^m after the shift; 2^(64-f): the wrap-around.
     let k_off = 1u64 << (m - f);
     let wrap = 1u64 << (64 - f);
+    let (want_t, want_rt) = (!trunc.is_empty(), !relu_trunc.is_empty());
     for e in 0..n {
-        let words = [dealt[3 * n + e], if two { dealt[4 * n + e] } else { 0 }];
+        let words = [w0[e], if two { w1[e] } else { 0 }];
         let (ga, gaa, gav, gaav) = (
             lane(words, 0, lb),
             lane(words, 1, lb),
             lane(words, 2, lb),
             lane(words, 3, lb),
         );
-        let c = o.c[e];
-        let cm = (c >> m) & 1;
+        let ce = c[e];
+        let cm = (ce >> m) & 1;
         let ncm = 1 - cm;
-        let beta = o.beta[e] == 1;
-        let u = cm ^ u64::from(o.beta[e]);
+        let b = u64::from(beta[e]);
+        let u = cm ^ b;
         let sign = 1u64.wrapping_sub(u << 1);
-        let pub_part = (c >> f).wrapping_sub(k_off);
+        let pub_part = (ce >> f).wrapping_sub(k_off);
         // W = A * maj(DReLU, r_m, w): for beta = 0, A r_m - A r_m v + (1 - c_m) A v;
-        // for beta = 1, A r_m v + (1 - c_m)(A - A v).
-        let w_share = if beta {
-            gaav.wrapping_add(ncm.wrapping_mul(ga.wrapping_sub(gav)))
-        } else {
-            gaa.wrapping_sub(gaav).wrapping_add(ncm.wrapping_mul(gav))
-        };
+        // for beta = 1, A r_m v + (1 - c_m)(A - A v). Selected branch-free.
+        let w_b1 = gaav.wrapping_add(ncm.wrapping_mul(ga.wrapping_sub(gav)));
+        let w_b0 = gaa.wrapping_sub(gaav).wrapping_add(ncm.wrapping_mul(gav));
+        let w_share = if b == 1 { w_b1 } else { w_b0 };
         let t = (lead * pub_part)
             .wrapping_sub(rs[e])
             .wrapping_add(wrap.wrapping_mul(w_share));
-        // W v: for beta = 0, (1 - c_m) A v; for beta = 1, A r_m v.
-        let wv = if beta { gaav } else { ncm.wrapping_mul(gav) };
-        let tv = pub_part
-            .wrapping_mul(v[e])
-            .wrapping_sub(rsv[e])
-            .wrapping_add(wrap.wrapping_mul(wv));
-        out.trunc[e] = t;
-        out.relu_trunc[e] = u.wrapping_mul(t).wrapping_add(sign.wrapping_mul(tv));
+        if want_t {
+            trunc[e] = t;
+        }
+        if want_rt {
+            // W v: for beta = 0, (1 - c_m) A v; for beta = 1, A r_m v.
+            let wv = if b == 1 { gaav } else { ncm.wrapping_mul(gav) };
+            let tv = pub_part
+                .wrapping_mul(v[e])
+                .wrapping_sub(rsv[e])
+                .wrapping_add(wrap.wrapping_mul(wv));
+            relu_trunc[e] = u.wrapping_mul(t).wrapping_add(sign.wrapping_mul(tv));
+        }
     }
 }
 
@@ -1057,7 +1296,7 @@ pub fn max_groups_skip(
         let next_width = width - pairs;
         if helper {
             let payloads: Vec<&[u64]> = if with_index { vec![&[]] } else { vec![] };
-            select_skip(party, m, k, n, &[], &payloads)?;
+            select_skip_want(party, (m, k), n, &[], &payloads, Want::RELU)?;
             width = next_width;
             continue;
         }
@@ -1076,7 +1315,7 @@ pub fn max_groups_skip(
             }
         }
         let payloads: Vec<&[u64]> = if with_index { vec![&idiff] } else { vec![] };
-        let out = select_skip(party, m, k, n, &diff, &payloads)?;
+        let out = select_skip_want(party, (m, k), n, &diff, &payloads, Want::RELU)?;
         let mut nvals = vec![0u64; next_width * count];
         let mut nidx = vec![0u64; if with_index { next_width * count } else { 0 }];
         for q in 0..pairs {

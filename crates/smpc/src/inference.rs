@@ -559,7 +559,7 @@ impl Widths<'_> {
 
 /// Exact truncation of `x` (carrying `2f` fractional bits) at width `m`.
 fn exact_trunc(party: &mut Party, m: u32, x: &[u64], n: usize) -> Result<Vec<u64>, SmpcError> {
-    Ok(compare::select_trunc(party, m, n, x, &[])?.trunc)
+    compare::trunc_exact(party, m, n, x)
 }
 
 /// Runs one batch through the plan; returns this party's shares of the
@@ -670,7 +670,7 @@ fn infer_batch(
             LayerPlan::Relu => {
                 let m = widths.next()?;
                 x = if scale2 {
-                    compare::select_trunc(party, m, batch * size, &x, &[])?.relu_trunc
+                    compare::relu_trunc(party, m, batch * size, &x)?
                 } else {
                     compare::relu_at(party, m, batch * size, &x)?
                 };

@@ -433,13 +433,13 @@ impl Party {
     pub fn open(&mut self, mine: &[u64]) -> Result<Vec<u64>, SmpcError> {
         let other = self.other()?;
         self.net.send_u64s(other, mine)?;
-        let theirs = self.net.recv_u64s(other)?;
+        let mut theirs = self.net.recv_u64s(other)?;
         crate::error::expect_len("opened share", theirs.len(), mine.len())?;
-        Ok(mine
-            .iter()
-            .zip(&theirs)
-            .map(|(a, b)| a.wrapping_add(*b))
-            .collect())
+        // The sum in place of the received vector (no third buffer).
+        for (t, a) in theirs.iter_mut().zip(mine) {
+            *t = t.wrapping_add(*a);
+        }
+        Ok(theirs)
     }
 
     /// Receives a u64 vector of a known length.
