@@ -64,7 +64,7 @@ pub fn mul(party: &mut Party, n: usize, x: &[u64], y: &[u64]) -> Result<Vec<u64>
                         .wrapping_sub(c0[i])
                 })
                 .collect();
-            party.net.send_u64s(P1, &c1)?;
+            party.send_u64s(P1, &c1)?;
             Ok(Vec::new())
         }
         j @ (P0 | P1) => {
@@ -143,8 +143,8 @@ impl FixedRhs {
         let f: Vec<u64> = (0..k * n)
             .map(|i| w[i].wrapping_sub(b0[i]).wrapping_sub(b1[i]))
             .collect();
-        owner.net.send_u64s(P0, &f)?;
-        owner.net.send_u64s(P1, &f)?;
+        owner.send_u64s(P0, &f)?;
+        owner.send_u64s(P1, &f)?;
         Ok(())
     }
 
@@ -284,8 +284,8 @@ pub fn send_input_as_owner(owner: &mut Party, x: &[u64]) -> Result<(), SmpcError
     let e: Vec<u64> = (0..x.len())
         .map(|i| x[i].wrapping_sub(a0[i]).wrapping_sub(a1[i]))
         .collect();
-    owner.net.send_u64s(P0, &e)?;
-    owner.net.send_u64s(P1, &e)?;
+    owner.send_u64s(P0, &e)?;
+    owner.send_u64s(P1, &e)?;
     Ok(())
 }
 
@@ -332,7 +332,7 @@ pub fn fixed_product(
             for (ci, c0i) in c.iter_mut().zip(&c0) {
                 *ci = ci.wrapping_sub(*c0i);
             }
-            party.net.send_u64s(P1, &c)?;
+            party.send_u64s(P1, &c)?;
             Ok(Vec::new())
         }
         j @ (P0 | P1) => {
@@ -408,7 +408,7 @@ pub fn fixed_product_expanded(
             for (ci, c0i) in c.iter_mut().zip(&c0) {
                 *ci = ci.wrapping_sub(*c0i);
             }
-            party.net.send_u64s(P1, &c)?;
+            party.send_u64s(P1, &c)?;
             Ok(Vec::new())
         }
         j @ (P0 | P1) => {

@@ -709,7 +709,7 @@ fn select_inner(
                 bp: &bp,
             };
             dealer_reply(mb, trunc, &dealt, &p0, &mut reply);
-            party.net.send_u64s(P1, &reply)?;
+            party.send_u64s(P1, &reply)?;
             Ok(SelectOut::default())
         }
         j @ (P0 | P1) => {

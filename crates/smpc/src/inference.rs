@@ -426,7 +426,7 @@ pub fn model_owner_full(party: &mut Party, model: &Model) -> Result<Option<u64>,
             .zip(&b0)
             .map(|(b, r)| b.wrapping_sub(*r))
             .collect();
-        party.net.send_u64s(P1, &b1)?;
+        party.send_u64s(P1, &b1)?;
     }
     let reveal: Reveal = party.net.recv(DATA_OWNER)?;
     if reveal == Reveal::CorrectCount {
@@ -763,10 +763,10 @@ pub fn computing_party(party: &mut Party) -> Result<(), SmpcError> {
             continue;
         }
         match reveal {
-            Reveal::Classes => party.net.send_u64s(DATA_OWNER, &idx)?,
+            Reveal::Classes => party.send_u64s(DATA_OWNER, &idx)?,
             Reveal::ClassesAndLogits => {
-                party.net.send_u64s(DATA_OWNER, &idx)?;
-                party.net.send_u64s(DATA_OWNER, &logits)?;
+                party.send_u64s(DATA_OWNER, &idx)?;
+                party.send_u64s(DATA_OWNER, &logits)?;
             }
             // The predictions stay shared; only the count is opened below.
             Reveal::CorrectCount => kept.extend_from_slice(&idx),

@@ -428,12 +428,28 @@ impl Party {
         }
     }
 
+    /// Sends ring elements to `peer`: the wire format of
+    /// `ppml_net::Channel::send_u64s` (8 little-endian bytes each, one frame,
+    /// the same bytes and rounds), encoded in one copy without first
+    /// zero-filling the buffer (shares are most of the traffic).
+    pub fn send_u64s(&mut self, peer: usize, v: &[u64]) -> Result<(), SmpcError> {
+        self.net.send_bytes(peer, u64s_to_le_bytes(v))?;
+        Ok(())
+    }
+
+    /// Receives a frame sent by [`Party::send_u64s`] (or
+    /// `Channel::send_u64s`); a length that is not a multiple of 8 is an error.
+    pub fn recv_u64s(&mut self, peer: usize) -> Result<Vec<u64>, SmpcError> {
+        let bytes = self.net.recv_bytes(peer)?;
+        le_bytes_to_u64s(&bytes)
+    }
+
     /// Opens a value masked by both computing parties: sends `mine` to the
     /// other computing party and returns `mine + theirs`.
     pub fn open(&mut self, mine: &[u64]) -> Result<Vec<u64>, SmpcError> {
         let other = self.other()?;
-        self.net.send_u64s(other, mine)?;
-        let mut theirs = self.net.recv_u64s(other)?;
+        self.send_u64s(other, mine)?;
+        let mut theirs = self.recv_u64s(other)?;
         crate::error::expect_len("opened share", theirs.len(), mine.len())?;
         // The sum in place of the received vector (no third buffer).
         for (t, a) in theirs.iter_mut().zip(mine) {
@@ -444,10 +460,46 @@ impl Party {
 
     /// Receives a u64 vector of a known length.
     pub fn recv_len(&mut self, from: usize, len: usize, what: &str) -> Result<Vec<u64>, SmpcError> {
-        let v = self.net.recv_u64s(from)?;
+        let v = self.recv_u64s(from)?;
         crate::error::expect_len(what, v.len(), len)?;
         Ok(v)
     }
+}
+
+/// `v` as little-endian bytes, one copy into an uninitialised buffer.
+pub fn u64s_to_le_bytes(v: &[u64]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(v.len() * 8);
+    if cfg!(target_endian = "little") {
+        // SAFETY: u8 has alignment 1 and every byte of a u64 is initialised,
+        // so the byte view of exactly 8 * len bytes of `v` is valid while `v`
+        // is borrowed; on little-endian targets it is the wire encoding.
+        let bytes = unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), v.len() * 8) };
+        out.extend_from_slice(bytes);
+    } else {
+        for x in v {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+    out
+}
+
+/// Inverse of [`u64s_to_le_bytes`]; a length that is not a multiple of 8
+/// (a peer that lies) is an error.
+pub fn le_bytes_to_u64s(bytes: &[u8]) -> Result<Vec<u64>, SmpcError> {
+    if !bytes.len().is_multiple_of(8) {
+        return Err(ppml_net::NetError::Decode(format!(
+            "Vec<u64>: packed frame of {} bytes is not a multiple of 8",
+            bytes.len()
+        ))
+        .into());
+    }
+    let mut out = Vec::with_capacity(bytes.len() / 8);
+    out.extend(
+        bytes
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().expect("chunks_exact(8)"))),
+    );
+    Ok(out)
 }
 
 /// Fills `out` with uniform elements of Z_67 (exact: rejection sampling on
