@@ -549,23 +549,18 @@ struct DealerShares<'a> {
     bp: &'a [u8],
 }
 
-fn dealer_reply(m: u32, trunc: Option<u32>, d: &DealerShares<'_>, p0: &[u64], reply: &mut [u64]) {
-    dealer_reply_on(ppml_simd::backend(), m, trunc, d, p0, reply);
+fn dealer_reply(m: u32, trunc: Option<u32>, d: &DealerShares<'_>, reply: &mut [u64]) {
+    dealer_reply_on(ppml_simd::backend(), m, trunc, d, reply);
 }
 
-ppml_simd::dispatch!(fn dealer_reply_on(m: u32, trunc: Option<u32>, d: &DealerShares<'_>, p0: &[u64], reply: &mut [u64]) => dealer_reply_impl);
+ppml_simd::dispatch!(fn dealer_reply_on(m: u32, trunc: Option<u32>, d: &DealerShares<'_>, reply: &mut [u64]) => dealer_reply_impl);
 
-/// `reply[k * n + e]` = word `k` of element `e` minus P0's share
-/// `p0[k * n + e]` (lane-wise for the packed words); words in the order of
-/// [`reply_width`], then the payload products `t v`.
+/// `reply` holds P0's shares (`reply[k * n + e]` for word `k` of element
+/// `e`) and is replaced by P1's: each word minus P0's share (lane-wise for
+/// the packed words); words in the order of [`reply_width`], then the
+/// payload products `t v`.
 #[inline(always)]
-fn dealer_reply_impl(
-    m: u32,
-    trunc: Option<u32>,
-    d: &DealerShares<'_>,
-    p0: &[u64],
-    reply: &mut [u64],
-) {
+fn dealer_reply_impl(m: u32, trunc: Option<u32>, d: &DealerShares<'_>, reply: &mut [u64]) {
     let n = d.r.len();
     let k = reply_width(trunc);
     let np = d.t.len() / n.max(1);
@@ -575,14 +570,14 @@ fn dealer_reply_impl(
         let v = u64::from(d.bp[e]) ^ a;
         match trunc {
             None => {
-                reply[e] = v.wrapping_sub(p0[e]);
-                reply[n + e] = r.wrapping_mul(v).wrapping_sub(p0[n + e]);
+                reply[e] = v.wrapping_sub(reply[e]);
+                reply[n + e] = r.wrapping_mul(v).wrapping_sub(reply[n + e]);
             }
             Some(f) => {
                 let rs = r >> f;
-                reply[e] = v.wrapping_sub(p0[e]);
-                reply[n + e] = rs.wrapping_sub(p0[n + e]);
-                reply[2 * n + e] = rs.wrapping_mul(v).wrapping_sub(p0[2 * n + e]);
+                reply[e] = v.wrapping_sub(reply[e]);
+                reply[n + e] = rs.wrapping_sub(reply[n + e]);
+                reply[2 * n + e] = rs.wrapping_mul(v).wrapping_sub(reply[2 * n + e]);
                 // A: the bits of r above m are all one (m = 63: none, A = 1).
                 let big_a = if m >= 63 {
                     1
@@ -593,7 +588,7 @@ fn dealer_reply_impl(
                 let lb = lane_bits(f);
                 let per = (64 / lb) as usize;
                 let mask = u64::MAX >> (64 - lb);
-                let mine = [p0[3 * n + e], if k > 4 { p0[4 * n + e] } else { 0 }];
+                let mine = [reply[3 * n + e], if k > 4 { reply[4 * n + e] } else { 0 }];
                 let mut words = [0u64; 2];
                 for (i, gi) in g.iter().enumerate() {
                     let corr = gi.wrapping_sub(lane(mine, i, lb)) & mask;
@@ -606,7 +601,7 @@ fn dealer_reply_impl(
         }
         for p in 0..np {
             let idx = p * n + e;
-            reply[k * n + idx] = d.t[idx].wrapping_mul(v).wrapping_sub(p0[k * n + idx]);
+            reply[k * n + idx] = d.t[idx].wrapping_mul(v).wrapping_sub(reply[k * n + idx]);
         }
     }
 }
@@ -655,30 +650,28 @@ fn select_inner(
     let chunks = || (0..n).step_by(CHUNK).map(move |s| (s, CHUNK.min(n - s)));
     match party.id {
         P2 => {
-            let r0 = party.draw(Stream::S02, n)?;
-            let t0 = party.draw(Stream::S02, n * np)?;
-            let r1 = party.draw(Stream::S12, n)?;
-            let t1 = party.draw(Stream::S12, n * np)?;
-            let r: Vec<u64> = r0
-                .iter()
-                .zip(&r1)
-                .map(|(a, b)| a.wrapping_add(*b))
-                .collect();
-            let t: Vec<u64> = t0
-                .iter()
-                .zip(&t1)
-                .map(|(a, b)| a.wrapping_add(*b))
-                .collect();
-            let r_pc: Vec<u64> = r.iter().map(|v| v >> shift).collect();
+            // r0 then t0 (S02) and r1 then t1 (S12), each pair as one draw:
+            // rt = (r, t) with r = r0 + r1, t = t0 + t1.
+            let mut rt = party.draw(Stream::S02, n * (1 + np))?;
+            let rt1 = party.draw(Stream::S12, n * (1 + np))?;
+            for (a, b) in rt.iter_mut().zip(&rt1) {
+                *a = a.wrapping_add(*b);
+            }
+            drop(rt1);
+            let (r, t) = rt.split_at(n);
             // Chunk by chunk, packed as it goes (no n x m buffer).
             let mut rho1 = vec![0u8; CHUNK.min(n) * m];
             let mut rho0 = vec![0u8; CHUNK.min(n) * m];
+            let mut r_pc = vec![0u64; CHUNK.min(n)];
             let mut packed = Vec::with_capacity(packed_len_bits(n * m, bits));
             for (s0, len) in chunks() {
                 let z = &mut rho0[..len * m];
                 fill_zp(party.prg(Stream::S02)?, z, p);
                 let o = &mut rho1[..len * m];
-                rho_correction(m, &r_pc[s0..s0 + len], z, o);
+                for (d, v) in r_pc.iter_mut().zip(&r[s0..s0 + len]) {
+                    *d = v >> shift;
+                }
+                rho_correction(m, &r_pc[..len], z, o);
                 packed.extend_from_slice(&pack_zp(o, p));
             }
             party.net.send_bytes(P1, packed)?;
@@ -701,14 +694,10 @@ fn select_inner(
                     &part(&d1, "compare message of p1")?,
                 ));
             }
-            let p0 = party.draw(Stream::S02, n * (kw + np))?;
-            let mut reply = vec![0u64; n * (kw + np)];
-            let dealt = DealerShares {
-                r: &r,
-                t: &t,
-                bp: &bp,
-            };
-            dealer_reply(mb, trunc, &dealt, &p0, &mut reply);
+            // P0's shares, turned in place into P1's corrections.
+            let mut reply = party.draw(Stream::S02, n * (kw + np))?;
+            let dealt = DealerShares { r, t, bp: &bp };
+            dealer_reply(mb, trunc, &dealt, &mut reply);
             party.send_u64s(P1, &reply)?;
             Ok(SelectOut::default())
         }
@@ -718,13 +707,17 @@ fn select_inner(
                 expect_len("select payload", p.len(), n)?;
             }
             let s = if j == P0 { Stream::S02 } else { Stream::S12 };
-            let r = party.draw(s, n)?;
-            let t = party.draw(s, n * np)?;
+            // r then t in one draw (the same words as two), masked in place:
+            // msg = (x + r + [j = 0] 2^m, y_p + t_p).
+            let mut msg = party.draw(s, n * (1 + np))?;
             let offset = if j == P0 { 1u64 << mb } else { 0 };
-            let mut msg = Vec::with_capacity(n * (1 + np));
-            msg.extend((0..n).map(|e| x[e].wrapping_add(r[e]).wrapping_add(offset)));
+            for (mv, xv) in msg[..n].iter_mut().zip(x) {
+                *mv = mv.wrapping_add(*xv).wrapping_add(offset);
+            }
             for (p, y) in payloads.iter().enumerate() {
-                msg.extend((0..n).map(|e| y[e].wrapping_add(t[p * n + e])));
+                for (mv, yv) in msg[n * (1 + p)..n * (2 + p)].iter_mut().zip(*y) {
+                    *mv = mv.wrapping_add(*yv);
+                }
             }
             let opened = party.open(&msg)?;
             drop(msg);
