@@ -80,7 +80,7 @@ pub fn mul(party: &mut Party, n: usize, x: &[u64], y: &[u64]) -> Result<Vec<u64>
             };
             let mut msg = sub(x, &a);
             msg.extend(sub(y, &b));
-            let opened = party.open(&msg)?;
+            let opened = party.open_owned(msg)?;
             let (e, f) = opened.split_at(n);
             Ok((0..n)
                 .map(|i| mul_local(j, e[i], f[i], a[i], b[i], c[i]))
@@ -187,7 +187,7 @@ impl FixedRhs {
                 expect_len("weight share", w.len(), k * n)?;
                 let s = if j == P0 { Stream::S02 } else { Stream::S12 };
                 let b = party.draw(s, k * n)?;
-                let f = party.open(&sub(w, &b))?;
+                let f = party.open_owned(sub(w, &b))?;
                 Self::computing(j, &f, &b, k, n)
             }
             other => Err(SmpcError::Role(format!("party {other} holds no weights"))),
@@ -266,7 +266,7 @@ pub fn mask_shared(party: &mut Party, len: usize, x: &[u64]) -> Result<Masked, S
             expect_len("masked input", x.len(), len)?;
             let s = if j == P0 { Stream::S02 } else { Stream::S12 };
             let a = party.draw(s, len)?;
-            let e = party.open(&sub(x, &a))?;
+            let e = party.open_owned(sub(x, &a))?;
             Ok(Masked { e, a })
         }
         other => Err(SmpcError::Role(format!("party {other} cannot mask"))),
@@ -359,11 +359,7 @@ pub fn fixed_product(
 /// P1's last step of a fixed-weight product: adds P2's correction `C - C0`
 /// (received only now, after P1's own matmuls, which do not depend on it).
 fn add_correction(party: &mut Party, z: &mut [u64]) -> Result<(), SmpcError> {
-    let c1 = party.recv_len(P2, z.len(), "product correction")?;
-    for (zi, ci) in z.iter_mut().zip(&c1) {
-        *zi = zi.wrapping_add(*ci);
-    }
-    Ok(())
+    party.recv_add(P2, z, "product correction")
 }
 
 /// [`fixed_product`] of a left operand given before a linear expansion:

@@ -719,8 +719,7 @@ fn select_inner(
                     *mv = mv.wrapping_add(*yv);
                 }
             }
-            let opened = party.open(&msg)?;
-            drop(msg);
+            let opened = party.open_owned(msg)?;
             let (c, e_all) = opened.split_at(n);
             let rho_all = if j == P1 {
                 let b = party.net.recv_bytes(P2)?;

@@ -444,6 +444,30 @@ impl Party {
         le_bytes_to_u64s(&bytes)
     }
 
+    /// Receives `z.len()` ring elements from `peer` (a frame sent by
+    /// [`Party::send_u64s`]) and adds them into `z`, decoding as it adds (no
+    /// decoded copy). A frame of another length is an error naming `what`.
+    pub fn recv_add(&mut self, peer: usize, z: &mut [u64], what: &str) -> Result<(), SmpcError> {
+        let bytes = self.net.recv_bytes(peer)?;
+        if bytes.len() != z.len().saturating_mul(8) {
+            // The same error as a decoded vector of the wrong length.
+            crate::error::expect_len(what, le_bytes_to_u64s(&bytes)?.len(), z.len())?;
+        }
+        for (zi, c) in z.iter_mut().zip(bytes.chunks_exact(8)) {
+            *zi = zi.wrapping_add(u64::from_le_bytes(c.try_into().expect("chunks_exact(8)")));
+        }
+        Ok(())
+    }
+
+    /// [`Party::open`] of a vector this party no longer needs: the sum is
+    /// built in place of `mine`.
+    pub fn open_owned(&mut self, mut mine: Vec<u64>) -> Result<Vec<u64>, SmpcError> {
+        let other = self.other()?;
+        self.send_u64s(other, &mine)?;
+        self.recv_add(other, &mut mine, "opened share")?;
+        Ok(mine)
+    }
+
     /// Opens a value masked by both computing parties: sends `mine` to the
     /// other computing party and returns `mine + theirs`.
     pub fn open(&mut self, mine: &[u64]) -> Result<Vec<u64>, SmpcError> {
