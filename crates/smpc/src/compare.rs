@@ -247,14 +247,23 @@ fn pc_message_p<const P: u32>(
         let mut uv = [0u8; L];
         let mut ng = [0u8; L];
         ng[..len].copy_from_slice(&masks.beta[e0..e0 + len]);
+        // Fixed-size copies for whole tiles (vector moves; a slice copy of
+        // a run-time length is a memmove call per row).
+        let load = |dst: &mut [u8; L], src: &[u8], at: usize| {
+            if len == L {
+                *dst = src[at..at + L].try_into().expect("a whole tile");
+            } else {
+                dst[..len].copy_from_slice(&src[at..at + len]);
+            }
+        };
         for i in (0..w).rev() {
             let at = i * n + e0;
-            sv[..len].copy_from_slice(&masks.s[at..at + len]);
-            uv[..len].copy_from_slice(&masks.u[at..at + len]);
+            load(&mut sv, &masks.s, at);
+            load(&mut uv, &masks.u, at);
             if i == 0 {
                 rr = [0u8; L];
             } else {
-                rr[..len].copy_from_slice(&rho[(i - 1) * n + e0..(i - 1) * n + e0 + len]);
+                load(&mut rr, rho, (i - 1) * n + e0);
             }
             let shift = skip + i.saturating_sub(1) as u32;
             let fixed_x = u8::from(i == 0);
@@ -284,7 +293,13 @@ fn pc_message_p<const P: u32>(
             std::mem::swap(&mut tile, &mut spare);
         }
         for (t, row) in tile.iter().enumerate() {
-            rotated[t * n + e0..t * n + e0 + len].copy_from_slice(&row[..len]);
+            let at = t * n + e0;
+            if len == L {
+                let dst: &mut [u8; L] = (&mut rotated[at..at + L]).try_into().expect("a whole tile");
+                *dst = *row;
+            } else {
+                rotated[at..at + len].copy_from_slice(&row[..len]);
+            }
         }
         e0 += len;
     }
