@@ -401,7 +401,8 @@ impl Party {
     /// `len` uniform ring elements from a stream.
     pub fn draw(&mut self, s: Stream, len: usize) -> Result<Vec<u64>, SmpcError> {
         let mut v = vec![0u64; len];
-        self.prg(s)?.fill_u64(&mut v);
+        // Fresh zeros: the keystream is written without clearing them again.
+        self.prg(s)?.fill_zeroed_u64(&mut v);
         if self.test_only.leak == TestOnlyLeak::InputMaskReused
             && matches!(s, Stream::D02 | Stream::D12)
         {
