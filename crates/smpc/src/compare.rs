@@ -690,6 +690,9 @@ fn select_inner(
                 packed.extend_from_slice(&pack_zp(o, p));
             }
             party.net.send_bytes(P1, packed)?;
+            // P0's reply shares (next in S02) are drawn before the messages
+            // arrive: between the messages and the reply, P1 is waiting.
+            let mut reply = party.draw(Stream::S02, n * (kw + np))?;
             let d0 = party.net.recv_bytes(P0)?;
             let d1 = party.net.recv_bytes(P1)?;
             for (d, who) in [(&d0, "p0"), (&d1, "p1")] {
@@ -710,7 +713,6 @@ fn select_inner(
                 ));
             }
             // P0's shares, turned in place into P1's corrections.
-            let mut reply = party.draw(Stream::S02, n * (kw + np))?;
             let dealt = DealerShares { r, t, bp: &bp };
             dealer_reply(mb, trunc, &dealt, &mut reply);
             party.send_u64s(P1, &reply)?;
