@@ -491,9 +491,18 @@ impl Party {
     }
 }
 
-/// `v` as little-endian bytes, one copy into an uninitialised buffer.
+/// Spare capacity at the end of every outgoing frame buffer. The in-process
+/// link model (`ppml_net::emulator::HopTransport`) appends a hop stamp of
+/// `8 + 8 * MODELLED.len()` bytes to each frame; without room for it, every
+/// message was reallocated at double its size and copied (a fresh mapping
+/// above 32 MiB: page faults and zeroing on every large message).
+pub const FRAME_SLACK: usize = 64;
+const _: () = assert!(FRAME_SLACK >= 8 + 8 * ppml_net::emulator::MODELLED.len());
+
+/// `v` as little-endian bytes, one copy into an uninitialised buffer (with
+/// [`FRAME_SLACK`] spare bytes).
 pub fn u64s_to_le_bytes(v: &[u64]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(v.len() * 8);
+    let mut out = Vec::with_capacity(v.len() * 8 + FRAME_SLACK);
     if cfg!(target_endian = "little") {
         // SAFETY: u8 has alignment 1 and every byte of a u64 is initialised,
         // so the byte view of exactly 8 * len bytes of `v` is valid while `v`
