@@ -30,7 +30,10 @@
 //! `S02`: r0, t0, rho0, then P0's reply shares (v0, rv0, [the six truncation
 //! values], tv0) in one draw; `S12`: r1, t1;
 //! `S01`: beta, s, u, rot. rho0 and the `S01` masks are drawn chunk by chunk
-//! (chunks of 8000 elements, in order).
+//! (chunks of 8000 elements, in order). r and t (each party's pair) are
+//! taken as one draw of `n (1 + payloads)` words, which is the same part of
+//! the stream as two; the Z_p values rho0, s and u come several per 32-bit
+//! stream word ([`crate::party::fill_zp`]).
 
 use crate::party::{
     FRAME_SLACK, FULL_CMP_BITS, P0, P1, P2, Party, Prg, Stream, fill_below, fill_zp, fill_zp_nonzero,
