@@ -269,7 +269,9 @@ fn micro_portable(kc: usize, a: &[u64], b: &[u64], acc: &mut [[u64; NR]; MR]) {
 unsafe fn chunk_avx512(a: &[u64], rows: usize, rhs: &PackedRhs, c: &mut [u64]) {
     let (k, n) = (rhs.k, rhs.n);
     // Real checks: the kernel reads and writes through raw pointers.
-    assert!(a.len() >= rows * k && c.len() >= rows * n && rhs.data.len() >= n.div_ceil(NR) * k * NR);
+    assert!(
+        a.len() >= rows * k && c.len() >= rows * n && rhs.data.len() >= n.div_ceil(NR) * k * NR
+    );
     if rows == 0 {
         return;
     }
@@ -326,7 +328,11 @@ unsafe fn micro_avx512_direct(
     w: usize,
 ) {
     use std::arch::x86_64::*;
-    let m0: __mmask8 = if w >= 8 { 0xFF } else { ((1u32 << w) - 1) as u8 };
+    let m0: __mmask8 = if w >= 8 {
+        0xFF
+    } else {
+        ((1u32 << w) - 1) as u8
+    };
     let m1: __mmask8 = if w >= 16 {
         0xFF
     } else if w > 8 {
@@ -539,13 +545,19 @@ mod tests {
         // `chunk_avx512`, not `micro`), from a zero and a non-zero `c`
         let a_rows: Vec<u64> = (0..MR * kc).map(|i| a[(i % kc) * MR + i / kc]).collect();
         let rhs = PackedRhs::pack(&b, kc, NR).unwrap();
-        let c0: Vec<u64> = (0..(MR * NR) as u64).map(|i| i.wrapping_mul(u64::MAX / 7)).collect();
+        let c0: Vec<u64> = (0..(MR * NR) as u64)
+            .map(|i| i.wrapping_mul(u64::MAX / 7))
+            .collect();
         for backend in Backend::available() {
             for start in [vec![0u64; MR * NR], c0.clone()] {
                 let mut c = start.clone();
                 matmul_acc_with(backend, &a_rows, MR, &rhs, &mut c).unwrap();
                 for i in 0..MR * NR {
-                    assert_eq!(c[i], start[i].wrapping_add(want[i / NR][i % NR]), "{backend}");
+                    assert_eq!(
+                        c[i],
+                        start[i].wrapping_add(want[i / NR][i % NR]),
+                        "{backend}"
+                    );
                 }
             }
         }

@@ -36,7 +36,8 @@
 //! stream word ([`crate::party::fill_zp`]).
 
 use crate::party::{
-    FRAME_SLACK, FULL_CMP_BITS, P0, P1, P2, Party, Prg, Stream, fill_below, fill_zp, fill_zp_nonzero,
+    FRAME_SLACK, FULL_CMP_BITS, P0, P1, P2, Party, Prg, Stream, fill_below, fill_zp,
+    fill_zp_nonzero,
 };
 use crate::{SmpcError, error::expect_len};
 
@@ -298,7 +299,8 @@ fn pc_message_p<const P: u32>(
         for (t, row) in tile.iter().enumerate() {
             let at = t * n + e0;
             if len == L {
-                let dst: &mut [u8; L] = (&mut rotated[at..at + L]).try_into().expect("a whole tile");
+                let dst: &mut [u8; L] =
+                    (&mut rotated[at..at + L]).try_into().expect("a whole tile");
                 *dst = *row;
             } else {
                 rotated[at..at + len].copy_from_slice(&row[..len]);
@@ -559,67 +561,120 @@ fn lane(words: [u64; 2], i: usize, lb: u32) -> u64 {
     (words[i / per] >> ((i % per) as u32 * lb)) & mask
 }
 
-/// P2's reply for one batch of elements: `r`, `t` (payload masks, `n * np`)
+/// P2's reply for one chunk of elements: `r`, `t` (one slice per payload)
 /// and `bp` (the PrivateCompare outcomes `w xor beta`).
 struct DealerShares<'a> {
     r: &'a [u64],
-    t: &'a [u64],
+    t: &'a [&'a [u64]],
     bp: &'a [u8],
 }
 
-fn dealer_reply(m: u32, trunc: Option<u32>, d: &DealerShares<'_>, reply: &mut [u64]) {
-    dealer_reply_on(ppml_simd::backend(), m, trunc, d, reply);
+/// P2's reply words: `reply` (column-major, `reply[k * n + e]` is word `k`
+/// of element `e`; [`reply_width`] words, then one per payload) holds P0's
+/// shares and is replaced by P1's. Chunks of elements run on rayon: P0 and
+/// P1 are waiting for this reply, so in a run on several cores the other
+/// cores are free.
+fn dealer_reply(m: u32, trunc: Option<u32>, r: &[u64], t: &[u64], bp: &[u8], reply: &mut [u64]) {
+    use rayon::prelude::*;
+    let n = r.len();
+    if n == 0 {
+        return;
+    }
+    let np = t.len() / n;
+    let mut tasks: Vec<Vec<&mut [u64]>> = (0..n.div_ceil(CHUNK)).map(|_| Vec::new()).collect();
+    for col in reply.chunks_mut(n) {
+        for (ci, piece) in col.chunks_mut(CHUNK).enumerate() {
+            tasks[ci].push(piece);
+        }
+    }
+    let be = ppml_simd::backend();
+    tasks
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(ci, mut cols)| {
+            let (s0, s1) = (ci * CHUNK, (ci * CHUNK + CHUNK).min(n));
+            let tc: Vec<&[u64]> = (0..np).map(|p| &t[p * n + s0..p * n + s1]).collect();
+            let d = DealerShares {
+                r: &r[s0..s1],
+                t: &tc,
+                bp: &bp[s0..s1],
+            };
+            dealer_reply_on(be, m, trunc, &d, &mut cols);
+        });
 }
 
-ppml_simd::dispatch!(fn dealer_reply_on(m: u32, trunc: Option<u32>, d: &DealerShares<'_>, reply: &mut [u64]) => dealer_reply_impl);
+ppml_simd::dispatch!(fn dealer_reply_on(m: u32, trunc: Option<u32>, d: &DealerShares<'_>, cols: &mut [&mut [u64]]) => dealer_reply_impl);
 
-/// `reply` holds P0's shares (`reply[k * n + e]` for word `k` of element
-/// `e`) and is replaced by P1's: each word minus P0's share (lane-wise for
-/// the packed words); words in the order of [`reply_width`], then the
-/// payload products `t v`.
+/// One chunk of [`dealer_reply`]: `cols[k][e]` is word `k` of element `e`
+/// (P0's share in, P1's out): each word minus P0's share (lane-wise for the
+/// packed words); words in the order of [`reply_width`], then the payload
+/// products `t v`.
 #[inline(always)]
-fn dealer_reply_impl(m: u32, trunc: Option<u32>, d: &DealerShares<'_>, reply: &mut [u64]) {
+fn dealer_reply_impl(m: u32, trunc: Option<u32>, d: &DealerShares<'_>, cols: &mut [&mut [u64]]) {
     let n = d.r.len();
     let k = reply_width(trunc);
-    let np = d.t.len() / n.max(1);
-    for e in 0..n {
-        let r = d.r[e];
-        let a = (r >> m) & 1;
-        let v = u64::from(d.bp[e]) ^ a;
-        match trunc {
-            None => {
-                reply[e] = v.wrapping_sub(reply[e]);
-                reply[n + e] = r.wrapping_mul(v).wrapping_sub(reply[n + e]);
+    let (r, bp) = (d.r, &d.bp[..n]);
+    let vbit = |e: usize| u64::from(bp[e]) ^ ((r[e] >> m) & 1);
+    let (head, pay) = cols.split_at_mut(k);
+    match trunc {
+        None => {
+            let [c0, c1] = head else {
+                unreachable!("reply_width(None) is 2")
+            };
+            let (c0, c1) = (&mut c0[..n], &mut c1[..n]);
+            for e in 0..n {
+                let v = vbit(e);
+                c0[e] = v.wrapping_sub(c0[e]);
+                c1[e] = r[e].wrapping_mul(v).wrapping_sub(c1[e]);
             }
-            Some(f) => {
-                let rs = r >> f;
-                reply[e] = v.wrapping_sub(reply[e]);
-                reply[n + e] = rs.wrapping_sub(reply[n + e]);
-                reply[2 * n + e] = rs.wrapping_mul(v).wrapping_sub(reply[2 * n + e]);
+        }
+        Some(f) => {
+            let (c012, lanes) = head.split_at_mut(3);
+            let [c0, c1, c2] = c012 else {
+                unreachable!("split_at_mut(3)")
+            };
+            let (c0, c1, c2) = (&mut c0[..n], &mut c1[..n], &mut c2[..n]);
+            // One lane word for f <= 16, two above (`reply_width`).
+            let (l0, rest) = lanes
+                .split_first_mut()
+                .expect("reply_width(Some) has a lane word");
+            let mut l1 = rest.first_mut();
+            let l0 = &mut l0[..n];
+            let lb = lane_bits(f);
+            let per = (64 / lb) as usize;
+            let mask = u64::MAX >> (64 - lb);
+            for e in 0..n {
+                let re = r[e];
+                let a = (re >> m) & 1;
+                let v = vbit(e);
+                let rs = re >> f;
+                c0[e] = v.wrapping_sub(c0[e]);
+                c1[e] = rs.wrapping_sub(c1[e]);
+                c2[e] = rs.wrapping_mul(v).wrapping_sub(c2[e]);
                 // A: the bits of r above m are all one (m = 63: none, A = 1).
                 let big_a = if m >= 63 {
                     1
                 } else {
-                    u64::from((r >> (m + 1)) == (u64::MAX >> (m + 1)))
+                    u64::from((re >> (m + 1)) == (u64::MAX >> (m + 1)))
                 };
                 let g = [big_a, big_a & a, big_a & v, big_a & a & v];
-                let lb = lane_bits(f);
-                let per = (64 / lb) as usize;
-                let mask = u64::MAX >> (64 - lb);
-                let mine = [reply[3 * n + e], if k > 4 { reply[4 * n + e] } else { 0 }];
+                let mine = [l0[e], l1.as_ref().map_or(0, |c| c[e])];
                 let mut words = [0u64; 2];
                 for (i, gi) in g.iter().enumerate() {
                     let corr = gi.wrapping_sub(lane(mine, i, lb)) & mask;
                     words[i / per] |= corr << ((i % per) as u32 * lb);
                 }
-                for (w, word) in words.iter().enumerate().take(k - 3) {
-                    reply[(3 + w) * n + e] = *word;
+                l0[e] = words[0];
+                if let Some(c) = l1.as_mut() {
+                    c[e] = words[1];
                 }
             }
         }
-        for p in 0..np {
-            let idx = p * n + e;
-            reply[k * n + idx] = d.t[idx].wrapping_mul(v).wrapping_sub(reply[k * n + idx]);
+    }
+    for (col, tp) in pay.iter_mut().zip(d.t) {
+        let (col, tp) = (&mut col[..n], &tp[..n]);
+        for e in 0..n {
+            col[e] = tp[e].wrapping_mul(vbit(e)).wrapping_sub(col[e]);
         }
     }
 }
@@ -705,19 +760,25 @@ fn select_inner(
                     packed_len_bits(n * w, bits),
                 )?;
             }
-            let mut bp = Vec::with_capacity(n);
-            for (s0, len) in chunks() {
-                let part =
-                    |d: &[u8], who: &str| unpack_zp(&d[chunk_bytes(s0, len, w)], len * w, p, who);
-                bp.extend(pc_eval(
-                    w,
-                    &part(&d0, "compare message of p0")?,
-                    &part(&d1, "compare message of p1")?,
-                ));
+            // Chunks on rayon: P0 and P1 wait for this evaluation.
+            let mut bp = vec![0u8; n];
+            {
+                use rayon::prelude::*;
+                bp.par_chunks_mut(CHUNK).enumerate().try_for_each(
+                    |(ci, out)| -> Result<(), SmpcError> {
+                        let (s0, len) = (ci * CHUNK, out.len());
+                        let part = |d: &[u8], who: &str| {
+                            unpack_zp(&d[chunk_bytes(s0, len, w)], len * w, p, who)
+                        };
+                        let e0 = part(&d0, "compare message of p0")?;
+                        let e1 = part(&d1, "compare message of p1")?;
+                        out.copy_from_slice(&pc_eval(w, &e0, &e1));
+                        Ok(())
+                    },
+                )?;
             }
             // P0's shares, turned in place into P1's corrections.
-            let dealt = DealerShares { r, t, bp: &bp };
-            dealer_reply(mb, trunc, &dealt, &mut reply);
+            dealer_reply(mb, trunc, r, t, &bp, &mut reply);
             party.send_u64s(P1, &reply)?;
             Ok(SelectOut::default())
         }
@@ -995,35 +1056,61 @@ fn combine(
     let lead = u64::from(j == P0);
     let v = &dealt[..n];
     let be = ppml_simd::backend();
+    let (c, beta) = (o.c, o.beta);
     if want.drelu {
         out.drelu = vec![0; n];
-        drelu_loop_on(be, lead, m, o.c, o.beta, v, &mut out.drelu);
+        par_fill(&mut out.drelu, |r, d| {
+            drelu_loop_on(be, lead, m, &c[r.clone()], &beta[r.clone()], &v[r], d);
+        });
     }
     // Without truncation, word 1 is r v (for ReLU of the untruncated x).
     if want.relu && !truncating {
         out.relu = vec![0; n];
         let rv = &dealt[n..2 * n];
-        relu_loop_on(be, m, o.c, o.beta, x, v, rv, &mut out.relu);
+        par_fill(&mut out.relu, |r, d| {
+            let (cr, br, xr, vr) = (
+                &c[r.clone()],
+                &beta[r.clone()],
+                &x[r.clone()],
+                &v[r.clone()],
+            );
+            relu_loop_on(be, m, cr, br, xr, vr, &rv[r], d);
+        });
     }
     let tv = &dealt[kw * n..];
     out.products = (0..payloads.len())
         .map(|p| {
             let mut prod = vec![0; n];
-            let r = p * n..(p + 1) * n;
-            product_loop_on(
-                be,
-                m,
-                o.c,
-                o.beta,
+            let (y, e_p, tv_p) = (
                 payloads[p],
-                &o.e_all[r.clone()],
-                v,
-                &tv[r],
-                &mut prod,
+                &o.e_all[p * n..(p + 1) * n],
+                &tv[p * n..(p + 1) * n],
             );
+            par_fill(&mut prod, |r, d| {
+                let (cr, br, yr, er) = (
+                    &c[r.clone()],
+                    &beta[r.clone()],
+                    &y[r.clone()],
+                    &e_p[r.clone()],
+                );
+                product_loop_on(be, m, cr, br, yr, er, &v[r.clone()], &tv_p[r], d);
+            });
             prod
         })
         .collect();
+}
+
+/// Runs `f(range, piece)` on rayon over [`CHUNK`]-element pieces of `out`
+/// (`piece` is `out[range]`). After P2's reply the other parties wait for
+/// these loops, so in a run on several cores the other cores are free.
+fn par_fill(out: &mut [u64], f: impl Fn(std::ops::Range<usize>, &mut [u64]) + Sync) {
+    use rayon::prelude::*;
+    out.par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(i, piece)| {
+            let s0 = i * CHUNK;
+            f(s0..s0 + piece.len(), piece);
+        });
 }
 
 ppml_simd::dispatch!(fn drelu_loop_on(lead: u64, m: u32, c: &[u64], beta: &[u8], v: &[u64], out: &mut [u64]) => drelu_loop);
@@ -1108,23 +1195,45 @@ fn combine_trunc(
     if want.relu_trunc {
         out.relu_trunc = vec![0; n];
     }
-    if !want.trunc && !want.relu_trunc {
-        return;
+    let be = ppml_simd::backend();
+    let (c, beta) = (o.c, o.beta);
+    let two = reply_width(Some(f)) > 4;
+    let col = |k: usize| &dealt[k * n..(k + 1) * n];
+    let run = |r: std::ops::Range<usize>, t: &mut [u64], rt: &mut [u64]| {
+        let cols = TruncCols {
+            v: &col(0)[r.clone()],
+            rs: &col(1)[r.clone()],
+            rsv: &col(2)[r.clone()],
+            w0: &col(3)[r.clone()],
+            w1: if two { &col(4)[r.clone()] } else { &[] },
+        };
+        combine_trunc_on(be, j, m, f, &c[r.clone()], &beta[r], &cols, t, rt);
+    };
+    use rayon::prelude::*;
+    match (want.trunc, want.relu_trunc) {
+        (true, true) => out
+            .trunc
+            .par_chunks_mut(CHUNK)
+            .zip(out.relu_trunc.par_chunks_mut(CHUNK))
+            .enumerate()
+            .for_each(|(i, (t, rt))| run(i * CHUNK..i * CHUNK + t.len(), t, rt)),
+        (true, false) => par_fill(&mut out.trunc, |r, t| run(r, t, &mut [])),
+        (false, true) => par_fill(&mut out.relu_trunc, |r, rt| run(r, &mut [], rt)),
+        (false, false) => {}
     }
-    combine_trunc_on(
-        ppml_simd::backend(),
-        j,
-        m,
-        f,
-        o.c,
-        o.beta,
-        dealt,
-        &mut out.trunc,
-        &mut out.relu_trunc,
-    );
 }
 
-ppml_simd::dispatch!(fn combine_trunc_on(j: usize, m: u32, f: u32, c: &[u64], beta: &[u8], dealt: &[u64], trunc: &mut [u64], relu_trunc: &mut [u64]) => combine_trunc_impl);
+/// P2's dealt words for [`combine_trunc`] (one chunk of elements): `v`,
+/// `r >> f`, `(r >> f) v` and the lane words (`w1` empty for `f <= 16`).
+struct TruncCols<'a> {
+    v: &'a [u64],
+    rs: &'a [u64],
+    rsv: &'a [u64],
+    w0: &'a [u64],
+    w1: &'a [u64],
+}
+
+ppml_simd::dispatch!(fn combine_trunc_on(j: usize, m: u32, f: u32, c: &[u64], beta: &[u8], cols: &TruncCols<'_>, trunc: &mut [u64], relu_trunc: &mut [u64]) => combine_trunc_impl);
 
 /// The loop of [`combine_trunc`]: `trunc` and `relu_trunc` are each either
 /// empty (not wanted) or `c.len()` long.
@@ -1136,18 +1245,17 @@ fn combine_trunc_impl(
     f: u32,
     c: &[u64],
     beta: &[u8],
-    dealt: &[u64],
+    cols: &TruncCols<'_>,
     trunc: &mut [u64],
     relu_trunc: &mut [u64],
 ) {
     let n = c.len();
     let lead = u64::from(j == P0);
-    let col = |k: usize| &dealt[k * n..(k + 1) * n];
-    let (v, rs, rsv) = (col(0), col(1), col(2));
+    let (v, rs, rsv) = (&cols.v[..n], &cols.rs[..n], &cols.rsv[..n]);
     let lb = lane_bits(f);
-    let two = reply_width(Some(f)) > 4;
-    let w1: &[u64] = if two { col(4) } else { &[] };
-    let w0 = col(3);
+    let two = !cols.w1.is_empty();
+    let w1: &[u64] = if two { &cols.w1[..n] } else { &[] };
+    let w0 = &cols.w0[..n];
     let beta = &beta[..n];
     // 2^(m-f): the offset 2^m after the shift; 2^(64-f): the wrap-around.
     let k_off = 1u64 << (m - f);

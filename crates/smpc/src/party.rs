@@ -869,7 +869,10 @@ mod tests {
                 for (i, &w) in accepted.iter().enumerate() {
                     let mut v = ((w as u64 * range) >> 32) as u32;
                     for d in 0..k {
-                        assert_eq!(out[b * DIGIT_BLOCK * k + d * DIGIT_BLOCK + i] as u32, v % 67);
+                        assert_eq!(
+                            out[b * DIGIT_BLOCK * k + d * DIGIT_BLOCK + i] as u32,
+                            v % 67
+                        );
                         v /= 67;
                     }
                 }
