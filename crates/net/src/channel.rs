@@ -17,6 +17,13 @@ pub trait Transport: Send {
     fn recv_frame(&mut self) -> Result<Vec<u8>, NetError>;
     /// A human-readable name of the peer, used in errors.
     fn peer(&self) -> &str;
+    /// Whether the peer runs in this process, so that nothing sent over this
+    /// transport reaches a socket (an in-memory queue). Wrappers that only
+    /// observe frames report the inner transport's answer; the link emulator
+    /// stands for a network, so it keeps the default.
+    fn in_process(&self) -> bool {
+        false
+    }
 }
 
 impl<T: Transport + ?Sized> Transport for Box<T> {
@@ -28,6 +35,9 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
     }
     fn peer(&self) -> &str {
         (**self).peer()
+    }
+    fn in_process(&self) -> bool {
+        (**self).in_process()
     }
 }
 
@@ -156,7 +166,12 @@ impl Channel {
         self.stats
     }
 
-    /// The peer's name (used in errors).
+    /// Whether the peer runs in this process (see [`Transport::in_process`]).
+    pub fn in_process(&self) -> bool {
+        self.transport.in_process()
+    }
+
+    /// A human-readable name of the peer.
     pub fn peer(&self) -> &str {
         self.transport.peer()
     }

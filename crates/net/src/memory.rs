@@ -44,6 +44,10 @@ impl Transport for MemTransport {
     fn peer(&self) -> &str {
         &self.peer
     }
+
+    fn in_process(&self) -> bool {
+        true
+    }
 }
 
 /// Two connected in-memory transports (the first's peer is called "mem:b", the second's "mem:a").

@@ -110,6 +110,21 @@ impl Network {
         names: &[&str],
         acceptor: Option<Acceptor>,
     ) -> Result<Network, NetError> {
+        Self::mesh_with_local(session, names, acceptor, Vec::new())
+    }
+
+    /// Like [`Network::mesh_with`] for a party that shares its process with
+    /// some of the others: `local[j]`, where given, is an in-memory channel
+    /// to party `j` (from [`Network::local_links`]), used instead of a
+    /// connection. Nothing on such a channel reaches a socket, so it needs
+    /// neither encryption nor authentication; all other parties are reached
+    /// through `session` as usual.
+    pub fn mesh_with_local(
+        session: &Session,
+        names: &[&str],
+        acceptor: Option<Acceptor>,
+        mut local: Vec<Option<Channel>>,
+    ) -> Result<Network, NetError> {
         let n = names.len();
         let me = names
             .iter()
@@ -121,25 +136,82 @@ impl Network {
                     names.join(", ")
                 ))
             })?;
-        let later = &names[me + 1..];
+        if local.len() > n {
+            return Err(NetError::Config(format!(
+                "{} in-process channels for a mesh of {n} parties",
+                local.len()
+            )));
+        }
+        local.resize_with(n, || None);
+        if local[me].is_some() {
+            return Err(NetError::Config(format!(
+                "{} was given an in-process channel to itself",
+                session.name()
+            )));
+        }
+        let mut channels = local;
+        // The parties after this one that connect to it over the network.
+        let later: Vec<(usize, &str)> = (me + 1..n)
+            .filter(|&j| channels[j].is_none())
+            .map(|j| (j, names[j]))
+            .collect();
         let mut acceptor = match acceptor {
             Some(a) => Some(a),
             None if !later.is_empty() => Some(session.listen()?),
             None => None,
         };
-        let mut channels: Vec<Option<Channel>> = (0..n).map(|_| None).collect();
         for (j, peer) in names.iter().enumerate().take(me) {
-            channels[j] = Some(session.connect(peer)?);
+            if channels[j].is_none() {
+                channels[j] = Some(session.connect(peer)?);
+            }
         }
         if let Some(acc) = acceptor.as_mut()
             && !later.is_empty()
         {
-            let got = acc.accept(later, session.config().connect_timeout)?;
-            for (k, ch) in got.into_iter().enumerate() {
-                channels[me + 1 + k] = Some(ch);
+            let expected: Vec<&str> = later.iter().map(|&(_, name)| name).collect();
+            let got = acc.accept(&expected, session.config().connect_timeout)?;
+            for (&(j, _), ch) in later.iter().zip(got) {
+                channels[j] = Some(ch);
             }
         }
         Ok(Network::from_channels(me, channels))
+    }
+
+    /// In-memory channels between the parties `members` of the mesh `names`
+    /// that run in one process (each on its own thread). Element `k` is for
+    /// `members[k]`: indexed by party, with a channel at every other member
+    /// and `None` elsewhere; hand it to [`Network::mesh_with_local`].
+    pub fn local_links(
+        names: &[&str],
+        members: &[usize],
+        config: &NetConfig,
+    ) -> Result<Vec<Vec<Option<Channel>>>, NetError> {
+        let n = names.len();
+        for (k, &m) in members.iter().enumerate() {
+            if m >= n {
+                return Err(NetError::UnknownPeer(m));
+            }
+            if members[..k].contains(&m) {
+                return Err(NetError::Config(format!(
+                    "{} is listed twice among the parties of this process",
+                    names[m]
+                )));
+            }
+        }
+        let mut links: Vec<Vec<Option<Channel>>> = members
+            .iter()
+            .map(|_| (0..n).map(|_| None).collect())
+            .collect();
+        for a in 0..members.len() {
+            for b in a + 1..members.len() {
+                let (ta, tb) = in_memory_transport_pair(config);
+                let ta = ta.with_peer_name(names[members[b]]);
+                let tb = tb.with_peer_name(names[members[a]]);
+                links[a][members[b]] = Some(Channel::new(Box::new(ta), config));
+                links[b][members[a]] = Some(Channel::new(Box::new(tb), config));
+            }
+        }
+        Ok(links)
     }
 
     /// Builds a network from existing channels (`None` at index `me`; a channel given at
@@ -175,6 +247,15 @@ impl Network {
             .get_mut(peer)
             .and_then(Option::as_mut)
             .ok_or(NetError::UnknownPeer(peer))
+    }
+
+    /// Whether `peer` runs in this process (its channel is in memory); false
+    /// for oneself or an unknown peer.
+    pub fn in_process(&self, peer: usize) -> bool {
+        self.channels
+            .get(peer)
+            .and_then(Option::as_ref)
+            .is_some_and(Channel::in_process)
     }
 
     /// Sends a postcard-encoded message to `peer`.

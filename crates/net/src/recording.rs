@@ -47,4 +47,8 @@ impl<T: Transport> Transport for RecordingTransport<T> {
     fn peer(&self) -> &str {
         self.inner.peer()
     }
+
+    fn in_process(&self) -> bool {
+        self.inner.in_process()
+    }
 }

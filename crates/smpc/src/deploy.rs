@@ -149,10 +149,35 @@ pub fn run_role_full_over(
     config: &NetConfig,
     secrets: crate::SecretSource,
 ) -> Result<(RoleOutput, NetworkStats), SmpcError> {
+    run_role_local(
+        link,
+        id,
+        acceptor,
+        Vec::new(),
+        input,
+        protocol,
+        config,
+        secrets,
+    )
+}
+
+/// [`run_role_full_over`] with in-memory channels to the roles of this
+/// process (`local`, from [`Network::local_links`]).
+#[allow(clippy::too_many_arguments)] // the role's whole context, passed through once
+fn run_role_local(
+    link: &Link,
+    id: usize,
+    acceptor: Option<Acceptor>,
+    local: Vec<Option<ppml_net::Channel>>,
+    input: &RoleInput<'_>,
+    protocol: ProtocolConfig,
+    config: &NetConfig,
+    secrets: crate::SecretSource,
+) -> Result<(RoleOutput, NetworkStats), SmpcError> {
     // Bad local input is this role's own error, reported before any peer is contacted.
     input.validate()?;
     let session = role_session(link, id, config)?;
-    let net = Network::mesh_with(&session, &ROLE_NAMES, acceptor)?;
+    let net = Network::mesh_with_local(&session, &ROLE_NAMES, acceptor, local)?;
     let mut rng = sim::party_rng(secrets, id);
     let mut party = Party::setup(net, protocol, &mut rng)?;
     let out = run_role_full(&mut party, input)?;
@@ -163,8 +188,11 @@ pub fn run_role_full_over(
 pub type RoleRun = (usize, RoleOutput, NetworkStats);
 
 /// Runs several roles of this process (say P1 and the data owner), each on
-/// its own thread and with its own session over `link`, and waits for all
-/// of them. Returns each role's output and traffic, in the order given.
+/// its own thread, and waits for all of them. Roles of this process talk over
+/// in-memory channels (nothing between them reaches a socket, so nothing
+/// needs encrypting); every other role is reached through the role's own
+/// session over `link`. Returns each role's output and traffic, in the order
+/// given.
 ///
 /// Every role's input is validated before any role starts. When roles
 /// fail, the error returned is the root cause: the first role
@@ -184,14 +212,18 @@ pub fn run_roles_over(
     for (id, input) in roles {
         input.validate().map_err(|e| (*id, e))?;
     }
+    let ids: Vec<usize> = roles.iter().map(|(id, _)| *id).collect();
+    let first = ids.first().copied().unwrap_or(0);
+    let local = Network::local_links(&ROLE_NAMES, &ids, config).map_err(|e| (first, e.into()))?;
     type Outcome = Result<(RoleOutput, NetworkStats), SmpcError>;
     let mut results: Vec<(usize, Outcome)> = std::thread::scope(|s| {
         let handles: Vec<_> = roles
             .iter()
-            .map(|(id, input)| {
+            .zip(local)
+            .map(|((id, input), local)| {
                 let id = *id;
                 let h = s.spawn(move || {
-                    run_role_full_over(link, id, None, input, protocol, config, secrets)
+                    run_role_local(link, id, None, local, input, protocol, config, secrets)
                 });
                 (id, h)
             })

@@ -343,7 +343,9 @@ impl Party {
         let me = net.me();
         let n = net.parties();
         let mut streams: [Option<Prg>; 7] = Default::default();
-        let mut seen = Vec::new(); // for crate::deploy::insecure_dump_seeds only
+        // For crate::deploy::insecure_dump_seeds only: the seeds that cross a
+        // socket (not those between roles of one process).
+        let mut seen = Vec::new();
         // Pass 1: generate and send every seed this party originates.
         for s in ALL_STREAMS {
             let holders = s.holders();
@@ -361,7 +363,9 @@ impl Party {
             if leak == TestOnlyLeak::SeedToWrongParty && s == Stream::D12 {
                 net.send(P0, &seed)?;
             }
-            seen.push(seed);
+            if holders[1..].iter().any(|&h| !net.in_process(h)) {
+                seen.push(seed);
+            }
             streams[s.index()] = Some(Prg::from_seed(seed));
         }
         // Pass 2: receive the others (in the fixed stream order, per sender).
@@ -371,7 +375,9 @@ impl Party {
                 continue;
             }
             let seed: [u8; 32] = net.recv(holders[0])?;
-            seen.push(seed);
+            if !net.in_process(holders[0]) {
+                seen.push(seed);
+            }
             streams[s.index()] = Some(Prg::from_seed(seed));
         }
         if leak == TestOnlyLeak::SeedToWrongParty && me == P0 && n > DATA_OWNER {
