@@ -886,6 +886,49 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// The one-copy share encoding is `Channel::send_u64s`'s wire format
+        /// and decodes back; a frame that is not whole words is refused.
+        #[test]
+        fn share_encoding_is_the_channel_wire_format(v in proptest::collection::vec(proptest::prelude::any::<u64>(), 0..300), cut in 1usize..8) {
+            let bytes = u64s_to_le_bytes(&v);
+            proptest::prop_assert_eq!(&bytes, &ppml_net::encode_u64s(&v));
+            proptest::prop_assert!(bytes.capacity() >= bytes.len() + FRAME_SLACK);
+            proptest::prop_assert_eq!(le_bytes_to_u64s(&bytes).unwrap(), v.clone());
+            proptest::prop_assert_eq!(ppml_net::decode_u64s(&bytes).unwrap(), v.clone());
+            if !bytes.is_empty() {
+                proptest::prop_assert!(le_bytes_to_u64s(&bytes[..bytes.len() - cut]).is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn recv_add_adds_the_frame_and_refuses_a_wrong_length() {
+        let mut nets = Network::in_memory(2, &ppml_net::NetConfig::default());
+        let b = nets.pop().expect("two networks");
+        let mut a = nets.pop().expect("two networks");
+        a.send_bytes(1, u64s_to_le_bytes(&[1, u64::MAX, 7]))
+            .unwrap();
+        a.send_bytes(1, u64s_to_le_bytes(&[1, 2])).unwrap();
+        a.send_bytes(1, vec![0u8; 23]).unwrap();
+        let mut p = Party {
+            id: 1,
+            net: b,
+            cfg: ProtocolConfig::default(),
+            streams: Default::default(),
+            test_only: TestOnlyHooks::new(TestOnlyLeak::None, None),
+        };
+        let mut z = vec![10u64, 10, 10];
+        p.recv_add(0, &mut z, "x").unwrap();
+        assert_eq!(z, vec![11, 9, 17]);
+        assert!(matches!(
+            p.recv_add(0, &mut z, "x"),
+            Err(SmpcError::Shape(_))
+        ));
+        assert!(p.recv_add(0, &mut z, "x").is_err());
+        assert_eq!(z, vec![11, 9, 17]);
+    }
+
     #[test]
     fn same_seed_same_stream() {
         let (mut a, mut b) = (Prg::from_seed([1; 32]), Prg::from_seed([1; 32]));
