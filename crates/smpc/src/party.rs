@@ -626,11 +626,15 @@ fn fill_digits<const M: u32, const K: usize>(rng: &mut Prg, out: &mut [u8], add:
             *w = u32::from_le(*w);
         }
     }
-    let digits = |v: u32, slot: usize, blk: &mut [u8]| {
-        let mut v = v;
-        for d in 0..K {
-            blk[d * B + slot] = (v % M) as u8 + add;
-            v /= M;
+    // The base-M digits of v = floor(w M^K / 2^32) are the first K base-M
+    // digits of the fraction w / 2^32, most significant first: no division,
+    // one small multiply per digit (`frac` stays below 2^32).
+    let digits = |w: u32, slot: usize, blk: &mut [u8]| {
+        let mut frac = w as u64;
+        for d in (0..K).rev() {
+            let t = frac * M as u64;
+            blk[d * B + slot] = (t >> 32) as u8 + add;
+            frac = t & 0xFFFF_FFFF;
         }
     };
     let mut tail = [0u8; DIGIT_BLOCK * 5];
@@ -645,9 +649,8 @@ fn fill_digits<const M: u32, const K: usize>(rng: &mut Prg, out: &mut [u8], add:
         };
         let mut ok = true;
         for (i, &w) in ws.iter().enumerate() {
-            let t = w as u64 * range;
-            ok &= (t as u32) >= thr;
-            digits((t >> 32) as u32, i, blk);
+            ok &= (w.wrapping_mul(range as u32)) >= thr;
+            digits(w, i, blk);
         }
         if !ok {
             let mut spare = ws.iter().copied();
@@ -658,9 +661,8 @@ fn fill_digits<const M: u32, const K: usize>(rng: &mut Prg, out: &mut [u8], add:
                     rng.fill_bytes(&mut x);
                     u32::from_le_bytes(x)
                 });
-                let t = w as u64 * range;
-                if (t as u32) >= thr {
-                    digits((t >> 32) as u32, slot, blk);
+                if w.wrapping_mul(range as u32) >= thr {
+                    digits(w, slot, blk);
                     slot += 1;
                 }
             }
