@@ -114,6 +114,15 @@ pub fn run(cli: Cli) -> anyhow::Result<Report> {
     // A PPML_BACKEND this CPU cannot run (or that names no backend) is a
     // clear error up front, not a silent fallback.
     ppml_simd::selected()?;
+    // Private inference tunes malloc before any thread starts: a thread that
+    // allocates earlier (the rayon pool's) keeps an arena of its own, which
+    // later threads share and which gives memory back to the OS after every
+    // large message (page faults and zeroing on each one).
+    if matches!(&cli.command, Command::Infer(a) if a.encrypted)
+        || matches!(cli.command, Command::Party(_))
+    {
+        ppml_smpc::tune_allocator();
+    }
     if let Some(n) = cli.common.threads {
         // Ignore the error if a pool already exists (only possible in tests).
         let _ = rayon::ThreadPoolBuilder::new()

@@ -37,6 +37,14 @@ impl SeedStream {
     /// Fills `out` with uniform ring elements (little-endian keystream words).
     pub fn fill_u64(&mut self, out: &mut [u64]) {
         out.fill(0);
+        self.fill_zeroed_u64(out);
+    }
+
+    /// [`SeedStream::fill_u64`] for a buffer the caller knows is all zero
+    /// (e.g. just allocated with `vec![0; n]`): the same words, without
+    /// clearing it again. Other contents are XORed with the keystream (still
+    /// uniform words, but not the ones `fill_u64` would give).
+    pub fn fill_zeroed_u64(&mut self, out: &mut [u64]) {
         // SAFETY: u64 has no invalid bit patterns and u8 has alignment 1, so a
         // byte view of exactly 8 * len bytes of the same memory is valid, and
         // the borrow of `out` is held for the view's whole lifetime.
@@ -71,6 +79,9 @@ mod tests {
             .collect();
         assert_eq!(u, v);
         assert_ne!(u, vec![0u64; 9]);
+        let mut z = vec![0u64; 9];
+        SeedStream::from_seed([1; 32]).fill_zeroed_u64(&mut z);
+        assert_eq!(z, u);
         let mut c = SeedStream::from_seed([2; 32]);
         let mut w = vec![0u64; 9];
         c.fill_u64(&mut w);

@@ -64,7 +64,7 @@ pub fn mul(party: &mut Party, n: usize, x: &[u64], y: &[u64]) -> Result<Vec<u64>
                         .wrapping_sub(c0[i])
                 })
                 .collect();
-            party.net.send_u64s(P1, &c1)?;
+            party.send_u64s(P1, &c1)?;
             Ok(Vec::new())
         }
         j @ (P0 | P1) => {
@@ -80,7 +80,7 @@ pub fn mul(party: &mut Party, n: usize, x: &[u64], y: &[u64]) -> Result<Vec<u64>
             };
             let mut msg = sub(x, &a);
             msg.extend(sub(y, &b));
-            let opened = party.open(&msg)?;
+            let opened = party.open_owned(msg)?;
             let (e, f) = opened.split_at(n);
             Ok((0..n)
                 .map(|i| mul_local(j, e[i], f[i], a[i], b[i], c[i]))
@@ -143,8 +143,8 @@ impl FixedRhs {
         let f: Vec<u64> = (0..k * n)
             .map(|i| w[i].wrapping_sub(b0[i]).wrapping_sub(b1[i]))
             .collect();
-        owner.net.send_u64s(P0, &f)?;
-        owner.net.send_u64s(P1, &f)?;
+        owner.send_u64s(P0, &f)?;
+        owner.send_u64s(P1, &f)?;
         Ok(())
     }
 
@@ -187,7 +187,7 @@ impl FixedRhs {
                 expect_len("weight share", w.len(), k * n)?;
                 let s = if j == P0 { Stream::S02 } else { Stream::S12 };
                 let b = party.draw(s, k * n)?;
-                let f = party.open(&sub(w, &b))?;
+                let f = party.open_owned(sub(w, &b))?;
                 Self::computing(j, &f, &b, k, n)
             }
             other => Err(SmpcError::Role(format!("party {other} holds no weights"))),
@@ -266,7 +266,7 @@ pub fn mask_shared(party: &mut Party, len: usize, x: &[u64]) -> Result<Masked, S
             expect_len("masked input", x.len(), len)?;
             let s = if j == P0 { Stream::S02 } else { Stream::S12 };
             let a = party.draw(s, len)?;
-            let e = party.open(&sub(x, &a))?;
+            let e = party.open_owned(sub(x, &a))?;
             Ok(Masked { e, a })
         }
         other => Err(SmpcError::Role(format!("party {other} cannot mask"))),
@@ -284,8 +284,8 @@ pub fn send_input_as_owner(owner: &mut Party, x: &[u64]) -> Result<(), SmpcError
     let e: Vec<u64> = (0..x.len())
         .map(|i| x[i].wrapping_sub(a0[i]).wrapping_sub(a1[i]))
         .collect();
-    owner.net.send_u64s(P0, &e)?;
-    owner.net.send_u64s(P1, &e)?;
+    owner.send_u64s(P0, &e)?;
+    owner.send_u64s(P1, &e)?;
     Ok(())
 }
 
@@ -332,7 +332,7 @@ pub fn fixed_product(
             for (ci, c0i) in c.iter_mut().zip(&c0) {
                 *ci = ci.wrapping_sub(*c0i);
             }
-            party.net.send_u64s(P1, &c)?;
+            party.send_u64s(P1, &c)?;
             Ok(Vec::new())
         }
         j @ (P0 | P1) => {
@@ -340,14 +340,26 @@ pub fn fixed_product(
             let mut z = if j == P0 {
                 party.draw(Stream::S02, rows * n)?
             } else {
-                party.recv_len(P2, rows * n, "product correction")?
+                vec![0u64; rows * n]
             };
             kernel::matmul_acc(&x.e, rows, &w.g, &mut z)?;
             kernel::matmul_acc(&x.a, rows, &w.f, &mut z)?;
+            if j == P1 {
+                // P1 multiplies first and only then waits for P2's
+                // correction, so P2's `A B` runs alongside P0's and P1's
+                // products instead of before P1's.
+                add_correction(party, &mut z)?;
+            }
             Ok(z)
         }
         other => Err(SmpcError::Role(format!("party {other} cannot multiply"))),
     }
+}
+
+/// P1's last step of a fixed-weight product: adds P2's correction `C - C0`
+/// (received only now, after P1's own matmuls, which do not depend on it).
+fn add_correction(party: &mut Party, z: &mut [u64]) -> Result<(), SmpcError> {
+    party.recv_add(P2, z, "product correction")
 }
 
 /// [`fixed_product`] of a left operand given before a linear expansion:
@@ -392,7 +404,7 @@ pub fn fixed_product_expanded(
             for (ci, c0i) in c.iter_mut().zip(&c0) {
                 *ci = ci.wrapping_sub(*c0i);
             }
-            party.net.send_u64s(P1, &c)?;
+            party.send_u64s(P1, &c)?;
             Ok(Vec::new())
         }
         j @ (P0 | P1) => {
@@ -400,7 +412,7 @@ pub fn fixed_product_expanded(
             let mut z = if j == P0 {
                 party.draw(Stream::S02, rows * n)?
             } else {
-                party.recv_len(P2, rows * n, "product correction")?
+                vec![0u64; rows * n]
             };
             for (g0, g) in chunks {
                 let r = g0 * per..(g0 + g) * per;
@@ -410,6 +422,9 @@ pub fn fixed_product_expanded(
                 let zc = &mut z[rows_of(g0, g)];
                 kernel::matmul_acc(&e, g * rows_per_group, &w.g, zc)?;
                 kernel::matmul_acc(&a, g * rows_per_group, &w.f, zc)?;
+            }
+            if j == P1 {
+                add_correction(party, &mut z)?;
             }
             Ok(z)
         }

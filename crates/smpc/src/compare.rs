@@ -30,10 +30,14 @@
 //! `S02`: r0, t0, rho0, then P0's reply shares (v0, rv0, [the six truncation
 //! values], tv0) in one draw; `S12`: r1, t1;
 //! `S01`: beta, s, u, rot. rho0 and the `S01` masks are drawn chunk by chunk
-//! (chunks of 8000 elements, in order).
+//! (chunks of 8000 elements, in order). r and t (each party's pair) are
+//! taken as one draw of `n (1 + payloads)` words, which is the same part of
+//! the stream as two; the Z_p values rho0, s and u come several per 32-bit
+//! stream word ([`crate::party::fill_zp`]).
 
 use crate::party::{
-    FULL_CMP_BITS, P0, P1, P2, Party, Prg, Stream, fill_below, fill_zp, fill_zp_nonzero,
+    FRAME_SLACK, FULL_CMP_BITS, P0, P1, P2, Party, Prg, Stream, fill_below, fill_zp,
+    fill_zp_nonzero,
 };
 use crate::{SmpcError, error::expect_len};
 
@@ -146,13 +150,47 @@ fn pc_message_impl(
     rho: &[u8],
     masks: &PcMasks,
     rotated: &mut [u8],
-    d: &mut Vec<u8>,
+    _d: &mut Vec<u8>,
+) {
+    pc_message_skip_impl(j, m, 0, c, rho, masks, rotated);
+}
+
+/// [`pc_message_into`] of `c >> skip` (the faithful and truncating
+/// comparisons compare bits `skip..skip + m` of the opened values), without
+/// a shifted copy of `c`. `skip + m <= 64`.
+#[allow(clippy::too_many_arguments)]
+fn pc_message_skip(
+    j: usize,
+    m: usize,
+    skip: u32,
+    c: &[u64],
+    rho: &[u8],
+    masks: &PcMasks,
+    rotated: &mut [u8],
+    _d: &mut Vec<u8>,
+) {
+    pc_message_skip_on(ppml_simd::backend(), j, m, skip, c, rho, masks, rotated);
+}
+
+ppml_simd::dispatch!(
+    /// [`pc_message_skip`] on an explicit backend.
+    fn pc_message_skip_on(j: usize, m: usize, skip: u32, c: &[u64], rho: &[u8], masks: &PcMasks, rotated: &mut [u8]) => pc_message_skip_impl);
+
+#[inline(always)]
+fn pc_message_skip_impl(
+    j: usize,
+    m: usize,
+    skip: u32,
+    c: &[u64],
+    rho: &[u8],
+    masks: &PcMasks,
+    rotated: &mut [u8],
 ) {
     // A constant modulus per prime: the reductions compile to multiplies.
     match pc_prime(m) {
-        31 => pc_message_p::<31>(j, m, c, rho, masks, rotated, d),
-        61 => pc_message_p::<61>(j, m, c, rho, masks, rotated, d),
-        _ => pc_message_p::<67>(j, m, c, rho, masks, rotated, d),
+        31 => pc_message_p::<31>(j, m, skip, c, rho, masks, rotated),
+        61 => pc_message_p::<61>(j, m, skip, c, rho, masks, rotated),
+        _ => pc_message_p::<67>(j, m, skip, c, rho, masks, rotated),
     }
 }
 
@@ -160,11 +198,11 @@ fn pc_message_impl(
 fn pc_message_p<const P: u32>(
     j: usize,
     m: usize,
+    skip: u32,
     c: &[u64],
     rho: &[u8],
     masks: &PcMasks,
     rotated: &mut [u8],
-    _d: &mut Vec<u8>,
 ) {
     let n = c.len();
     let w = m + 1;
@@ -213,16 +251,25 @@ fn pc_message_p<const P: u32>(
         let mut uv = [0u8; L];
         let mut ng = [0u8; L];
         ng[..len].copy_from_slice(&masks.beta[e0..e0 + len]);
+        // Fixed-size copies for whole tiles (vector moves; a slice copy of
+        // a run-time length is a memmove call per row).
+        let load = |dst: &mut [u8; L], src: &[u8], at: usize| {
+            if len == L {
+                *dst = src[at..at + L].try_into().expect("a whole tile");
+            } else {
+                dst[..len].copy_from_slice(&src[at..at + len]);
+            }
+        };
         for i in (0..w).rev() {
             let at = i * n + e0;
-            sv[..len].copy_from_slice(&masks.s[at..at + len]);
-            uv[..len].copy_from_slice(&masks.u[at..at + len]);
+            load(&mut sv, &masks.s, at);
+            load(&mut uv, &masks.u, at);
             if i == 0 {
                 rr = [0u8; L];
             } else {
-                rr[..len].copy_from_slice(&rho[(i - 1) * n + e0..(i - 1) * n + e0 + len]);
+                load(&mut rr, rho, (i - 1) * n + e0);
             }
-            let shift = i.saturating_sub(1) as u32;
+            let shift = skip + i.saturating_sub(1) as u32;
             let fixed_x = u8::from(i == 0);
             for (x, &ce) in xb.iter_mut().zip(&c[e0..e0 + len]) {
                 *x = ((ce >> shift) & 1) as u8 | fixed_x;
@@ -250,7 +297,14 @@ fn pc_message_p<const P: u32>(
             std::mem::swap(&mut tile, &mut spare);
         }
         for (t, row) in tile.iter().enumerate() {
-            rotated[t * n + e0..t * n + e0 + len].copy_from_slice(&row[..len]);
+            let at = t * n + e0;
+            if len == L {
+                let dst: &mut [u8; L] =
+                    (&mut rotated[at..at + L]).try_into().expect("a whole tile");
+                *dst = *row;
+            } else {
+                rotated[at..at + len].copy_from_slice(&row[..len]);
+            }
         }
         e0 += len;
     }
@@ -341,7 +395,7 @@ pub fn select_at(
     x: &[u64],
     payloads: &[&[u64]],
 ) -> Result<SelectOut, SmpcError> {
-    select_inner(party, m, n, x, payloads, None, 0)
+    select_inner(party, m, n, x, payloads, None, 0, Want::ALL)
 }
 
 /// [`select_at`] with the PrivateCompare on bits `k..m` only (`k < m`): the
@@ -369,7 +423,19 @@ pub fn select_skip(
     x: &[u64],
     payloads: &[&[u64]],
 ) -> Result<SelectOut, SmpcError> {
-    select_inner(party, m, n, x, payloads, None, k)
+    select_inner(party, m, n, x, payloads, None, k, Want::ALL)
+}
+
+/// [`select_skip`] computing only the outputs in `want`.
+fn select_skip_want(
+    party: &mut Party,
+    (m, k): (u32, u32),
+    n: usize,
+    x: &[u64],
+    payloads: &[&[u64]],
+    want: Want,
+) -> Result<SelectOut, SmpcError> {
+    select_inner(party, m, n, x, payloads, None, k, want)
 }
 
 /// Selection with exact truncation of its input by `f = party.cfg.frac_bits`
@@ -398,13 +464,75 @@ pub fn select_trunc(
     x: &[u64],
     payloads: &[&[u64]],
 ) -> Result<SelectOut, SmpcError> {
+    select_trunc_want(party, m, n, x, payloads, Want::ALL)
+}
+
+/// [`select_trunc`] computing only the outputs in `want` (the others are
+/// left empty): the same messages, less local work.
+pub(crate) fn select_trunc_want(
+    party: &mut Party,
+    m: u32,
+    n: usize,
+    x: &[u64],
+    payloads: &[&[u64]],
+    want: Want,
+) -> Result<SelectOut, SmpcError> {
     let f = party.cfg.frac_bits;
     if m <= f {
         return Err(SmpcError::Config(format!(
             "exact truncation by {f} bits needs a comparison width above {f}, got {m}"
         )));
     }
-    select_inner(party, m, n, x, payloads, Some(f), f)
+    select_inner(party, m, n, x, payloads, Some(f), f, want)
+}
+
+/// Shares of `max(t, 0)` for the exact truncation `t` of `x` (the ReLU of
+/// private inference; see [`select_trunc`]).
+pub fn relu_trunc(party: &mut Party, m: u32, n: usize, x: &[u64]) -> Result<Vec<u64>, SmpcError> {
+    Ok(select_trunc_want(party, m, n, x, &[], Want::RELU_TRUNC)?.relu_trunc)
+}
+
+/// Shares of the exact truncation `t` of `x` (see [`select_trunc`]).
+pub fn trunc_exact(party: &mut Party, m: u32, n: usize, x: &[u64]) -> Result<Vec<u64>, SmpcError> {
+    Ok(select_trunc_want(party, m, n, x, &[], Want::TRUNC)?.trunc)
+}
+
+/// Which outputs of a selection a caller uses ([`SelectOut`]'s fields; the
+/// payload products are always computed). Only local work depends on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Want {
+    pub drelu: bool,
+    pub relu: bool,
+    pub trunc: bool,
+    pub relu_trunc: bool,
+}
+
+impl Want {
+    pub(crate) const ALL: Want = Want {
+        drelu: true,
+        relu: true,
+        trunc: true,
+        relu_trunc: true,
+    };
+    const RELU_TRUNC: Want = Want {
+        drelu: false,
+        relu: false,
+        trunc: false,
+        relu_trunc: true,
+    };
+    const TRUNC: Want = Want {
+        drelu: false,
+        relu: false,
+        trunc: true,
+        relu_trunc: false,
+    };
+    /// The untruncated ReLU and the payload products (tournaments).
+    const RELU: Want = Want {
+        drelu: false,
+        relu: true,
+        trunc: false,
+        relu_trunc: false,
+    };
 }
 
 /// Lane width of the packed shares of `A`, `A r_m`, `A v` and `A r_m v`:
@@ -433,76 +561,125 @@ fn lane(words: [u64; 2], i: usize, lb: u32) -> u64 {
     (words[i / per] >> ((i % per) as u32 * lb)) & mask
 }
 
-/// P2's reply for one batch of elements: `r`, `t` (payload masks, `n * np`)
+/// P2's reply for one chunk of elements: `r`, `t` (one slice per payload)
 /// and `bp` (the PrivateCompare outcomes `w xor beta`).
 struct DealerShares<'a> {
     r: &'a [u64],
-    t: &'a [u64],
+    t: &'a [&'a [u64]],
     bp: &'a [u8],
 }
 
-fn dealer_reply(m: u32, trunc: Option<u32>, d: &DealerShares<'_>, p0: &[u64], reply: &mut [u64]) {
-    dealer_reply_on(ppml_simd::backend(), m, trunc, d, p0, reply);
+/// P2's reply words: `reply` (column-major, `reply[k * n + e]` is word `k`
+/// of element `e`; [`reply_width`] words, then one per payload) holds P0's
+/// shares and is replaced by P1's. Chunks of elements run on rayon: P0 and
+/// P1 are waiting for this reply, so in a run on several cores the other
+/// cores are free.
+fn dealer_reply(m: u32, trunc: Option<u32>, r: &[u64], t: &[u64], bp: &[u8], reply: &mut [u64]) {
+    use rayon::prelude::*;
+    let n = r.len();
+    if n == 0 {
+        return;
+    }
+    let np = t.len() / n;
+    let mut tasks: Vec<Vec<&mut [u64]>> = (0..n.div_ceil(CHUNK)).map(|_| Vec::new()).collect();
+    for col in reply.chunks_mut(n) {
+        for (ci, piece) in col.chunks_mut(CHUNK).enumerate() {
+            tasks[ci].push(piece);
+        }
+    }
+    let be = ppml_simd::backend();
+    tasks
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(ci, mut cols)| {
+            let (s0, s1) = (ci * CHUNK, (ci * CHUNK + CHUNK).min(n));
+            let tc: Vec<&[u64]> = (0..np).map(|p| &t[p * n + s0..p * n + s1]).collect();
+            let d = DealerShares {
+                r: &r[s0..s1],
+                t: &tc,
+                bp: &bp[s0..s1],
+            };
+            dealer_reply_on(be, m, trunc, &d, &mut cols);
+        });
 }
 
-ppml_simd::dispatch!(fn dealer_reply_on(m: u32, trunc: Option<u32>, d: &DealerShares<'_>, p0: &[u64], reply: &mut [u64]) => dealer_reply_impl);
+ppml_simd::dispatch!(fn dealer_reply_on(m: u32, trunc: Option<u32>, d: &DealerShares<'_>, cols: &mut [&mut [u64]]) => dealer_reply_impl);
 
-/// `reply[k * n + e]` = word `k` of element `e` minus P0's share
-/// `p0[k * n + e]` (lane-wise for the packed words); words in the order of
-/// [`reply_width`], then the payload products `t v`.
+/// One chunk of [`dealer_reply`]: `cols[k][e]` is word `k` of element `e`
+/// (P0's share in, P1's out): each word minus P0's share (lane-wise for the
+/// packed words); words in the order of [`reply_width`], then the payload
+/// products `t v`.
 #[inline(always)]
-fn dealer_reply_impl(
-    m: u32,
-    trunc: Option<u32>,
-    d: &DealerShares<'_>,
-    p0: &[u64],
-    reply: &mut [u64],
-) {
+fn dealer_reply_impl(m: u32, trunc: Option<u32>, d: &DealerShares<'_>, cols: &mut [&mut [u64]]) {
     let n = d.r.len();
     let k = reply_width(trunc);
-    let np = d.t.len() / n.max(1);
-    for e in 0..n {
-        let r = d.r[e];
-        let a = (r >> m) & 1;
-        let v = u64::from(d.bp[e]) ^ a;
-        match trunc {
-            None => {
-                reply[e] = v.wrapping_sub(p0[e]);
-                reply[n + e] = r.wrapping_mul(v).wrapping_sub(p0[n + e]);
+    let (r, bp) = (d.r, &d.bp[..n]);
+    let vbit = |e: usize| u64::from(bp[e]) ^ ((r[e] >> m) & 1);
+    let (head, pay) = cols.split_at_mut(k);
+    match trunc {
+        None => {
+            let [c0, c1] = head else {
+                unreachable!("reply_width(None) is 2")
+            };
+            let (c0, c1) = (&mut c0[..n], &mut c1[..n]);
+            for e in 0..n {
+                let v = vbit(e);
+                c0[e] = v.wrapping_sub(c0[e]);
+                c1[e] = r[e].wrapping_mul(v).wrapping_sub(c1[e]);
             }
-            Some(f) => {
-                let rs = r >> f;
-                reply[e] = v.wrapping_sub(p0[e]);
-                reply[n + e] = rs.wrapping_sub(p0[n + e]);
-                reply[2 * n + e] = rs.wrapping_mul(v).wrapping_sub(p0[2 * n + e]);
+        }
+        Some(f) => {
+            let (c012, lanes) = head.split_at_mut(3);
+            let [c0, c1, c2] = c012 else {
+                unreachable!("split_at_mut(3)")
+            };
+            let (c0, c1, c2) = (&mut c0[..n], &mut c1[..n], &mut c2[..n]);
+            // One lane word for f <= 16, two above (`reply_width`).
+            let (l0, rest) = lanes
+                .split_first_mut()
+                .expect("reply_width(Some) has a lane word");
+            let mut l1 = rest.first_mut();
+            let l0 = &mut l0[..n];
+            let lb = lane_bits(f);
+            let per = (64 / lb) as usize;
+            let mask = u64::MAX >> (64 - lb);
+            for e in 0..n {
+                let re = r[e];
+                let a = (re >> m) & 1;
+                let v = vbit(e);
+                let rs = re >> f;
+                c0[e] = v.wrapping_sub(c0[e]);
+                c1[e] = rs.wrapping_sub(c1[e]);
+                c2[e] = rs.wrapping_mul(v).wrapping_sub(c2[e]);
                 // A: the bits of r above m are all one (m = 63: none, A = 1).
                 let big_a = if m >= 63 {
                     1
                 } else {
-                    u64::from((r >> (m + 1)) == (u64::MAX >> (m + 1)))
+                    u64::from((re >> (m + 1)) == (u64::MAX >> (m + 1)))
                 };
                 let g = [big_a, big_a & a, big_a & v, big_a & a & v];
-                let lb = lane_bits(f);
-                let per = (64 / lb) as usize;
-                let mask = u64::MAX >> (64 - lb);
-                let mine = [p0[3 * n + e], if k > 4 { p0[4 * n + e] } else { 0 }];
+                let mine = [l0[e], l1.as_ref().map_or(0, |c| c[e])];
                 let mut words = [0u64; 2];
                 for (i, gi) in g.iter().enumerate() {
                     let corr = gi.wrapping_sub(lane(mine, i, lb)) & mask;
                     words[i / per] |= corr << ((i % per) as u32 * lb);
                 }
-                for (w, word) in words.iter().enumerate().take(k - 3) {
-                    reply[(3 + w) * n + e] = *word;
+                l0[e] = words[0];
+                if let Some(c) = l1.as_mut() {
+                    c[e] = words[1];
                 }
             }
         }
-        for p in 0..np {
-            let idx = p * n + e;
-            reply[k * n + idx] = d.t[idx].wrapping_mul(v).wrapping_sub(p0[k * n + idx]);
+    }
+    for (col, tp) in pay.iter_mut().zip(d.t) {
+        let (col, tp) = (&mut col[..n], &tp[..n]);
+        for e in 0..n {
+            col[e] = tp[e].wrapping_mul(vbit(e)).wrapping_sub(col[e]);
         }
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn select_inner(
     party: &mut Party,
     m: u32,
@@ -511,6 +688,7 @@ fn select_inner(
     payloads: &[&[u64]],
     trunc: Option<u32>,
     skip: u32,
+    want: Want,
 ) -> Result<SelectOut, SmpcError> {
     if m == 0 || m > FULL_CMP_BITS {
         return Err(SmpcError::Config(format!(
@@ -545,33 +723,34 @@ fn select_inner(
     let chunks = || (0..n).step_by(CHUNK).map(move |s| (s, CHUNK.min(n - s)));
     match party.id {
         P2 => {
-            let r0 = party.draw(Stream::S02, n)?;
-            let t0 = party.draw(Stream::S02, n * np)?;
-            let r1 = party.draw(Stream::S12, n)?;
-            let t1 = party.draw(Stream::S12, n * np)?;
-            let r: Vec<u64> = r0
-                .iter()
-                .zip(&r1)
-                .map(|(a, b)| a.wrapping_add(*b))
-                .collect();
-            let t: Vec<u64> = t0
-                .iter()
-                .zip(&t1)
-                .map(|(a, b)| a.wrapping_add(*b))
-                .collect();
-            let r_pc: Vec<u64> = r.iter().map(|v| v >> shift).collect();
+            // r0 then t0 (S02) and r1 then t1 (S12), each pair as one draw:
+            // rt = (r, t) with r = r0 + r1, t = t0 + t1.
+            let mut rt = party.draw(Stream::S02, n * (1 + np))?;
+            let rt1 = party.draw(Stream::S12, n * (1 + np))?;
+            for (a, b) in rt.iter_mut().zip(&rt1) {
+                *a = a.wrapping_add(*b);
+            }
+            drop(rt1);
+            let (r, t) = rt.split_at(n);
             // Chunk by chunk, packed as it goes (no n x m buffer).
             let mut rho1 = vec![0u8; CHUNK.min(n) * m];
             let mut rho0 = vec![0u8; CHUNK.min(n) * m];
-            let mut packed = Vec::with_capacity(packed_len_bits(n * m, bits));
+            let mut r_pc = vec![0u64; CHUNK.min(n)];
+            let mut packed = Vec::with_capacity(packed_len_bits(n * m, bits) + FRAME_SLACK);
             for (s0, len) in chunks() {
                 let z = &mut rho0[..len * m];
                 fill_zp(party.prg(Stream::S02)?, z, p);
                 let o = &mut rho1[..len * m];
-                rho_correction(m, &r_pc[s0..s0 + len], z, o);
+                for (d, v) in r_pc.iter_mut().zip(&r[s0..s0 + len]) {
+                    *d = v >> shift;
+                }
+                rho_correction(m, &r_pc[..len], z, o);
                 packed.extend_from_slice(&pack_zp(o, p));
             }
             party.net.send_bytes(P1, packed)?;
+            // P0's reply shares (next in S02) are drawn before the messages
+            // arrive: between the messages and the reply, P1 is waiting.
+            let mut reply = party.draw(Stream::S02, n * (kw + np))?;
             let d0 = party.net.recv_bytes(P0)?;
             let d1 = party.net.recv_bytes(P1)?;
             for (d, who) in [(&d0, "p0"), (&d1, "p1")] {
@@ -581,25 +760,26 @@ fn select_inner(
                     packed_len_bits(n * w, bits),
                 )?;
             }
-            let mut bp = Vec::with_capacity(n);
-            for (s0, len) in chunks() {
-                let part =
-                    |d: &[u8], who: &str| unpack_zp(&d[chunk_bytes(s0, len, w)], len * w, p, who);
-                bp.extend(pc_eval(
-                    w,
-                    &part(&d0, "compare message of p0")?,
-                    &part(&d1, "compare message of p1")?,
-                ));
+            // Chunks on rayon: P0 and P1 wait for this evaluation.
+            let mut bp = vec![0u8; n];
+            {
+                use rayon::prelude::*;
+                bp.par_chunks_mut(CHUNK).enumerate().try_for_each(
+                    |(ci, out)| -> Result<(), SmpcError> {
+                        let (s0, len) = (ci * CHUNK, out.len());
+                        let part = |d: &[u8], who: &str| {
+                            unpack_zp(&d[chunk_bytes(s0, len, w)], len * w, p, who)
+                        };
+                        let e0 = part(&d0, "compare message of p0")?;
+                        let e1 = part(&d1, "compare message of p1")?;
+                        out.copy_from_slice(&pc_eval(w, &e0, &e1));
+                        Ok(())
+                    },
+                )?;
             }
-            let p0 = party.draw(Stream::S02, n * (kw + np))?;
-            let mut reply = vec![0u64; n * (kw + np)];
-            let dealt = DealerShares {
-                r: &r,
-                t: &t,
-                bp: &bp,
-            };
-            dealer_reply(mb, trunc, &dealt, &p0, &mut reply);
-            party.net.send_u64s(P1, &reply)?;
+            // P0's shares, turned in place into P1's corrections.
+            dealer_reply(mb, trunc, r, t, &bp, &mut reply);
+            party.send_u64s(P1, &reply)?;
             Ok(SelectOut::default())
         }
         j @ (P0 | P1) => {
@@ -608,17 +788,20 @@ fn select_inner(
                 expect_len("select payload", p.len(), n)?;
             }
             let s = if j == P0 { Stream::S02 } else { Stream::S12 };
-            let r = party.draw(s, n)?;
-            let t = party.draw(s, n * np)?;
+            // r then t in one draw (the same words as two), masked in place:
+            // msg = (x + r + [j = 0] 2^m, y_p + t_p).
+            let mut msg = party.draw(s, n * (1 + np))?;
             let offset = if j == P0 { 1u64 << mb } else { 0 };
-            let mut msg = Vec::with_capacity(n * (1 + np));
-            msg.extend((0..n).map(|e| x[e].wrapping_add(r[e]).wrapping_add(offset)));
-            for (p, y) in payloads.iter().enumerate() {
-                msg.extend((0..n).map(|e| y[e].wrapping_add(t[p * n + e])));
+            for (mv, xv) in msg[..n].iter_mut().zip(x) {
+                *mv = mv.wrapping_add(*xv).wrapping_add(offset);
             }
-            let opened = party.open(&msg)?;
+            for (p, y) in payloads.iter().enumerate() {
+                for (mv, yv) in msg[n * (1 + p)..n * (2 + p)].iter_mut().zip(*y) {
+                    *mv = mv.wrapping_add(*yv);
+                }
+            }
+            let opened = party.open_owned(msg)?;
             let (c, e_all) = opened.split_at(n);
-            let c_pc: Vec<u64> = c.iter().map(|v| v >> shift).collect();
             let rho_all = if j == P1 {
                 let b = party.net.recv_bytes(P2)?;
                 expect_len(
@@ -632,7 +815,7 @@ fn select_inner(
             };
             // Chunk by chunk, packed as it goes (no n x w buffer).
             let mut d = vec![0u8; CHUNK.min(n) * w];
-            let mut packed = Vec::with_capacity(packed_len_bits(n * w, bits));
+            let mut packed = Vec::with_capacity(packed_len_bits(n * w, bits) + FRAME_SLACK);
             let mut beta = Vec::with_capacity(n);
             let (mut rho0, mut scratch) = (vec![0u8; CHUNK.min(n) * m], Vec::new());
             for (s0, len) in chunks() {
@@ -646,10 +829,11 @@ fn select_inner(
                     &rho1
                 };
                 let masks = PcMasks::draw(party.prg(Stream::S01)?, len, m);
-                pc_message_into(
+                pc_message_skip(
                     j,
                     m,
-                    &c_pc[s0..s0 + len],
+                    shift,
+                    &c[s0..s0 + len],
                     rho,
                     &masks,
                     &mut d[..len * w],
@@ -664,23 +848,26 @@ fn select_inner(
             } else {
                 party.recv_len(P2, n * (kw + np), "select reply")?
             };
-            let mut out = SelectOut {
-                drelu: vec![0; n],
-                relu: vec![0; if trunc.is_some() { 0 } else { n }],
-                products: vec![vec![0; n]; np],
-                trunc: Vec::new(),
-                relu_trunc: Vec::new(),
-            };
+            let mut out = SelectOut::default();
             let opened = Opened {
                 c,
                 e_all,
                 beta: &beta,
             };
-            combine(j, mb, kw, x, payloads, &opened, &dealt, &mut out);
+            combine(
+                j,
+                mb,
+                kw,
+                x,
+                payloads,
+                &opened,
+                &dealt,
+                trunc.is_some(),
+                want,
+                &mut out,
+            );
             if let Some(f) = trunc {
-                out.trunc = vec![0; n];
-                out.relu_trunc = vec![0; n];
-                combine_trunc(j, mb, f, &opened, &dealt, &mut out);
+                combine_trunc(j, mb, f, &opened, &dealt, want, &mut out);
             }
             Ok(out)
         }
@@ -850,7 +1037,8 @@ struct Opened<'a> {
 }
 
 /// Shares of `DReLU(x)`, `ReLU(x)` and the payload products from the dealt
-/// `v`, `r v`, `t v` (layout of [`dealer_reply_impl`]).
+/// `v`, `r v`, `t v` (layout of [`dealer_reply_impl`]), for the outputs in
+/// `want` (`ReLU` of the untruncated `x` only without truncation).
 #[allow(clippy::too_many_arguments)]
 fn combine(
     j: usize,
@@ -860,83 +1048,254 @@ fn combine(
     payloads: &[&[u64]],
     o: &Opened<'_>,
     dealt: &[u64],
+    truncating: bool,
+    want: Want,
     out: &mut SelectOut,
 ) {
     let n = o.c.len();
     let lead = u64::from(j == P0);
     let v = &dealt[..n];
+    let be = ppml_simd::backend();
+    let (c, beta) = (o.c, o.beta);
+    if want.drelu {
+        out.drelu = vec![0; n];
+        par_fill(&mut out.drelu, |r, d| {
+            drelu_loop_on(be, lead, m, &c[r.clone()], &beta[r.clone()], &v[r], d);
+        });
+    }
     // Without truncation, word 1 is r v (for ReLU of the untruncated x).
-    let rv = if out.relu.is_empty() {
-        &[][..]
-    } else {
-        &dealt[n..2 * n]
-    };
+    if want.relu && !truncating {
+        out.relu = vec![0; n];
+        let rv = &dealt[n..2 * n];
+        par_fill(&mut out.relu, |r, d| {
+            let (cr, br, xr, vr) = (
+                &c[r.clone()],
+                &beta[r.clone()],
+                &x[r.clone()],
+                &v[r.clone()],
+            );
+            relu_loop_on(be, m, cr, br, xr, vr, &rv[r], d);
+        });
+    }
     let tv = &dealt[kw * n..];
+    out.products = (0..payloads.len())
+        .map(|p| {
+            let mut prod = vec![0; n];
+            let (y, e_p, tv_p) = (
+                payloads[p],
+                &o.e_all[p * n..(p + 1) * n],
+                &tv[p * n..(p + 1) * n],
+            );
+            par_fill(&mut prod, |r, d| {
+                let (cr, br, yr, er) = (
+                    &c[r.clone()],
+                    &beta[r.clone()],
+                    &y[r.clone()],
+                    &e_p[r.clone()],
+                );
+                product_loop_on(be, m, cr, br, yr, er, &v[r.clone()], &tv_p[r], d);
+            });
+            prod
+        })
+        .collect();
+}
+
+/// Runs `f(range, piece)` on rayon over [`CHUNK`]-element pieces of `out`
+/// (`piece` is `out[range]`). After P2's reply the other parties wait for
+/// these loops, so in a run on several cores the other cores are free.
+fn par_fill(out: &mut [u64], f: impl Fn(std::ops::Range<usize>, &mut [u64]) + Sync) {
+    use rayon::prelude::*;
+    out.par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(i, piece)| {
+            let s0 = i * CHUNK;
+            f(s0..s0 + piece.len(), piece);
+        });
+}
+
+ppml_simd::dispatch!(fn drelu_loop_on(lead: u64, m: u32, c: &[u64], beta: &[u8], v: &[u64], out: &mut [u64]) => drelu_loop);
+ppml_simd::dispatch!(fn relu_loop_on(m: u32, c: &[u64], beta: &[u8], x: &[u64], v: &[u64], rv: &[u64], out: &mut [u64]) => relu_loop);
+ppml_simd::dispatch!(fn product_loop_on(m: u32, c: &[u64], beta: &[u8], y: &[u64], e: &[u64], v: &[u64], tv: &[u64], out: &mut [u64]) => product_loop);
+
+/// `DReLU = u + (1 - 2u) v` (`u = c_m xor beta`, public to P0 and P1).
+#[inline(always)]
+fn drelu_loop(lead: u64, m: u32, c: &[u64], beta: &[u8], v: &[u64], out: &mut [u64]) {
+    let n = out.len();
+    let (c, beta, v) = (&c[..n], &beta[..n], &v[..n]);
     for e in 0..n {
-        let u = ((o.c[e] >> m) & 1) ^ u64::from(o.beta[e]);
+        let u = ((c[e] >> m) & 1) ^ u64::from(beta[e]);
         // (1 - 2u) as a ring element: 1 or -1.
         let sign = 1u64.wrapping_sub(u << 1);
-        out.drelu[e] = (lead * u).wrapping_add(sign.wrapping_mul(v[e]));
-        if !rv.is_empty() {
-            let xv = o.c[e]
-                .wrapping_sub(1u64 << m)
-                .wrapping_mul(v[e])
-                .wrapping_sub(rv[e]);
-            out.relu[e] = u.wrapping_mul(x[e]).wrapping_add(sign.wrapping_mul(xv));
-        }
-        for (p, y) in payloads.iter().enumerate() {
-            let idx = p * n + e;
-            let yv = o.e_all[idx].wrapping_mul(v[e]).wrapping_sub(tv[idx]);
-            out.products[p][e] = u.wrapping_mul(y[e]).wrapping_add(sign.wrapping_mul(yv));
-        }
+        out[e] = (lead * u).wrapping_add(sign.wrapping_mul(v[e]));
+    }
+}
+
+/// `ReLU = u x + (1 - 2u)((c - 2^m) v - r v)`.
+#[inline(always)]
+fn relu_loop(m: u32, c: &[u64], beta: &[u8], x: &[u64], v: &[u64], rv: &[u64], out: &mut [u64]) {
+    let n = out.len();
+    let (c, beta, x, v, rv) = (&c[..n], &beta[..n], &x[..n], &v[..n], &rv[..n]);
+    for e in 0..n {
+        let u = ((c[e] >> m) & 1) ^ u64::from(beta[e]);
+        let sign = 1u64.wrapping_sub(u << 1);
+        let xv = c[e]
+            .wrapping_sub(1u64 << m)
+            .wrapping_mul(v[e])
+            .wrapping_sub(rv[e]);
+        out[e] = u.wrapping_mul(x[e]).wrapping_add(sign.wrapping_mul(xv));
+    }
+}
+
+/// `y DReLU = u y + (1 - 2u)(e v - t v)` for a payload opened as `e = y + t`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn product_loop(
+    m: u32,
+    c: &[u64],
+    beta: &[u8],
+    y: &[u64],
+    e_open: &[u64],
+    v: &[u64],
+    tv: &[u64],
+    out: &mut [u64],
+) {
+    let n = out.len();
+    let (c, beta, y, e_open, v, tv) = (
+        &c[..n],
+        &beta[..n],
+        &y[..n],
+        &e_open[..n],
+        &v[..n],
+        &tv[..n],
+    );
+    for e in 0..n {
+        let u = ((c[e] >> m) & 1) ^ u64::from(beta[e]);
+        let sign = 1u64.wrapping_sub(u << 1);
+        let yv = e_open[e].wrapping_mul(v[e]).wrapping_sub(tv[e]);
+        out[e] = u.wrapping_mul(y[e]).wrapping_add(sign.wrapping_mul(yv));
     }
 }
 
 /// Shares of the exact truncation `t` and of `DReLU(x) t` (see
-/// [`select_trunc`]; docs/PROTOCOLS.md derives the formulas).
-fn combine_trunc(j: usize, m: u32, f: u32, o: &Opened<'_>, dealt: &[u64], out: &mut SelectOut) {
+/// [`select_trunc`]; docs/PROTOCOLS.md derives the formulas), for the
+/// outputs in `want`.
+fn combine_trunc(
+    j: usize,
+    m: u32,
+    f: u32,
+    o: &Opened<'_>,
+    dealt: &[u64],
+    want: Want,
+    out: &mut SelectOut,
+) {
     let n = o.c.len();
-    let lead = u64::from(j == P0);
-    let col = |k: usize| &dealt[k * n..(k + 1) * n];
-    let (v, rs, rsv) = (col(0), col(1), col(2));
-    let lb = lane_bits(f);
+    if want.trunc {
+        out.trunc = vec![0; n];
+    }
+    if want.relu_trunc {
+        out.relu_trunc = vec![0; n];
+    }
+    let be = ppml_simd::backend();
+    let (c, beta) = (o.c, o.beta);
     let two = reply_width(Some(f)) > 4;
+    let col = |k: usize| &dealt[k * n..(k + 1) * n];
+    let run = |r: std::ops::Range<usize>, t: &mut [u64], rt: &mut [u64]| {
+        let cols = TruncCols {
+            v: &col(0)[r.clone()],
+            rs: &col(1)[r.clone()],
+            rsv: &col(2)[r.clone()],
+            w0: &col(3)[r.clone()],
+            w1: if two { &col(4)[r.clone()] } else { &[] },
+        };
+        combine_trunc_on(be, j, m, f, &c[r.clone()], &beta[r], &cols, t, rt);
+    };
+    use rayon::prelude::*;
+    match (want.trunc, want.relu_trunc) {
+        (true, true) => out
+            .trunc
+            .par_chunks_mut(CHUNK)
+            .zip(out.relu_trunc.par_chunks_mut(CHUNK))
+            .enumerate()
+            .for_each(|(i, (t, rt))| run(i * CHUNK..i * CHUNK + t.len(), t, rt)),
+        (true, false) => par_fill(&mut out.trunc, |r, t| run(r, t, &mut [])),
+        (false, true) => par_fill(&mut out.relu_trunc, |r, rt| run(r, &mut [], rt)),
+        (false, false) => {}
+    }
+}
+
+/// P2's dealt words for [`combine_trunc`] (one chunk of elements): `v`,
+/// `r >> f`, `(r >> f) v` and the lane words (`w1` empty for `f <= 16`).
+struct TruncCols<'a> {
+    v: &'a [u64],
+    rs: &'a [u64],
+    rsv: &'a [u64],
+    w0: &'a [u64],
+    w1: &'a [u64],
+}
+
+ppml_simd::dispatch!(fn combine_trunc_on(j: usize, m: u32, f: u32, c: &[u64], beta: &[u8], cols: &TruncCols<'_>, trunc: &mut [u64], relu_trunc: &mut [u64]) => combine_trunc_impl);
+
+/// The loop of [`combine_trunc`]: `trunc` and `relu_trunc` are each either
+/// empty (not wanted) or `c.len()` long.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn combine_trunc_impl(
+    j: usize,
+    m: u32,
+    f: u32,
+    c: &[u64],
+    beta: &[u8],
+    cols: &TruncCols<'_>,
+    trunc: &mut [u64],
+    relu_trunc: &mut [u64],
+) {
+    let n = c.len();
+    let lead = u64::from(j == P0);
+    let (v, rs, rsv) = (&cols.v[..n], &cols.rs[..n], &cols.rsv[..n]);
+    let lb = lane_bits(f);
+    let two = !cols.w1.is_empty();
+    let w1: &[u64] = if two { &cols.w1[..n] } else { &[] };
+    let w0 = &cols.w0[..n];
+    let beta = &beta[..n];
     // 2^(m-f): the offset 2^m after the shift; 2^(64-f): the wrap-around.
     let k_off = 1u64 << (m - f);
     let wrap = 1u64 << (64 - f);
+    let (want_t, want_rt) = (!trunc.is_empty(), !relu_trunc.is_empty());
     for e in 0..n {
-        let words = [dealt[3 * n + e], if two { dealt[4 * n + e] } else { 0 }];
+        let words = [w0[e], if two { w1[e] } else { 0 }];
         let (ga, gaa, gav, gaav) = (
             lane(words, 0, lb),
             lane(words, 1, lb),
             lane(words, 2, lb),
             lane(words, 3, lb),
         );
-        let c = o.c[e];
-        let cm = (c >> m) & 1;
+        let ce = c[e];
+        let cm = (ce >> m) & 1;
         let ncm = 1 - cm;
-        let beta = o.beta[e] == 1;
-        let u = cm ^ u64::from(o.beta[e]);
+        let b = u64::from(beta[e]);
+        let u = cm ^ b;
         let sign = 1u64.wrapping_sub(u << 1);
-        let pub_part = (c >> f).wrapping_sub(k_off);
+        let pub_part = (ce >> f).wrapping_sub(k_off);
         // W = A * maj(DReLU, r_m, w): for beta = 0, A r_m - A r_m v + (1 - c_m) A v;
-        // for beta = 1, A r_m v + (1 - c_m)(A - A v).
-        let w_share = if beta {
-            gaav.wrapping_add(ncm.wrapping_mul(ga.wrapping_sub(gav)))
-        } else {
-            gaa.wrapping_sub(gaav).wrapping_add(ncm.wrapping_mul(gav))
-        };
+        // for beta = 1, A r_m v + (1 - c_m)(A - A v). Selected branch-free.
+        let w_b1 = gaav.wrapping_add(ncm.wrapping_mul(ga.wrapping_sub(gav)));
+        let w_b0 = gaa.wrapping_sub(gaav).wrapping_add(ncm.wrapping_mul(gav));
+        let w_share = if b == 1 { w_b1 } else { w_b0 };
         let t = (lead * pub_part)
             .wrapping_sub(rs[e])
             .wrapping_add(wrap.wrapping_mul(w_share));
-        // W v: for beta = 0, (1 - c_m) A v; for beta = 1, A r_m v.
-        let wv = if beta { gaav } else { ncm.wrapping_mul(gav) };
-        let tv = pub_part
-            .wrapping_mul(v[e])
-            .wrapping_sub(rsv[e])
-            .wrapping_add(wrap.wrapping_mul(wv));
-        out.trunc[e] = t;
-        out.relu_trunc[e] = u.wrapping_mul(t).wrapping_add(sign.wrapping_mul(tv));
+        if want_t {
+            trunc[e] = t;
+        }
+        if want_rt {
+            // W v: for beta = 0, (1 - c_m) A v; for beta = 1, A r_m v.
+            let wv = if b == 1 { gaav } else { ncm.wrapping_mul(gav) };
+            let tv = pub_part
+                .wrapping_mul(v[e])
+                .wrapping_sub(rsv[e])
+                .wrapping_add(wrap.wrapping_mul(wv));
+            relu_trunc[e] = u.wrapping_mul(t).wrapping_add(sign.wrapping_mul(tv));
+        }
     }
 }
 
@@ -1057,7 +1416,7 @@ pub fn max_groups_skip(
         let next_width = width - pairs;
         if helper {
             let payloads: Vec<&[u64]> = if with_index { vec![&[]] } else { vec![] };
-            select_skip(party, m, k, n, &[], &payloads)?;
+            select_skip_want(party, (m, k), n, &[], &payloads, Want::RELU)?;
             width = next_width;
             continue;
         }
@@ -1076,7 +1435,7 @@ pub fn max_groups_skip(
             }
         }
         let payloads: Vec<&[u64]> = if with_index { vec![&idiff] } else { vec![] };
-        let out = select_skip(party, m, k, n, &diff, &payloads)?;
+        let out = select_skip_want(party, (m, k), n, &diff, &payloads, Want::RELU)?;
         let mut nvals = vec![0u64; next_width * count];
         let mut nidx = vec![0u64; if with_index { next_width * count } else { 0 }];
         for q in 0..pairs {

@@ -426,7 +426,7 @@ pub fn model_owner_full(party: &mut Party, model: &Model) -> Result<Option<u64>,
             .zip(&b0)
             .map(|(b, r)| b.wrapping_sub(*r))
             .collect();
-        party.net.send_u64s(P1, &b1)?;
+        party.send_u64s(P1, &b1)?;
     }
     let reveal: Reveal = party.net.recv(DATA_OWNER)?;
     if reveal == Reveal::CorrectCount {
@@ -559,7 +559,7 @@ impl Widths<'_> {
 
 /// Exact truncation of `x` (carrying `2f` fractional bits) at width `m`.
 fn exact_trunc(party: &mut Party, m: u32, x: &[u64], n: usize) -> Result<Vec<u64>, SmpcError> {
-    Ok(compare::select_trunc(party, m, n, x, &[])?.trunc)
+    compare::trunc_exact(party, m, n, x)
 }
 
 /// Runs one batch through the plan; returns this party's shares of the
@@ -670,7 +670,7 @@ fn infer_batch(
             LayerPlan::Relu => {
                 let m = widths.next()?;
                 x = if scale2 {
-                    compare::select_trunc(party, m, batch * size, &x, &[])?.relu_trunc
+                    compare::relu_trunc(party, m, batch * size, &x)?
                 } else {
                     compare::relu_at(party, m, batch * size, &x)?
                 };
@@ -763,10 +763,10 @@ pub fn computing_party(party: &mut Party) -> Result<(), SmpcError> {
             continue;
         }
         match reveal {
-            Reveal::Classes => party.net.send_u64s(DATA_OWNER, &idx)?,
+            Reveal::Classes => party.send_u64s(DATA_OWNER, &idx)?,
             Reveal::ClassesAndLogits => {
-                party.net.send_u64s(DATA_OWNER, &idx)?;
-                party.net.send_u64s(DATA_OWNER, &logits)?;
+                party.send_u64s(DATA_OWNER, &idx)?;
+                party.send_u64s(DATA_OWNER, &logits)?;
             }
             // The predictions stay shared; only the count is opened below.
             Reveal::CorrectCount => kept.extend_from_slice(&idx),

@@ -407,7 +407,8 @@ impl Party {
     /// `len` uniform ring elements from a stream.
     pub fn draw(&mut self, s: Stream, len: usize) -> Result<Vec<u64>, SmpcError> {
         let mut v = vec![0u64; len];
-        self.prg(s)?.fill_u64(&mut v);
+        // Fresh zeros: the keystream is written without clearing them again.
+        self.prg(s)?.fill_zeroed_u64(&mut v);
         if self.test_only.leak == TestOnlyLeak::InputMaskReused
             && matches!(s, Stream::D02 | Stream::D12)
         {
@@ -434,26 +435,111 @@ impl Party {
         }
     }
 
+    /// Sends ring elements to `peer`: the wire format of
+    /// `ppml_net::Channel::send_u64s` (8 little-endian bytes each, one frame,
+    /// the same bytes and rounds), encoded in one copy without first
+    /// zero-filling the buffer (shares are most of the traffic).
+    pub fn send_u64s(&mut self, peer: usize, v: &[u64]) -> Result<(), SmpcError> {
+        self.net.send_bytes(peer, u64s_to_le_bytes(v))?;
+        Ok(())
+    }
+
+    /// Receives a frame sent by [`Party::send_u64s`] (or
+    /// `Channel::send_u64s`); a length that is not a multiple of 8 is an error.
+    pub fn recv_u64s(&mut self, peer: usize) -> Result<Vec<u64>, SmpcError> {
+        let bytes = self.net.recv_bytes(peer)?;
+        le_bytes_to_u64s(&bytes)
+    }
+
+    /// Receives `z.len()` ring elements from `peer` (a frame sent by
+    /// [`Party::send_u64s`]) and adds them into `z`, decoding as it adds (no
+    /// decoded copy). A frame of another length is an error naming `what`.
+    pub fn recv_add(&mut self, peer: usize, z: &mut [u64], what: &str) -> Result<(), SmpcError> {
+        let bytes = self.net.recv_bytes(peer)?;
+        if bytes.len() != z.len().saturating_mul(8) {
+            // The same error as a decoded vector of the wrong length.
+            crate::error::expect_len(what, le_bytes_to_u64s(&bytes)?.len(), z.len())?;
+        }
+        for (zi, c) in z.iter_mut().zip(bytes.chunks_exact(8)) {
+            *zi = zi.wrapping_add(u64::from_le_bytes(c.try_into().expect("chunks_exact(8)")));
+        }
+        Ok(())
+    }
+
+    /// [`Party::open`] of a vector this party no longer needs: the sum is
+    /// built in place of `mine`.
+    pub fn open_owned(&mut self, mut mine: Vec<u64>) -> Result<Vec<u64>, SmpcError> {
+        let other = self.other()?;
+        self.send_u64s(other, &mine)?;
+        self.recv_add(other, &mut mine, "opened share")?;
+        Ok(mine)
+    }
+
     /// Opens a value masked by both computing parties: sends `mine` to the
     /// other computing party and returns `mine + theirs`.
     pub fn open(&mut self, mine: &[u64]) -> Result<Vec<u64>, SmpcError> {
         let other = self.other()?;
-        self.net.send_u64s(other, mine)?;
-        let theirs = self.net.recv_u64s(other)?;
+        self.send_u64s(other, mine)?;
+        let mut theirs = self.recv_u64s(other)?;
         crate::error::expect_len("opened share", theirs.len(), mine.len())?;
-        Ok(mine
-            .iter()
-            .zip(&theirs)
-            .map(|(a, b)| a.wrapping_add(*b))
-            .collect())
+        // The sum in place of the received vector (no third buffer).
+        for (t, a) in theirs.iter_mut().zip(mine) {
+            *t = t.wrapping_add(*a);
+        }
+        Ok(theirs)
     }
 
     /// Receives a u64 vector of a known length.
     pub fn recv_len(&mut self, from: usize, len: usize, what: &str) -> Result<Vec<u64>, SmpcError> {
-        let v = self.net.recv_u64s(from)?;
+        let v = self.recv_u64s(from)?;
         crate::error::expect_len(what, v.len(), len)?;
         Ok(v)
     }
+}
+
+/// Spare capacity at the end of every outgoing frame buffer. The in-process
+/// link model (`ppml_net::emulator::HopTransport`) appends a hop stamp of
+/// `8 + 8 * MODELLED.len()` bytes to each frame; without room for it, every
+/// message was reallocated at double its size and copied (a fresh mapping
+/// above 32 MiB: page faults and zeroing on every large message).
+pub const FRAME_SLACK: usize = 64;
+const _: () = assert!(FRAME_SLACK >= 8 + 8 * ppml_net::emulator::MODELLED.len());
+
+/// `v` as little-endian bytes, one copy into an uninitialised buffer (with
+/// [`FRAME_SLACK`] spare bytes).
+pub fn u64s_to_le_bytes(v: &[u64]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(v.len() * 8 + FRAME_SLACK);
+    if cfg!(target_endian = "little") {
+        // SAFETY: u8 has alignment 1 and every byte of a u64 is initialised,
+        // so the byte view of exactly 8 * len bytes of `v` is valid while `v`
+        // is borrowed; on little-endian targets it is the wire encoding.
+        let bytes = unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), v.len() * 8) };
+        out.extend_from_slice(bytes);
+    } else {
+        for x in v {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+    out
+}
+
+/// Inverse of [`u64s_to_le_bytes`]; a length that is not a multiple of 8
+/// (a peer that lies) is an error.
+pub fn le_bytes_to_u64s(bytes: &[u8]) -> Result<Vec<u64>, SmpcError> {
+    if !bytes.len().is_multiple_of(8) {
+        return Err(ppml_net::NetError::Decode(format!(
+            "Vec<u64>: packed frame of {} bytes is not a multiple of 8",
+            bytes.len()
+        ))
+        .into());
+    }
+    let mut out = Vec::with_capacity(bytes.len() / 8);
+    out.extend(
+        bytes
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().expect("chunks_exact(8)"))),
+    );
+    Ok(out)
 }
 
 /// Fills `out` with uniform elements of Z_67 (exact: rejection sampling on
@@ -467,14 +553,124 @@ pub fn fill_z67_nonzero(rng: &mut Prg, out: &mut [u8]) {
     fill_mod(rng, out, 66, 1);
 }
 
-/// Fills `out` with uniform elements of Z_p (`2 <= p <= 255`).
+/// Fills `out` with uniform elements of Z_p (`2 <= p <= 255`). For the
+/// PrivateCompare primes (31, 61, 67) several values come from each 32-bit
+/// word of the stream ([`fill_packed_on`]); otherwise one per 16-bit word.
 pub fn fill_zp(rng: &mut Prg, out: &mut [u8], p: u32) {
-    fill_mod(rng, out, p as u16, 0);
+    fill_packed(rng, out, p as u16, 0);
 }
 
-/// Fills `out` with uniform non-zero elements of Z_p (`2 <= p <= 255`).
+/// Fills `out` with uniform non-zero elements of Z_p (`2 <= p <= 255`);
+/// packed like [`fill_zp`] for 31, 61, 67.
 pub fn fill_zp_nonzero(rng: &mut Prg, out: &mut [u8], p: u32) {
-    fill_mod(rng, out, (p - 1) as u16, 1);
+    fill_packed(rng, out, (p - 1) as u16, 1);
+}
+
+fn fill_packed(rng: &mut Prg, out: &mut [u8], modulus: u16, add: u8) {
+    fill_packed_on(ppml_simd::backend(), rng, out, modulus, add);
+}
+
+ppml_simd::dispatch!(
+    /// Uniform values `add + (0..modulus)`: for the moduli of the
+    /// PrivateCompare masks (30, 31: five values per 32-bit word; 60, 61,
+    /// 66, 67: four) by [`fill_digits`], for any other modulus by
+    /// [`fill_mod_on`]'s one value per 16-bit word. Every backend draws the
+    /// same values from the same stream.
+    pub fn fill_packed_on(rng: &mut Prg, out: &mut [u8], modulus: u16, add: u8) => fill_packed_impl);
+
+#[inline(always)]
+fn fill_packed_impl(rng: &mut Prg, out: &mut [u8], modulus: u16, add: u8) {
+    match modulus {
+        30 => fill_digits::<30, 5>(rng, out, add),
+        31 => fill_digits::<31, 5>(rng, out, add),
+        60 => fill_digits::<60, 4>(rng, out, add),
+        61 => fill_digits::<61, 4>(rng, out, add),
+        66 => fill_digits::<66, 4>(rng, out, add),
+        67 => fill_digits::<67, 4>(rng, out, add),
+        _ => fill_mod_impl(rng, out, modulus, add),
+    }
+}
+
+/// Words per block of [`fill_digits`].
+const DIGIT_BLOCK: usize = 16;
+
+/// `out[i] = add + (uniform in 0..M)`, exactly uniform and independent, `K`
+/// values per 32-bit word of the stream (AES-CTR output is most of the cost
+/// of these masks; one value per 16-bit word spent 2 bytes of it per value,
+/// this 0.8 or 1). Each word `w` gives `v = (w * M^K) >> 32`, uniform in
+/// `[0, M^K)` by Lemire's multiply-shift with rejection (reject when
+/// `(w * M^K) mod 2^32 < 2^32 mod M^K`: at most 0.2% of words for the moduli
+/// used), and the `K` base-`M` digits of `v` are independent and uniform.
+/// Words are used in blocks of [`DIGIT_BLOCK`]: digit `d` of the block's word
+/// `i` goes to `out[block * DIGIT_BLOCK * K + d * DIGIT_BLOCK + i]` (so each
+/// digit is one contiguous vector store); the last block is computed whole
+/// and cut. A block with a rejected word is redone word by word: its words
+/// in order, then words drawn afterwards from the stream, each accepted one
+/// filling the next slot.
+#[inline(always)]
+fn fill_digits<const M: u32, const K: usize>(rng: &mut Prg, out: &mut [u8], add: u8) {
+    const B: usize = DIGIT_BLOCK;
+    const { assert!(K <= 5 && K >= 1) };
+    let range = (M as u64).pow(K as u32);
+    debug_assert!(range < 1 << 32);
+    let thr = ((1u64 << 32) % range) as u32;
+    let blocks = out.len().div_ceil(B * K);
+    let mut words = vec![0u32; blocks * B];
+    // SAFETY: u32 has no invalid bit patterns and u8 has alignment 1; the
+    // byte view covers exactly the vector's 4 * len bytes while it is borrowed.
+    let bytes =
+        unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), words.len() * 4) };
+    rng.fill_bytes(bytes);
+    if cfg!(target_endian = "big") {
+        for w in words.iter_mut() {
+            *w = u32::from_le(*w);
+        }
+    }
+    // The base-M digits of v = floor(w M^K / 2^32) are the first K base-M
+    // digits of the fraction w / 2^32, most significant first: no division,
+    // one small multiply per digit (`frac` stays below 2^32).
+    let digits = |w: u32, slot: usize, blk: &mut [u8]| {
+        let mut frac = w as u64;
+        for d in (0..K).rev() {
+            let t = frac * M as u64;
+            blk[d * B + slot] = (t >> 32) as u8 + add;
+            frac = t & 0xFFFF_FFFF;
+        }
+    };
+    let mut tail = [0u8; DIGIT_BLOCK * 5];
+    for (b, ws) in words.chunks_exact(B).enumerate() {
+        let start = b * B * K;
+        let end = (start + B * K).min(out.len());
+        // Whole blocks are written in place, the last partial one via `tail`.
+        let blk: &mut [u8] = if end - start == B * K {
+            &mut out[start..end]
+        } else {
+            &mut tail[..B * K]
+        };
+        let mut ok = true;
+        for (i, &w) in ws.iter().enumerate() {
+            ok &= (w.wrapping_mul(range as u32)) >= thr;
+            digits(w, i, blk);
+        }
+        if !ok {
+            let mut spare = ws.iter().copied();
+            let mut slot = 0;
+            while slot < B {
+                let w = spare.next().unwrap_or_else(|| {
+                    let mut x = [0u8; 4];
+                    rng.fill_bytes(&mut x);
+                    u32::from_le_bytes(x)
+                });
+                if w.wrapping_mul(range as u32) >= thr {
+                    digits(w, slot, blk);
+                    slot += 1;
+                }
+            }
+        }
+        if end - start < B * K {
+            out[start..end].copy_from_slice(&tail[..end - start]);
+        }
+    }
 }
 
 /// Uniform values in `0..bound` (`1 <= bound <= 255`).
@@ -570,6 +766,169 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn packed_samplers_are_uniform_in_range_and_agree_across_backends() {
+        for (modulus, add) in [(31u16, 0u8), (30, 1), (61, 0), (60, 1), (67, 0), (66, 1)] {
+            // Lengths that end inside a block and inside a word.
+            for len in [0usize, 1, 7, 81, 200_003] {
+                let mut want = vec![0u8; len];
+                fill_packed_on(
+                    ppml_simd::Backend::Portable,
+                    &mut Prg::from_seed([9; 32]),
+                    &mut want,
+                    modulus,
+                    add,
+                );
+                for backend in ppml_simd::Backend::available() {
+                    let mut got = vec![0u8; len];
+                    let mut prg = Prg::from_seed([9; 32]);
+                    fill_packed_on(backend, &mut prg, &mut got, modulus, add);
+                    assert_eq!(got, want, "{backend}, modulus {modulus}, len {len}");
+                }
+                if len < 200_000 {
+                    continue;
+                }
+                let mut counts = vec![0usize; 256];
+                want.iter().for_each(|&v| counts[v as usize] += 1);
+                let expect = len as f64 / modulus as f64;
+                for (v, &count) in counts.iter().enumerate() {
+                    if v >= add as usize && v < add as usize + modulus as usize {
+                        let c = count as f64;
+                        assert!(
+                            (c - expect).abs() < 6.0 * expect.sqrt(),
+                            "mod {modulus}: value {v} seen {c} times, expected {expect}"
+                        );
+                    } else {
+                        assert_eq!(count, 0, "mod {modulus}: value {v} out of range");
+                    }
+                }
+                // Neighbouring outputs (digits of one word, same digit of
+                // neighbouring words) are independent: pairs are uniform.
+                for gap in [1usize, DIGIT_BLOCK] {
+                    let mut pairs = vec![0usize; 256 * 256];
+                    for i in 0..len - gap {
+                        pairs[want[i] as usize * 256 + want[i + gap] as usize] += 1;
+                    }
+                    let cells = (modulus as f64).powi(2);
+                    let e = (len - gap) as f64 / cells;
+                    let chi2: f64 = (0..256 * 256)
+                        .filter(|&c| {
+                            let (a, b) = (c / 256, c % 256);
+                            (add as usize..add as usize + modulus as usize).contains(&a)
+                                && (add as usize..add as usize + modulus as usize).contains(&b)
+                        })
+                        .map(|c| (pairs[c] as f64 - e).powi(2) / e)
+                        .sum();
+                    // Mean cells - 1, sd about sqrt(2 cells): 6 sd.
+                    assert!(
+                        chi2 < cells + 6.0 * (2.0 * cells).sqrt(),
+                        "mod {modulus}, gap {gap}: chi2 {chi2} over {cells} cells"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn packed_sampler_rejects_exactly_the_biased_words() {
+        // The stream of a seed, read as words: the sampler's outputs must be
+        // the digits of the accepted words' values, in the documented order.
+        // 67^5 rejects 5.7% of words (most blocks take the slow path); the
+        // moduli in use reject at most 0.3%.
+        const K: usize = 5;
+        let (m, k) = (67u64, K);
+        let range = m.pow(k as u32);
+        let thr = ((1u64 << 32) % range) as u32;
+        for seed in 0..40u8 {
+            let mut raw = Prg::from_seed([seed; 32]);
+            let n_words = 4096;
+            let mut bytes = vec![0u8; n_words * 4];
+            raw.fill_bytes(&mut bytes);
+            let words: Vec<u32> = bytes
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+                .collect();
+            let len = 4 * DIGIT_BLOCK * k; // four blocks
+            let mut out = vec![0u8; len];
+            fill_digits::<67, K>(&mut Prg::from_seed([seed; 32]), &mut out, 0);
+            // Model: blocks read 16 words each up front (64 words), a block
+            // with a rejection takes its accepted words then words after
+            // the 64 read ones.
+            let mut extra = 4 * DIGIT_BLOCK;
+            for b in 0..4 {
+                let ws = &words[b * DIGIT_BLOCK..(b + 1) * DIGIT_BLOCK];
+                let bad = ws.iter().any(|&w| ((w as u64 * range) as u32) < thr);
+                let mut accepted: Vec<u32> = ws
+                    .iter()
+                    .copied()
+                    .filter(|&w| ((w as u64 * range) as u32) >= thr)
+                    .collect();
+                if bad {
+                    while accepted.len() < DIGIT_BLOCK {
+                        let w = words[extra];
+                        extra += 1;
+                        if ((w as u64 * range) as u32) >= thr {
+                            accepted.push(w);
+                        }
+                    }
+                }
+                for (i, &w) in accepted.iter().enumerate() {
+                    let mut v = ((w as u64 * range) >> 32) as u32;
+                    for d in 0..k {
+                        assert_eq!(
+                            out[b * DIGIT_BLOCK * k + d * DIGIT_BLOCK + i] as u32,
+                            v % 67
+                        );
+                        v /= 67;
+                    }
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// The one-copy share encoding is `Channel::send_u64s`'s wire format
+        /// and decodes back; a frame that is not whole words is refused.
+        #[test]
+        fn share_encoding_is_the_channel_wire_format(v in proptest::collection::vec(proptest::prelude::any::<u64>(), 0..300), cut in 1usize..8) {
+            let bytes = u64s_to_le_bytes(&v);
+            proptest::prop_assert_eq!(&bytes, &ppml_net::encode_u64s(&v));
+            proptest::prop_assert!(bytes.capacity() >= bytes.len() + FRAME_SLACK);
+            proptest::prop_assert_eq!(le_bytes_to_u64s(&bytes).unwrap(), v.clone());
+            proptest::prop_assert_eq!(ppml_net::decode_u64s(&bytes).unwrap(), v.clone());
+            if !bytes.is_empty() {
+                proptest::prop_assert!(le_bytes_to_u64s(&bytes[..bytes.len() - cut]).is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn recv_add_adds_the_frame_and_refuses_a_wrong_length() {
+        let mut nets = Network::in_memory(2, &ppml_net::NetConfig::default());
+        let b = nets.pop().expect("two networks");
+        let mut a = nets.pop().expect("two networks");
+        a.send_bytes(1, u64s_to_le_bytes(&[1, u64::MAX, 7]))
+            .unwrap();
+        a.send_bytes(1, u64s_to_le_bytes(&[1, 2])).unwrap();
+        a.send_bytes(1, vec![0u8; 23]).unwrap();
+        let mut p = Party {
+            id: 1,
+            net: b,
+            cfg: ProtocolConfig::default(),
+            streams: Default::default(),
+            test_only: TestOnlyHooks::new(TestOnlyLeak::None, None),
+        };
+        let mut z = vec![10u64, 10, 10];
+        p.recv_add(0, &mut z, "x").unwrap();
+        assert_eq!(z, vec![11, 9, 17]);
+        assert!(matches!(
+            p.recv_add(0, &mut z, "x"),
+            Err(SmpcError::Shape(_))
+        ));
+        assert!(p.recv_add(0, &mut z, "x").is_err());
+        assert_eq!(z, vec![11, 9, 17]);
     }
 
     #[test]

@@ -99,8 +99,8 @@ pub fn count_correct(party: &mut Party, n: usize, preds: &[u64]) -> Result<(), S
     let share = (0..n).fold(0u64, |acc, i| {
         acc.wrapping_add(bits[i].wrapping_sub(bits[n + i]))
     });
-    party.net.send_u64s(MODEL_OWNER, &[share])?;
-    party.net.send_u64s(DATA_OWNER, &[share])?;
+    party.send_u64s(MODEL_OWNER, &[share])?;
+    party.send_u64s(DATA_OWNER, &[share])?;
     Ok(())
 }
 

@@ -637,3 +637,81 @@ fn multi_chunk_comparisons_are_right_in_every_chunk() {
         assert!(t == x >> F || t == (x >> F) + 1, "element {i} x {x}: {t}");
     }
 }
+
+/// The selections that compute only some outputs (`relu_trunc`,
+/// `trunc_exact`, the tournaments' ReLU and payload products) and the
+/// chunked, rayon-run combination and reply give, over several chunks, the
+/// same values as the full `select_trunc` / `select_skip` with the same
+/// randomness, and the right ones: at 16 fractional bits (one lane word in
+/// P2's reply) and at 20 (two).
+#[test]
+fn partial_outputs_match_the_full_selection_over_several_chunks() {
+    let n = 2 * 8000 + 13;
+    for f in [16u32, 20] {
+        let cfg = ProtocolConfig {
+            frac_bits: f,
+            ..ProtocolConfig::default()
+        };
+        let m = 44u32;
+        let lim = (1i128 << m) - (1i128 << f);
+        let xe: Vec<u64> = prg::random_u64s(&mut prg::seeded(u64::from(f)), n)
+            .iter()
+            .map(|v| ((*v as i128).rem_euclid(2 * lim) - lim) as i64 as u64)
+            .collect();
+        let xs = share(&xe, 11);
+        let run = |which: u8| {
+            let runs = sim::run_in_memory(3, cfg, SecretSource::InsecureDeterministic(12), |p| {
+                let x = pick(p.id, &xs);
+                Ok(match which {
+                    0 => {
+                        let o = compare::select_trunc(p, m, n, &x, &[])?;
+                        [o.trunc, o.relu_trunc].concat()
+                    }
+                    1 => compare::trunc_exact(p, m, n, &x)?,
+                    _ => compare::relu_trunc(p, m, n, &x)?,
+                })
+            })
+            .unwrap();
+            reconstruct(&runs)
+        };
+        let full = run(0);
+        assert_eq!(run(1), full[..n], "trunc_exact, f = {f}");
+        assert_eq!(run(2), full[n..], "relu_trunc, f = {f}");
+        for i in 0..n {
+            let (x, t) = (xe[i] as i64, full[i] as i64);
+            assert!(
+                t == x >> f || t == (x >> f) + 1,
+                "f {f} element {i} x {x}: {t}"
+            );
+            assert_eq!(full[n + i] as i64, t.max(0), "f {f} element {i}");
+        }
+    }
+    // Faithful selection with a payload (the tournaments' step): ReLU and
+    // the product of the payload with DReLU, every chunk.
+    let (m, k) = (36u32, 15u32);
+    let raw = prg::random_u64s(&mut prg::seeded(21), n);
+    let xe: Vec<u64> = faithful_range(m, k, &raw).into_iter().take(n).collect();
+    let ye = prg::random_u64s(&mut prg::seeded(22), n);
+    let (xs, ys) = (share(&xe, 23), share(&ye, 24));
+    let runs = sim::run_in_memory(
+        3,
+        ProtocolConfig::default(),
+        SecretSource::InsecureDeterministic(25),
+        |p| {
+            let (x, y) = (pick(p.id, &xs), pick(p.id, &ys));
+            let o = compare::select_skip(p, m, k, n, &x, &[&y])?;
+            Ok([o.drelu, o.relu, o.products.concat()].concat())
+        },
+    )
+    .unwrap();
+    let z = reconstruct(&runs);
+    for i in 0..n {
+        let d = z[i];
+        assert!(d <= 1, "element {i}: DReLU {d}");
+        if (xe[i] as i64) >= 0 || (xe[i] as i64) < -(1i64 << k) {
+            assert_eq!(d, u64::from(xe[i] as i64 >= 0), "element {i}");
+        }
+        assert_eq!(z[n + i], xe[i].wrapping_mul(d), "ReLU, element {i}");
+        assert_eq!(z[2 * n + i], ye[i].wrapping_mul(d), "payload, element {i}");
+    }
+}
