@@ -9,12 +9,14 @@ parties file in a temporary directory (TLS on ports 7400-7404, plaintext on
 JSON line per run: wall images/s, CPU seconds of the three processes
 (getrusage of children), bytes counted by the channels, and with --capture
 (root + tcpdump) the TCP payload bytes actually on the wire. The environment variable PPML
-overrides the binary (e.g. a wrapper that runs each party under `perf record`).
+overrides the binary (e.g. a wrapper that runs each party under `perf record`);
+PPML_CORE picks the core all three processes are pinned to (default 0).
 """
 import json, os, resource, struct, subprocess, sys, tempfile, time
 
 ROOT = os.getcwd()
 PPML = os.environ.get("PPML", os.path.join(ROOT, "target/release/ppml"))
+CORE = os.environ.get("PPML_CORE", "0")
 ROLES = ["p0", "p1", "p2", "model-owner", "data-owner"]
 
 
@@ -34,7 +36,7 @@ def run(d, mode, arch, count):
     else:
         link = ["--insecure", "--peers", ",".join(f"127.0.0.1:{7410 + i}" for i in range(5))]
     common = link + ["--data", os.path.join(ROOT, "data/mnist"), "--json", "--batch", "1000"]
-    base = ["taskset", "-c", "0", PPML, "party"]
+    base = ["taskset", "-c", CORE, PPML, "party"]
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.time()
     ps = [subprocess.Popen(base + ["--role", "p2"] + common, stdout=subprocess.PIPE),

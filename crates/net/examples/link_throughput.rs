@@ -5,7 +5,7 @@
 //! wall time and the process CPU time (user + system, all threads, from
 //! /proc/self/stat), alternating modes REPS times.
 //!
-//! `taskset -c 0 cargo run --release -p ppml-net --example link_throughput -- [BYTES FRAMES REPS]`
+//! `taskset -c 0 cargo run --release -p ppml-net --example link_throughput -- [BYTES FRAMES REPS] [tls|insecure]`
 
 use ppml_net::local::LocalDeployment;
 use ppml_net::{NetConfig, Session};
@@ -61,9 +61,14 @@ fn main() {
     let bytes = args.first().copied().unwrap_or(512 << 10);
     let frames = args.get(1).copied().unwrap_or(2000);
     let reps = args.get(2).copied().unwrap_or(3);
+    // An optional word `tls` or `insecure` runs only that mode (for profiles).
+    let only: Vec<bool> = match std::env::args().find(|a| a == "tls" || a == "insecure") {
+        Some(m) => vec![m == "tls"],
+        None => vec![true, false],
+    };
     let d = LocalDeployment::new(&["a", "b"]).unwrap();
     for _ in 0..reps {
-        for tls in [true, false] {
+        for &tls in &only {
             let (wall, cpu) = run(&d, tls, bytes, frames);
             let moved = 2.0 * (bytes * frames) as f64;
             println!(

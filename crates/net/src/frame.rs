@@ -14,7 +14,7 @@ pub const FRAME_HEADER_BYTES: usize = 4;
 
 /// Upfront allocation cap when reading a payload; larger (but still allowed) payloads grow
 /// as their bytes actually arrive, so a lying length prefix costs at most this much.
-const PREALLOC_CAP: usize = 64 << 20;
+pub(crate) const PREALLOC_CAP: usize = 64 << 20;
 
 /// Encodes the length prefix of a `len`-byte payload; errors if `len` exceeds `max` or `u32::MAX`.
 pub fn encode_frame_header(len: usize, max: usize) -> Result<[u8; 4], NetError> {

@@ -32,15 +32,15 @@
 //! the channel statistics.
 
 use crate::tcp::{ReadHalf, TcpTransport, WriteHalf, connect_stream_until};
-use crate::tls::{self, Identity, TlsReadHalf, TlsWriteHalf};
+use crate::tls::{self, Identity};
 use crate::{Channel, NetConfig, NetError, Parties, frame};
 use serde::{Deserialize, Serialize};
 use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -264,17 +264,12 @@ impl Session {
                 let client_cfg = id
                     .client_config(peer, &expected)
                     .map_err(|e| NetError::Config(format!("TLS configuration: {e}")))?;
-                let conn = rustls::ClientConnection::new(client_cfg, tls::server_name(peer))
+                let conn = tls::Conn::client(client_cfg, tls::server_name(peer))
                     .map_err(|e| NetError::Config(format!("TLS: {e}")))?;
-                let mut conn = rustls::Connection::Client(conn);
-                tls::handshake(&mut conn, &mut stream)
+                let est = tls::handshake(conn, &mut stream)
                     .map_err(|e| handshake_error(peer, &peer_label, e, cfg))?;
-                conn.set_buffer_limit(None);
-                let shared = Arc::new(Mutex::new(conn));
-                (
-                    ReadHalf::Tls(TlsReadHalf::new(stream.try_clone()?, Arc::clone(&shared))),
-                    WriteHalf::Tls(TlsWriteHalf::new(stream.try_clone()?, shared)),
-                )
+                let (r, w) = est.split(&stream)?;
+                (ReadHalf::Tls(r), WriteHalf::Tls(w))
             }
             None => (
                 ReadHalf::Plain(stream.try_clone()?),
@@ -291,9 +286,8 @@ impl Session {
         };
         let io = |e: std::io::Error| handshake_error(peer, &peer_label, e, cfg);
         write.write_frame(&frame::encode(&hello)?).map_err(io)?;
-        let reply: Reply =
-            frame::decode(&frame::read_frame(&mut read, HELLO_MAX_BYTES, &peer_label)?)
-                .map_err(|e| NetError::Handshake(format!("{peer_label}: bad reply: {e}")))?;
+        let reply: Reply = frame::decode(&read.read_frame(HELLO_MAX_BYTES, &peer_label)?)
+            .map_err(|e| NetError::Handshake(format!("{peer_label}: bad reply: {e}")))?;
         if let Reply::Refused(reason) = reply {
             return Err(NetError::Refused {
                 party: peer.to_owned(),
@@ -417,22 +411,13 @@ impl Session {
         let label = format!("tcp:{addr}");
         let (mut read, mut write, cert) = match &self.inner.server_config {
             Some(server_cfg) => {
-                let conn = rustls::ServerConnection::new(Arc::clone(server_cfg))
+                let conn = tls::Conn::server(Arc::clone(server_cfg))
                     .map_err(|e| NetError::Config(format!("TLS: {e}")))?;
-                let mut conn = rustls::Connection::Server(conn);
-                tls::handshake(&mut conn, &mut stream)
+                let est = tls::handshake(conn, &mut stream)
                     .map_err(|e| handshake_error("an unidentified peer", &label, e, cfg))?;
-                conn.set_buffer_limit(None);
-                let cert = conn
-                    .peer_certificates()
-                    .and_then(|c| c.first())
-                    .map(|c| c.clone().into_owned());
-                let shared = Arc::new(Mutex::new(conn));
-                (
-                    ReadHalf::Tls(TlsReadHalf::new(stream.try_clone()?, Arc::clone(&shared))),
-                    WriteHalf::Tls(TlsWriteHalf::new(stream.try_clone()?, shared)),
-                    cert,
-                )
+                let cert = est.peer_certificate();
+                let (r, w) = est.split(&stream)?;
+                (ReadHalf::Tls(r), WriteHalf::Tls(w), cert)
             }
             None => (
                 ReadHalf::Plain(stream.try_clone()?),
@@ -440,10 +425,12 @@ impl Session {
                 None,
             ),
         };
-        let bytes = frame::read_frame(&mut read, HELLO_MAX_BYTES, &label).map_err(|e| match e {
-            NetError::Io(io) => handshake_error("an unidentified peer", &label, io, cfg),
-            other => NetError::Handshake(format!("{label}: no hello frame: {other}")),
-        })?;
+        let bytes = read
+            .read_frame(HELLO_MAX_BYTES, &label)
+            .map_err(|e| match e {
+                NetError::Io(io) => handshake_error("an unidentified peer", &label, io, cfg),
+                other => NetError::Handshake(format!("{label}: no hello frame: {other}")),
+            })?;
         let hello: Hello = frame::decode(&bytes).map_err(|_| {
             NetError::Handshake(format!(
                 "{label} sent {} bytes that are not a ppml session hello{}",

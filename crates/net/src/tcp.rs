@@ -13,7 +13,7 @@ use crate::frame::{self, FRAME_HEADER_BYTES};
 use crate::queue::{self, QueueReceiver, RecvError};
 use crate::tls::{TlsReadHalf, TlsWriteHalf};
 use crate::{Channel, NetConfig, NetError};
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -87,7 +87,7 @@ impl TcpTransport {
             .name(format!("ppml-net-reader {peer}"))
             .spawn(move || {
                 loop {
-                    match frame::read_frame(&mut read, max, &reader_peer) {
+                    match read.read_frame(max, &reader_peer) {
                         Ok(f) => {
                             let len = f.len();
                             if !tx.send(Ok(f), len) {
@@ -186,11 +186,12 @@ pub(crate) enum ReadHalf {
     Tls(TlsReadHalf),
 }
 
-impl Read for ReadHalf {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+impl ReadHalf {
+    /// Reads one frame (see [`frame::read_frame`] for the errors).
+    pub(crate) fn read_frame(&mut self, max: usize, peer: &str) -> Result<Vec<u8>, NetError> {
         match self {
-            ReadHalf::Plain(s) => s.read(buf),
-            ReadHalf::Tls(t) => t.read(buf),
+            ReadHalf::Plain(s) => frame::read_frame(s, max, peer),
+            ReadHalf::Tls(t) => t.read_frame(max, peer),
         }
     }
 }

@@ -18,10 +18,16 @@
 //! AES-NI), then AES-256-GCM and ChaCha20-Poly1305. Session tickets and
 //! resumption are off: every connection is a full handshake.
 //!
-//! A connection is shared by its reader thread and its writer (the
+//! Records go through rustls's unbuffered API: the reader decrypts them in
+//! place in its own socket buffer and copies the plaintext straight into the
+//! frame being received; the writer encrypts into its own buffer. A
+//! connection is shared by its reader thread and its writer (the
 //! [`crate::Channel`] owner) through a mutex that is held only while rustls
 //! encrypts or decrypts in memory, never during socket I/O, so two parties
-//! that both send large frames before receiving never deadlock.
+//! that both send large frames before receiving never deadlock. TLS bytes
+//! rustls produces while the reader holds the lock (an alert, a KeyUpdate)
+//! are sent by the writer, in order, before its next records; the reader
+//! never writes to the socket.
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
@@ -29,9 +35,10 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, Error as TlsError, SignatureScheme};
 use sha2::{Digest, Sha256};
-use std::io::{self, ErrorKind, IoSlice, Read, Write};
-use std::net::TcpStream;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+mod records;
+pub(crate) use records::{Conn, TlsReadHalf, TlsWriteHalf, handshake};
 
 /// The crypto provider: `ring`, TLS 1.3 suites only, AES-128-GCM first.
 pub(crate) fn provider() -> Arc<CryptoProvider> {
@@ -249,171 +256,4 @@ impl Identity {
 pub(crate) fn server_name(peer: &str) -> ServerName<'static> {
     ServerName::try_from(peer.to_owned())
         .unwrap_or_else(|_| ServerName::try_from("ppml.invalid").expect("a valid DNS name"))
-}
-
-pub(crate) type Shared = Arc<Mutex<rustls::Connection>>;
-
-fn lock(conn: &Shared) -> MutexGuard<'_, rustls::Connection> {
-    // A panic while holding the lock leaves rustls in some state; its own
-    // error state (if any) is reported on the next call, so go on.
-    conn.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Runs the handshake to completion on a blocking socket (whose timeouts
-/// bound it).
-pub(crate) fn handshake(conn: &mut rustls::Connection, sock: &mut TcpStream) -> io::Result<()> {
-    while conn.is_handshaking() {
-        conn.complete_io(sock)?;
-    }
-    // Flush whatever the handshake left to send (the client's Finished).
-    while conn.wants_write() {
-        conn.write_tls(sock)?;
-    }
-    Ok(())
-}
-
-/// Size of ciphertext reads from the socket.
-const READ_BUF: usize = 128 << 10;
-/// Plaintext encrypted per lock acquisition (bounds the time the reader
-/// thread can wait for the lock, and the ciphertext buffer).
-const WRITE_CHUNK: usize = 256 << 10;
-
-/// The receiving half: reads ciphertext from the socket without the lock,
-/// decrypts under it.
-pub(crate) struct TlsReadHalf {
-    sock: TcpStream,
-    conn: Shared,
-    buf: Box<[u8]>,
-    start: usize,
-    end: usize,
-}
-
-impl TlsReadHalf {
-    pub(crate) fn new(sock: TcpStream, conn: Shared) -> Self {
-        TlsReadHalf {
-            sock,
-            conn,
-            buf: vec![0u8; READ_BUF].into_boxed_slice(),
-            start: 0,
-            end: 0,
-        }
-    }
-}
-
-impl Read for TlsReadHalf {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if out.is_empty() {
-            return Ok(0);
-        }
-        loop {
-            {
-                let mut conn = lock(&self.conn);
-                match conn.reader().read(out) {
-                    // Ok(0) is a clean close_notify from the peer.
-                    Ok(n) => return Ok(n),
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                    Err(e) => return Err(e),
-                }
-                // No plaintext pending: feed buffered ciphertext, if any. rustls
-                // takes what it can hold; the rest stays for the next turn.
-                if self.start < self.end {
-                    let mut slice = &self.buf[self.start..self.end];
-                    let before = slice.len();
-                    conn.read_tls(&mut slice)?;
-                    self.start += before - slice.len();
-                    conn.process_new_packets()
-                        .map_err(|e| io::Error::new(ErrorKind::InvalidData, e))?;
-                    continue;
-                }
-            }
-            // Socket read without the lock, so the writer can encrypt meanwhile.
-            let n = loop {
-                match self.sock.read(&mut self.buf) {
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    r => break r?,
-                }
-            };
-            if n == 0 {
-                // End of stream without close_notify: let rustls say so.
-                let mut conn = lock(&self.conn);
-                conn.read_tls(&mut io::empty())?;
-                conn.process_new_packets()
-                    .map_err(|e| io::Error::new(ErrorKind::InvalidData, e))?;
-                return match conn.reader().read(out) {
-                    Ok(n) => Ok(n),
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(0),
-                    Err(e) => Err(e),
-                };
-            }
-            self.start = 0;
-            self.end = n;
-        }
-    }
-}
-
-/// The sending half: encrypts under the lock into a buffer, writes the
-/// buffer to the socket without the lock.
-pub(crate) struct TlsWriteHalf {
-    sock: TcpStream,
-    conn: Shared,
-    out: Vec<u8>,
-}
-
-impl TlsWriteHalf {
-    pub(crate) fn new(sock: TcpStream, conn: Shared) -> Self {
-        TlsWriteHalf {
-            sock,
-            conn,
-            out: Vec::new(),
-        }
-    }
-
-    /// Writes `header` then `payload` as one stream of TLS records.
-    pub(crate) fn write_parts(&mut self, header: &[u8], payload: &[u8]) -> io::Result<()> {
-        // The header travels in the same record as the payload's first bytes
-        // (no 22-byte record of its own).
-        let first = payload.len().min(WRITE_CHUNK);
-        self.encrypt(&[IoSlice::new(header), IoSlice::new(&payload[..first])])?;
-        for chunk in payload[first..].chunks(WRITE_CHUNK) {
-            self.encrypt(&[IoSlice::new(chunk)])?;
-        }
-        Ok(())
-    }
-
-    fn encrypt(&mut self, parts: &[IoSlice<'_>]) -> io::Result<()> {
-        let total: usize = parts.iter().map(|p| p.len()).sum();
-        {
-            let mut conn = lock(&self.conn);
-            // The send buffer is unlimited (set at construction), so rustls
-            // takes everything; a short write would be a bug, not back-pressure.
-            let n = conn.writer().write_vectored(parts)?;
-            if n != total {
-                return Err(io::Error::new(
-                    ErrorKind::WriteZero,
-                    "TLS layer accepted a partial write",
-                ));
-            }
-            while conn.wants_write() {
-                conn.write_tls(&mut self.out)?;
-            }
-        }
-        let r = self.sock.write_all(&self.out);
-        self.out.clear();
-        r
-    }
-
-    /// Sends close_notify (best effort, on drop).
-    pub(crate) fn close(&mut self) {
-        {
-            let mut conn = lock(&self.conn);
-            conn.send_close_notify();
-            while conn.wants_write() {
-                if conn.write_tls(&mut self.out).is_err() {
-                    break;
-                }
-            }
-        }
-        let _ = self.sock.write_all(&self.out);
-        self.out.clear();
-    }
 }
