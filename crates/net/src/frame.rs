@@ -129,28 +129,100 @@ pub fn decode<T: DeserializeOwned>(frame: &[u8]) -> Result<T, NetError> {
     Ok(value)
 }
 
-/// Packs `u64`s little-endian, 8 bytes each (a plain copy on little-endian machines).
+/// Spare capacity at the end of every buffer [`encode_u64s`] returns (and
+/// that protocol code building a frame should leave): the in-process link
+/// model ([`crate::emulator::HopTransport`]) appends a hop stamp of
+/// `8 + 8 * MODELLED.len()` bytes to each frame, and without room for it every
+/// message was reallocated at double its size and copied (a fresh mapping
+/// above 32 MiB: page faults and zeroing on every large message).
+pub const FRAME_SPARE: usize = 64;
+const _: () = assert!(FRAME_SPARE >= 8 + 8 * crate::emulator::MODELLED.len());
+
+/// Packs `u64`s little-endian, 8 bytes each: one copy into an uninitialised
+/// buffer with [`FRAME_SPARE`] spare bytes (shares are most of the traffic).
 pub fn encode_u64s(v: &[u64]) -> Vec<u8> {
-    let mut out = vec![0u8; v.len() * 8];
-    for (dst, x) in out.chunks_exact_mut(8).zip(v) {
-        dst.copy_from_slice(&x.to_le_bytes());
+    let mut out = Vec::with_capacity(v.len() * 8 + FRAME_SPARE);
+    if cfg!(target_endian = "little") {
+        // SAFETY: u8 has alignment 1 and every byte of a u64 is initialised,
+        // so the byte view of exactly 8 * len bytes of `v` is valid while `v`
+        // is borrowed; on little-endian targets it is the wire encoding.
+        let bytes = unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), v.len() * 8) };
+        out.extend_from_slice(bytes);
+    } else {
+        for x in v {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
     }
     out
 }
 
 /// Unpacks little-endian `u64`s; errors if the length is not a multiple of 8.
 pub fn decode_u64s(bytes: &[u8]) -> Result<Vec<u64>, NetError> {
-    if !bytes.len().is_multiple_of(8) {
+    check_u64s(bytes)?;
+    let mut out = Vec::with_capacity(bytes.len() / 8);
+    out.extend(
+        bytes
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().expect("chunks_exact(8)"))),
+    );
+    Ok(out)
+}
+
+/// Adds the little-endian `u64`s of `bytes` into `z` (wrapping), decoding as
+/// it adds (no decoded copy); errors if `bytes` does not hold exactly
+/// `z.len()` of them.
+pub fn add_u64s_into(bytes: &[u8], z: &mut [u64]) -> Result<(), NetError> {
+    check_u64s(bytes)?;
+    if bytes.len() / 8 != z.len() {
         return Err(NetError::Decode(format!(
-            "Vec<u64>: packed frame of {} bytes is not a multiple of 8",
-            bytes.len()
+            "Vec<u64>: expected {} elements, got {}",
+            z.len(),
+            bytes.len() / 8
         )));
     }
-    let mut out = vec![0u64; bytes.len() / 8];
-    for (dst, src) in out.iter_mut().zip(bytes.chunks_exact(8)) {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(src);
-        *dst = u64::from_le_bytes(word);
+    for (zi, c) in z.iter_mut().zip(bytes.chunks_exact(8)) {
+        *zi = zi.wrapping_add(u64::from_le_bytes(c.try_into().expect("chunks_exact(8)")));
     }
-    Ok(out)
+    Ok(())
+}
+
+fn check_u64s(bytes: &[u8]) -> Result<(), NetError> {
+    if bytes.len().is_multiple_of(8) {
+        Ok(())
+    } else {
+        Err(NetError::Decode(format!(
+            "Vec<u64>: packed frame of {} bytes is not a multiple of 8",
+            bytes.len()
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The one-copy encoding is 8 little-endian bytes per element, leaves
+        /// the spare room, decodes back and adds back; frames that are not
+        /// whole words, or hold another count, are refused.
+        #[test]
+        fn u64_codec_round_trips(v in proptest::collection::vec(any::<u64>(), 0..300), cut in 1usize..8, base in any::<u64>()) {
+            let bytes = encode_u64s(&v);
+            let reference: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+            prop_assert_eq!(&bytes, &reference);
+            prop_assert!(bytes.capacity() >= bytes.len() + FRAME_SPARE);
+            prop_assert_eq!(decode_u64s(&bytes).unwrap(), v.clone());
+            let mut z = vec![base; v.len()];
+            add_u64s_into(&bytes, &mut z).unwrap();
+            let want: Vec<u64> = v.iter().map(|x| x.wrapping_add(base)).collect();
+            prop_assert_eq!(&z, &want);
+            let mut longer = vec![0u64; v.len() + 1];
+            prop_assert!(add_u64s_into(&bytes, &mut longer).is_err());
+            if !bytes.is_empty() {
+                prop_assert!(decode_u64s(&bytes[..bytes.len() - cut]).is_err());
+                prop_assert!(add_u64s_into(&bytes[..bytes.len() - cut], &mut z).is_err());
+            }
+        }
+    }
 }

@@ -129,8 +129,8 @@ pub mod tls;
 pub use channel::{Channel, Transport};
 pub use error::NetError;
 pub use frame::{
-    FRAME_HEADER_BYTES, decode, decode_frame_header, decode_u64s, encode, encode_frame_header,
-    encode_u64s, read_frame,
+    FRAME_HEADER_BYTES, FRAME_SPARE, add_u64s_into, decode, decode_frame_header, decode_u64s,
+    encode, encode_frame_header, encode_u64s, read_frame,
 };
 pub use keys::{KeyFiles, keygen, load_identity};
 pub use memory::{MemTransport, in_memory_pair, in_memory_transport_pair};

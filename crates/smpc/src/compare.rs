@@ -36,8 +36,7 @@
 //! stream word ([`crate::party::fill_zp`]).
 
 use crate::party::{
-    FRAME_SLACK, FULL_CMP_BITS, P0, P1, P2, Party, Prg, Stream, fill_below, fill_zp,
-    fill_zp_nonzero,
+    FULL_CMP_BITS, P0, P1, P2, Party, Prg, Stream, fill_below, fill_zp, fill_zp_nonzero,
 };
 use crate::{SmpcError, error::expect_len};
 
@@ -736,7 +735,8 @@ fn select_inner(
             let mut rho1 = vec![0u8; CHUNK.min(n) * m];
             let mut rho0 = vec![0u8; CHUNK.min(n) * m];
             let mut r_pc = vec![0u64; CHUNK.min(n)];
-            let mut packed = Vec::with_capacity(packed_len_bits(n * m, bits) + FRAME_SLACK);
+            let mut packed =
+                Vec::with_capacity(packed_len_bits(n * m, bits) + ppml_net::FRAME_SPARE);
             for (s0, len) in chunks() {
                 let z = &mut rho0[..len * m];
                 fill_zp(party.prg(Stream::S02)?, z, p);
@@ -815,7 +815,8 @@ fn select_inner(
             };
             // Chunk by chunk, packed as it goes (no n x w buffer).
             let mut d = vec![0u8; CHUNK.min(n) * w];
-            let mut packed = Vec::with_capacity(packed_len_bits(n * w, bits) + FRAME_SLACK);
+            let mut packed =
+                Vec::with_capacity(packed_len_bits(n * w, bits) + ppml_net::FRAME_SPARE);
             let mut beta = Vec::with_capacity(n);
             let (mut rho0, mut scratch) = (vec![0u8; CHUNK.min(n) * m], Vec::new());
             for (s0, len) in chunks() {

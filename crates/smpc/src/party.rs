@@ -435,20 +435,17 @@ impl Party {
         }
     }
 
-    /// Sends ring elements to `peer`: the wire format of
-    /// `ppml_net::Channel::send_u64s` (8 little-endian bytes each, one frame,
-    /// the same bytes and rounds), encoded in one copy without first
-    /// zero-filling the buffer (shares are most of the traffic).
+    /// Sends ring elements to `peer` (`ppml_net::encode_u64s`: one frame, 8
+    /// little-endian bytes each).
     pub fn send_u64s(&mut self, peer: usize, v: &[u64]) -> Result<(), SmpcError> {
-        self.net.send_bytes(peer, u64s_to_le_bytes(v))?;
+        self.net.send_u64s(peer, v)?;
         Ok(())
     }
 
-    /// Receives a frame sent by [`Party::send_u64s`] (or
-    /// `Channel::send_u64s`); a length that is not a multiple of 8 is an error.
+    /// Receives a frame sent by [`Party::send_u64s`]; a length that is not a
+    /// multiple of 8 is an error.
     pub fn recv_u64s(&mut self, peer: usize) -> Result<Vec<u64>, SmpcError> {
-        let bytes = self.net.recv_bytes(peer)?;
-        le_bytes_to_u64s(&bytes)
+        Ok(self.net.recv_u64s(peer)?)
     }
 
     /// Receives `z.len()` ring elements from `peer` (a frame sent by
@@ -458,11 +455,9 @@ impl Party {
         let bytes = self.net.recv_bytes(peer)?;
         if bytes.len() != z.len().saturating_mul(8) {
             // The same error as a decoded vector of the wrong length.
-            crate::error::expect_len(what, le_bytes_to_u64s(&bytes)?.len(), z.len())?;
+            crate::error::expect_len(what, ppml_net::decode_u64s(&bytes)?.len(), z.len())?;
         }
-        for (zi, c) in z.iter_mut().zip(bytes.chunks_exact(8)) {
-            *zi = zi.wrapping_add(u64::from_le_bytes(c.try_into().expect("chunks_exact(8)")));
-        }
+        ppml_net::add_u64s_into(&bytes, z)?;
         Ok(())
     }
 
@@ -495,51 +490,6 @@ impl Party {
         crate::error::expect_len(what, v.len(), len)?;
         Ok(v)
     }
-}
-
-/// Spare capacity at the end of every outgoing frame buffer. The in-process
-/// link model (`ppml_net::emulator::HopTransport`) appends a hop stamp of
-/// `8 + 8 * MODELLED.len()` bytes to each frame; without room for it, every
-/// message was reallocated at double its size and copied (a fresh mapping
-/// above 32 MiB: page faults and zeroing on every large message).
-pub const FRAME_SLACK: usize = 64;
-const _: () = assert!(FRAME_SLACK >= 8 + 8 * ppml_net::emulator::MODELLED.len());
-
-/// `v` as little-endian bytes, one copy into an uninitialised buffer (with
-/// [`FRAME_SLACK`] spare bytes).
-pub fn u64s_to_le_bytes(v: &[u64]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(v.len() * 8 + FRAME_SLACK);
-    if cfg!(target_endian = "little") {
-        // SAFETY: u8 has alignment 1 and every byte of a u64 is initialised,
-        // so the byte view of exactly 8 * len bytes of `v` is valid while `v`
-        // is borrowed; on little-endian targets it is the wire encoding.
-        let bytes = unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), v.len() * 8) };
-        out.extend_from_slice(bytes);
-    } else {
-        for x in v {
-            out.extend_from_slice(&x.to_le_bytes());
-        }
-    }
-    out
-}
-
-/// Inverse of [`u64s_to_le_bytes`]; a length that is not a multiple of 8
-/// (a peer that lies) is an error.
-pub fn le_bytes_to_u64s(bytes: &[u8]) -> Result<Vec<u64>, SmpcError> {
-    if !bytes.len().is_multiple_of(8) {
-        return Err(ppml_net::NetError::Decode(format!(
-            "Vec<u64>: packed frame of {} bytes is not a multiple of 8",
-            bytes.len()
-        ))
-        .into());
-    }
-    let mut out = Vec::with_capacity(bytes.len() / 8);
-    out.extend(
-        bytes
-            .chunks_exact(8)
-            .map(|c| u64::from_le_bytes(c.try_into().expect("chunks_exact(8)"))),
-    );
-    Ok(out)
 }
 
 /// Fills `out` with uniform elements of Z_67 (exact: rejection sampling on
@@ -888,30 +838,14 @@ mod tests {
         }
     }
 
-    proptest::proptest! {
-        /// The one-copy share encoding is `Channel::send_u64s`'s wire format
-        /// and decodes back; a frame that is not whole words is refused.
-        #[test]
-        fn share_encoding_is_the_channel_wire_format(v in proptest::collection::vec(proptest::prelude::any::<u64>(), 0..300), cut in 1usize..8) {
-            let bytes = u64s_to_le_bytes(&v);
-            proptest::prop_assert_eq!(&bytes, &ppml_net::encode_u64s(&v));
-            proptest::prop_assert!(bytes.capacity() >= bytes.len() + FRAME_SLACK);
-            proptest::prop_assert_eq!(le_bytes_to_u64s(&bytes).unwrap(), v.clone());
-            proptest::prop_assert_eq!(ppml_net::decode_u64s(&bytes).unwrap(), v.clone());
-            if !bytes.is_empty() {
-                proptest::prop_assert!(le_bytes_to_u64s(&bytes[..bytes.len() - cut]).is_err());
-            }
-        }
-    }
-
     #[test]
     fn recv_add_adds_the_frame_and_refuses_a_wrong_length() {
         let mut nets = Network::in_memory(2, &ppml_net::NetConfig::default());
         let b = nets.pop().expect("two networks");
         let mut a = nets.pop().expect("two networks");
-        a.send_bytes(1, u64s_to_le_bytes(&[1, u64::MAX, 7]))
+        a.send_bytes(1, ppml_net::encode_u64s(&[1, u64::MAX, 7]))
             .unwrap();
-        a.send_bytes(1, u64s_to_le_bytes(&[1, 2])).unwrap();
+        a.send_bytes(1, ppml_net::encode_u64s(&[1, 2])).unwrap();
         a.send_bytes(1, vec![0u8; 23]).unwrap();
         let mut p = Party {
             id: 1,
