@@ -53,7 +53,9 @@ pub fn decode_frame_header(bytes: &[u8], max: usize) -> Result<usize, NetError> 
     Ok(len as usize)
 }
 
-fn is_connection_gone(kind: ErrorKind) -> bool {
+/// Errors that mean the peer's end of the stream is gone (reported as
+/// [`NetError::Disconnected`]).
+pub(crate) fn is_connection_gone(kind: ErrorKind) -> bool {
     matches!(
         kind,
         ErrorKind::UnexpectedEof

@@ -553,17 +553,6 @@ fn deliver(asm: &mut FrameAsm, plain: &mut Vec<u8>, bytes: &[u8]) {
     }
 }
 
-fn is_connection_gone(kind: ErrorKind) -> bool {
-    matches!(
-        kind,
-        ErrorKind::UnexpectedEof
-            | ErrorKind::ConnectionReset
-            | ErrorKind::ConnectionAborted
-            | ErrorKind::BrokenPipe
-            | ErrorKind::NotConnected
-    )
-}
-
 /// The receiving half: reads ciphertext from the socket without the lock,
 /// decrypts under it straight into the frame being received.
 pub(crate) struct TlsReadHalf {
@@ -606,7 +595,7 @@ impl TlsReadHalf {
                 Ok(0) => return Err(asm.end_of_stream(peer)),
                 Ok(n) => self.fresh = n,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) if is_connection_gone(e.kind()) => return Err(asm.end_of_stream(peer)),
+                Err(e) if frame::is_connection_gone(e.kind()) => return Err(asm.end_of_stream(peer)),
                 Err(e) => return Err(NetError::Io(e)),
             }
         }
