@@ -8,11 +8,12 @@ parties file in a temporary directory (TLS on ports 7400-7404, plaintext on
 7410-7414), runs TLS and plaintext alternately REPS times, and prints one
 JSON line per run: wall images/s, CPU seconds of the three processes
 (getrusage of children), bytes counted by the channels, and with --capture
-(root + tcpdump) the TCP payload bytes actually on the wire. The environment variable PPML
+(root + tcpdump) the TCP payload bytes actually on the wire; then a summary line
+(medians per mode, ratio of medians and median of the per-pair ratios). The environment variable PPML
 overrides the binary (e.g. a wrapper that runs each party under `perf record`);
 PPML_CORE picks the core all three processes are pinned to (default 0).
 """
-import json, os, resource, struct, subprocess, sys, tempfile, time
+import json, os, resource, statistics, struct, subprocess, sys, tempfile, time
 
 ROOT = os.getcwd()
 PPML = os.environ.get("PPML", os.path.join(ROOT, "target/release/ppml"))
@@ -70,6 +71,7 @@ def main():
     arch, count, reps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     capture = "--capture" in sys.argv
     modes = [m for m in ["tls", "insecure"] if f"--only={m}" in sys.argv] or ["tls", "insecure"]
+    runs = []
     with tempfile.TemporaryDirectory() as d:
         setup(d)
         for _ in range(reps):
@@ -89,6 +91,28 @@ def main():
                     dump.wait()
                     r["tcp_payload_bytes"] = tcp_payload(pcap)
                 print(json.dumps(r), flush=True)
+                runs.append(r)
+    summarize(runs)
+
+
+def summarize(runs):
+    """A last JSON line: per mode the median images/s and CPU seconds, and
+    TLS over plaintext both as the ratio of medians and as the median of the
+    per-pair ratios (runs of one mode differ by up to 25% between minutes on
+    a shared machine; alternating pairs share their minute)."""
+    med = lambda v: statistics.median(v) if v else None
+    by = {m: [r for r in runs if r["mode"] == m] for m in ("tls", "insecure")}
+    out = {"summary": True, "arch": runs[0]["arch"] if runs else None}
+    for m, rs in by.items():
+        out[m] = {"runs": len(rs), "images_per_second": med([r["images_per_second"] for r in rs]),
+                  "cpu_seconds": med([r["cpu_seconds"] for r in rs])}
+    t, p = by["tls"], by["insecure"]
+    if t and p:
+        out["ratio_of_medians"] = out["tls"]["images_per_second"] / out["insecure"]["images_per_second"]
+        out["median_pair_ratio"] = med([a["images_per_second"] / b["images_per_second"]
+                                        for a, b in zip(t, p)])
+        out["cpu_ratio_of_medians"] = out["insecure"]["cpu_seconds"] / out["tls"]["cpu_seconds"]
+    print(json.dumps(out), flush=True)
 
 
 if __name__ == "__main__":
