@@ -595,7 +595,9 @@ impl TlsReadHalf {
                 Ok(0) => return Err(asm.end_of_stream(peer)),
                 Ok(n) => self.fresh = n,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) if frame::is_connection_gone(e.kind()) => return Err(asm.end_of_stream(peer)),
+                Err(e) if frame::is_connection_gone(e.kind()) => {
+                    return Err(asm.end_of_stream(peer));
+                }
                 Err(e) => return Err(NetError::Io(e)),
             }
         }
