@@ -453,9 +453,10 @@ impl Party {
     /// decoded copy). A frame of another length is an error naming `what`.
     pub fn recv_add(&mut self, peer: usize, z: &mut [u64], what: &str) -> Result<(), SmpcError> {
         let bytes = self.net.recv_bytes(peer)?;
-        if bytes.len() != z.len().saturating_mul(8) {
-            // The same error as a decoded vector of the wrong length.
-            crate::error::expect_len(what, ppml_net::decode_u64s(&bytes)?.len(), z.len())?;
+        if bytes.len().is_multiple_of(8) {
+            // Whole words of the wrong count: the same error as a decoded
+            // vector of the wrong length (partial words fail to decode below).
+            crate::error::expect_len(what, bytes.len() / 8, z.len())?;
         }
         ppml_net::add_u64s_into(&bytes, z)?;
         Ok(())
@@ -473,15 +474,7 @@ impl Party {
     /// Opens a value masked by both computing parties: sends `mine` to the
     /// other computing party and returns `mine + theirs`.
     pub fn open(&mut self, mine: &[u64]) -> Result<Vec<u64>, SmpcError> {
-        let other = self.other()?;
-        self.send_u64s(other, mine)?;
-        let mut theirs = self.recv_u64s(other)?;
-        crate::error::expect_len("opened share", theirs.len(), mine.len())?;
-        // The sum in place of the received vector (no third buffer).
-        for (t, a) in theirs.iter_mut().zip(mine) {
-            *t = t.wrapping_add(*a);
-        }
-        Ok(theirs)
+        self.open_owned(mine.to_vec())
     }
 
     /// Receives a u64 vector of a known length.
@@ -549,8 +542,8 @@ const DIGIT_BLOCK: usize = 16;
 /// of these masks; one value per 16-bit word spent 2 bytes of it per value,
 /// this 0.8 or 1). Each word `w` gives `v = (w * M^K) >> 32`, uniform in
 /// `[0, M^K)` by Lemire's multiply-shift with rejection (reject when
-/// `(w * M^K) mod 2^32 < 2^32 mod M^K`: at most 0.2% of words for the moduli
-/// used), and the `K` base-`M` digits of `v` are independent and uniform.
+/// `(w * M^K) mod 2^32 < 2^32 mod M^K`: 0.42% of words for `M` = 30, at
+/// most 0.16% for the others), and the `K` base-`M` digits of `v` are independent and uniform.
 /// Words are used in blocks of [`DIGIT_BLOCK`]: digit `d` of the block's word
 /// `i` goes to `out[block * DIGIT_BLOCK * K + d * DIGIT_BLOCK + i]` (so each
 /// digit is one contiguous vector store); the last block is computed whole
