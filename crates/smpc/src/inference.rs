@@ -293,37 +293,80 @@ impl ModelPlan {
         if scale2 { 2 * f } else { f }
     }
 
-    fn check(&self, cfg: &ProtocolConfig) -> Result<(), SmpcError> {
+    /// Checks a plan received from the model owner before anything is
+    /// computed or allocated from it: every announced size within
+    /// [`crate::limits`] (returns the per-image working set), the ranges
+    /// against this party's configuration, and every layer's geometry
+    /// against the values it receives, so that a lying plan is an error
+    /// here and never an out-of-bounds index later.
+    pub fn validate_received(&self, cfg: &ProtocolConfig) -> Result<usize, SmpcError> {
+        let per_image = crate::limits::check_plan(self)?;
         self.check_ranges(cfg)?;
+        self.check_shapes()?;
+        Ok(per_image)
+    }
+
+    /// Each layer fits the output of the one before it: input counts,
+    /// window sizes within the (padded) image, strides of at least 1, and
+    /// the last layer's output is `output_size`. Call after
+    /// [`crate::limits::check_plan`] (which bounds every number, so the
+    /// products below cannot overflow; they are checked anyway).
+    fn check_shapes(&self) -> Result<(), SmpcError> {
         let mut size = self.input_size;
         for l in &self.layers {
-            if let LayerPlan::Linear { in_features, .. } = l
-                && *in_features != size
-            {
-                return Err(SmpcError::Model(format!(
-                    "layer {l:?} receives {size} inputs"
-                )));
+            if size == 0 {
+                return Err(SmpcError::Model(format!("layer {l:?} receives no values")));
             }
-            if let LayerPlan::AvgPool {
-                kernel: (kh, kw),
-                stride: (sh, sw),
-                channels,
-                input_hw: (h, w),
-            } = *l
-            {
-                let fits = kh >= 1 && kw >= 1 && kh <= h && kw <= w && sh >= 1 && sw >= 1;
-                let need = channels.checked_mul(h).and_then(|v| v.checked_mul(w));
-                if !fits || need != Some(size) {
-                    return Err(SmpcError::Model(format!(
-                        "layer {l:?} does not fit its {size} inputs"
-                    )));
+            let volume = |c: usize, (h, w): (usize, usize)| c.checked_mul(h)?.checked_mul(w);
+            let (fits, needs) = match *l {
+                LayerPlan::Linear { in_features, .. } => (true, Some(in_features)),
+                LayerPlan::Relu => (true, Some(size)),
+                LayerPlan::Conv {
+                    in_channels,
+                    kernel,
+                    stride,
+                    padding,
+                    input_hw: (h, w),
+                    ..
+                } => {
+                    let padded = |d: usize| d.saturating_add(padding.saturating_mul(2));
+                    let fits = kernel >= 1
+                        && stride >= 1
+                        && h >= 1
+                        && w >= 1
+                        && kernel <= padded(h)
+                        && kernel <= padded(w);
+                    (fits, volume(in_channels, (h, w)))
                 }
+                LayerPlan::MaxPool {
+                    kernel,
+                    stride,
+                    channels,
+                    input_hw: (h, w),
+                } => {
+                    let fits = kernel >= 1 && stride >= 1 && kernel <= h && kernel <= w;
+                    (fits, volume(channels, (h, w)))
+                }
+                LayerPlan::AvgPool {
+                    kernel: (kh, kw),
+                    stride: (sh, sw),
+                    channels,
+                    input_hw: (h, w),
+                } => {
+                    let fits = kh >= 1 && kw >= 1 && kh <= h && kw <= w && sh >= 1 && sw >= 1;
+                    (fits, volume(channels, (h, w)))
+                }
+            };
+            if !fits || needs != Some(size) {
+                return Err(SmpcError::Model(format!(
+                    "layer {l:?} does not fit its {size} inputs"
+                )));
             }
             size = l.out_size(size);
         }
-        if size != self.output_size {
+        if size != self.output_size || size == 0 {
             return Err(SmpcError::Model(format!(
-                "plan outputs {size} values, expected {}",
+                "plan outputs {size} values, expected {} (at least one)",
                 self.output_size
             )));
         }
@@ -750,8 +793,7 @@ fn infer_batch(
 pub fn computing_party(party: &mut Party) -> Result<(), SmpcError> {
     let plan: ModelPlan = party.net.recv(MODEL_OWNER)?;
     // Sizes from peers are checked before anything is allocated from them.
-    let per_image = crate::limits::check_plan(&plan)?;
-    plan.check(&party.cfg)?;
+    let per_image = plan.validate_received(&party.cfg)?;
     let layers = prepare(party, &plan)?;
     let batches: Vec<usize> = party.net.recv(DATA_OWNER)?;
     crate::limits::check_batches(&batches, per_image)?;
@@ -817,8 +859,7 @@ pub fn data_owner_full(
         return Err(SmpcError::Config("batch size must be at least 1".into()));
     }
     let plan: ModelPlan = party.net.recv(MODEL_OWNER)?;
-    crate::limits::check_plan(&plan)?;
-    plan.check(&party.cfg)?;
+    plan.validate_received(&party.cfg)?;
     let per = plan.input_size;
     if per == 0 || !images.len().is_multiple_of(per) {
         return Err(SmpcError::Shape(format!(
@@ -1530,5 +1571,244 @@ mod comparison_mode_tests {
         let exact_plan = ModelPlan::for_protocol(&model, &exact, DEFAULT_INPUT_RANGE).unwrap();
         assert!(exact_plan.ranges.skips.iter().all(|&k| k == 0));
         assert!(exact_plan.check_ranges(&exact).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod plan_shape_tests {
+    //! A plan from the model owner is checked before any party indexes with
+    //! its numbers: every plan that passes must be safe to walk.
+    use super::*;
+    use proptest::prelude::*;
+
+    /// One layer's raw numbers: kind, geometry, and whether it lies about
+    /// its input (`None`: it takes the previous layer's shape).
+    type Raw = (u8, [usize; 6], Option<(usize, usize, usize)>);
+
+    fn raw() -> impl Strategy<Value = Raw> {
+        (
+            0u8..5,
+            [
+                0usize..6,
+                0usize..4,
+                0usize..4,
+                0usize..4,
+                1usize..5,
+                1usize..5,
+            ],
+            prop::option::weighted(0.15, (0usize..4, 0usize..9, 0usize..9)),
+        )
+    }
+
+    /// Builds a plan that mostly chains (each layer fits the one before)
+    /// and sometimes lies.
+    fn plan_from(hw: (usize, usize), raws: &[Raw], out_lie: Option<usize>) -> ModelPlan {
+        let (mut c, mut h, mut w) = (1usize, hw.0, hw.1);
+        let input_size = c * h * w;
+        let mut layers = Vec::new();
+        for &(kind, [k, s, p, k2, co, lin], lie) in raws {
+            let (ci, ih, iw) = lie.unwrap_or((c, h, w));
+            let l = match kind {
+                0 => LayerPlan::Linear {
+                    in_features: ci * ih * iw,
+                    out_features: lin * 3,
+                },
+                1 => LayerPlan::Relu,
+                2 => LayerPlan::Conv {
+                    in_channels: ci,
+                    out_channels: co,
+                    kernel: k,
+                    stride: s,
+                    padding: p,
+                    input_hw: (ih, iw),
+                },
+                3 => LayerPlan::MaxPool {
+                    kernel: k,
+                    stride: s,
+                    channels: ci,
+                    input_hw: (ih, iw),
+                },
+                _ => LayerPlan::AvgPool {
+                    kernel: (k, k2),
+                    stride: (s, p),
+                    channels: ci,
+                    input_hw: (ih, iw),
+                },
+            };
+            (c, h, w) = match l {
+                LayerPlan::Linear { out_features, .. } => (out_features, 1, 1),
+                LayerPlan::Relu => (c, h, w),
+                LayerPlan::Conv { out_channels, .. } => {
+                    let (a, b) = LayerPlan::conv_out_hw(k, s, p, (ih, iw));
+                    (out_channels, a, b)
+                }
+                LayerPlan::MaxPool { .. } => {
+                    let (a, b) = LayerPlan::conv_out_hw(k, s, 0, (ih, iw));
+                    (ci, a, b)
+                }
+                LayerPlan::AvgPool {
+                    kernel,
+                    stride,
+                    channels,
+                    input_hw,
+                } => {
+                    let (a, b) = crate::avgpool::AvgGeometry {
+                        kernel,
+                        stride,
+                        channels,
+                        input_hw,
+                    }
+                    .output_hw();
+                    (ci, a, b)
+                }
+            };
+            layers.push(l);
+        }
+        ModelPlan {
+            arch: "fuzzed".into(),
+            input_size,
+            output_size: out_lie.unwrap_or(c * h * w),
+            layers,
+            ranges: RangePlan::default(),
+        }
+    }
+
+    /// What the computing parties do with the plan's numbers (the
+    /// geometry-indexed steps, on zero shares): panics on any lie.
+    fn walk(plan: &ModelPlan, batch: usize) {
+        let mut x = vec![0u64; batch * plan.input_size];
+        let mut size = plan.input_size;
+        for l in &plan.layers {
+            let out = l.out_size(size);
+            match *l {
+                LayerPlan::Linear { in_features, .. } => {
+                    assert_eq!(x.len(), batch * in_features)
+                }
+                LayerPlan::Relu => {}
+                LayerPlan::Conv {
+                    in_channels,
+                    kernel,
+                    stride,
+                    padding,
+                    input_hw,
+                    out_channels,
+                } => {
+                    let geo = (in_channels, kernel, stride, padding, input_hw);
+                    let cols = im2col(&x, batch, geo);
+                    let np = out / out_channels;
+                    assert_eq!(cols.len(), batch * np * in_channels * kernel * kernel);
+                }
+                LayerPlan::MaxPool {
+                    kernel,
+                    stride,
+                    channels,
+                    input_hw,
+                } => {
+                    let g = pool_groups(&x, batch, kernel, stride, channels, input_hw);
+                    assert_eq!(g.len(), batch * out * kernel * kernel);
+                }
+                LayerPlan::AvgPool {
+                    kernel,
+                    stride,
+                    channels,
+                    input_hw,
+                } => {
+                    let g = crate::avgpool::AvgGeometry {
+                        kernel,
+                        stride,
+                        channels,
+                        input_hw,
+                    };
+                    for img in x.chunks_exact(size) {
+                        let iv: Vec<(f64, f64)> = img.iter().map(|_| (0.0, 0.0)).collect();
+                        assert_eq!(crate::avgpool::pooled_intervals(&g, &iv, 1.0).len(), out);
+                    }
+                }
+            }
+            x = vec![0u64; batch * out];
+            size = out;
+        }
+        assert_eq!(size, plan.output_size);
+    }
+
+    fn accepted(plan: &ModelPlan) -> bool {
+        crate::limits::check_plan(plan).is_ok() && plan.check_shapes().is_ok()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+        #[test]
+        fn every_accepted_plan_is_safe_to_walk(
+            hw in (0usize..9, 0usize..9),
+            raws in prop::collection::vec(raw(), 0..6),
+            out_lie in prop::option::weighted(0.05, 0usize..50),
+        ) {
+            let plan = plan_from(hw, &raws, out_lie);
+            if accepted(&plan) {
+                walk(&plan, 2);
+            }
+        }
+    }
+
+    #[test]
+    fn lying_geometries_are_refused_and_true_ones_accepted() {
+        let cnn = ModelPlan::from_model(&Model::from_arch("cnn", 1).unwrap()).unwrap();
+        assert!(accepted(&cnn));
+        walk(&cnn, 1);
+        let conv = cnn
+            .layers
+            .iter()
+            .position(|l| matches!(l, LayerPlan::Conv { .. }))
+            .unwrap();
+        let pool = cnn
+            .layers
+            .iter()
+            .position(|l| matches!(l, LayerPlan::MaxPool { .. }))
+            .unwrap();
+        type Lie = (usize, fn(&mut LayerPlan));
+        let lies: [Lie; 6] = [
+            (conv, |l| {
+                if let LayerPlan::Conv { in_channels, .. } = l {
+                    *in_channels = 2
+                }
+            }),
+            (conv, |l| {
+                if let LayerPlan::Conv { stride, .. } = l {
+                    *stride = 0
+                }
+            }),
+            (conv, |l| {
+                if let LayerPlan::Conv {
+                    kernel, padding, ..
+                } = l
+                {
+                    (*kernel, *padding) = (40, 0)
+                }
+            }),
+            (pool, |l| {
+                if let LayerPlan::MaxPool { kernel, .. } = l {
+                    *kernel = 0
+                }
+            }),
+            (pool, |l| {
+                if let LayerPlan::MaxPool { kernel, .. } = l {
+                    *kernel = 29
+                }
+            }),
+            (pool, |l| {
+                if let LayerPlan::MaxPool { input_hw, .. } = l {
+                    *input_hw = (56, 56)
+                }
+            }),
+        ];
+        for (i, (at, lie)) in lies.into_iter().enumerate() {
+            let mut p = cnn.clone();
+            lie(&mut p.layers[at]);
+            let e = p.check_shapes().unwrap_err();
+            assert!(
+                matches!(e, SmpcError::Model(ref m) if m.contains("does not fit")),
+                "lie {i}: {e}"
+            );
+        }
     }
 }

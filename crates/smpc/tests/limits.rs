@@ -79,3 +79,46 @@ fn an_absurd_plan_is_refused_with_a_clear_error() {
         "{msg}"
     );
 }
+
+#[test]
+fn a_plan_whose_layers_lie_about_their_inputs_is_refused_with_a_clear_error() {
+    // A true cnn plan (valid ranges), then one layer lies: a convolution
+    // over two channels of a one-channel image, or a pool window of zero,
+    // larger than the image, or over an image four times the real one.
+    // Parties that trusted these numbers would index outside their shares.
+    let cnn = Model::from_arch("cnn", 1).unwrap();
+    let cfg = ProtocolConfig::default();
+    let truth =
+        ModelPlan::for_protocol(&cnn, &cfg, ppml_smpc::inference::DEFAULT_INPUT_RANGE).unwrap();
+    let lies: Vec<fn(&mut LayerPlan)> = vec![
+        |l| {
+            if let LayerPlan::Conv { in_channels, .. } = l {
+                *in_channels = 2;
+            }
+        },
+        |l| {
+            if let LayerPlan::MaxPool { kernel, .. } = l {
+                *kernel = 0;
+            }
+        },
+        |l| {
+            if let LayerPlan::MaxPool { kernel, .. } = l {
+                *kernel = 29;
+            }
+        },
+        |l| {
+            if let LayerPlan::MaxPool { input_hw, .. } = l {
+                *input_hw = (56, 56);
+            }
+        },
+    ];
+    for lie in lies {
+        let mut plan = truth.clone();
+        plan.layers.iter_mut().for_each(lie);
+        assert_ne!(plan, truth);
+        let r = run(Some(plan), vec![10]);
+        let err = r.into_iter().find_map(Result::err).expect("an error");
+        let msg = err.to_string();
+        assert!(msg.contains("does not fit"), "{msg}");
+    }
+}
