@@ -179,6 +179,83 @@ fn bad_parameters_are_rejected_before_work_starts() {
 }
 
 #[test]
+fn absurd_sizes_counts_and_timeouts_are_refused_not_clamped_or_crashed() {
+    // Each of these panicked, was killed for memory, hung, or quietly ran
+    // something else than asked before it was checked.
+    rejects(&["--threads", "100000", "demo"], "--threads");
+    rejects(&["demo", "--len", "18446744073709551615"], "--len");
+    rejects(
+        &["secagg-bench", "--clients", "100000000"],
+        "holds in memory",
+    );
+    rejects(
+        &[
+            "secagg-bench",
+            "--clients",
+            "5",
+            "--dim",
+            "18446744073709551615",
+        ],
+        "holds in memory",
+    );
+    rejects(
+        &[
+            "secagg-bench",
+            "--clients",
+            "5",
+            "--dim",
+            "10",
+            "--repeat",
+            "0",
+        ],
+        "--repeat",
+    );
+    rejects(
+        &[
+            "infer",
+            "--arch",
+            "perceptron",
+            "--train-epochs",
+            "1",
+            "--repeat",
+            "0",
+        ],
+        "repeat",
+    );
+    rejects(
+        &[
+            "infer",
+            "--encrypted",
+            "--arch",
+            "perceptron",
+            "--timeout",
+            "0",
+        ],
+        "--timeout",
+    );
+    rejects(&["fl-client", "--insecure", "--timeout", "0"], "--timeout");
+    rejects(
+        &["fl-server", "--insecure", "--round-timeout", "0"],
+        "--round-timeout",
+    );
+    rejects(&["splitnn", "--timeout", "0", "--epochs", "1"], "--timeout");
+    // A learning rate that blows up is an error naming the cause, not a
+    // model with 10% accuracy.
+    rejects(
+        &[
+            "train",
+            "--lr",
+            "1e30",
+            "--train-limit",
+            "200",
+            "--epochs",
+            "1",
+        ],
+        "diverged",
+    );
+}
+
+#[test]
 fn a_process_with_several_roles_reports_the_root_cause() {
     // --batch 0 in the data owner: reported as the batch size, not as a peer disconnect,
     // and before any connection is attempted (no other process is running).

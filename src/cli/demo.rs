@@ -22,7 +22,15 @@ pub struct DemoArgs {
     pub offset: f64,
 }
 
+/// Longest tensor the demo shares (its parties hold every share in memory).
+const MAX_LEN: usize = 1 << 24;
+
 pub fn run(args: DemoArgs, common: &CommonArgs) -> anyhow::Result<Report> {
+    anyhow::ensure!(
+        args.len <= MAX_LEN,
+        "--len {} is above the demo's limit of {MAX_LEN} elements",
+        args.len
+    );
     let fp = FixedPoint::default();
     // The demo's input values are a public, reproducible choice; the shares are secret.
     let mut rng = ppml_random::PublicSeed::new(common.seed).rng("demo/input");

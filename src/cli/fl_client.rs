@@ -11,7 +11,6 @@ use ppml_net::NetConfig;
 use ppml_nn::{Model, Normalization};
 use serde_json::json;
 use std::path::PathBuf;
-use std::time::Duration;
 
 #[derive(Debug, Args)]
 pub struct FlClientArgs {
@@ -41,8 +40,11 @@ pub struct FlClientArgs {
 
 pub fn run(args: FlClientArgs, common: &CommonArgs) -> anyhow::Result<Report> {
     let net = NetConfig::default()
-        .with_connect_timeout(Duration::try_from_secs_f64(args.connect_timeout)?)
-        .with_timeout(Duration::try_from_secs_f64(args.timeout)?);
+        .with_connect_timeout(super::timeout_flag(
+            args.connect_timeout,
+            "connect-timeout",
+        )?)
+        .with_timeout(super::timeout_flag(args.timeout, "timeout")?);
     let dir = common.data_dir();
     let mut examples = 0usize;
     let ch = match (&args.parties, args.insecure) {

@@ -22,7 +22,6 @@ use ppml_nn::{Model, Normalization};
 use serde_json::json;
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::time::Duration;
 
 #[derive(Debug, Args)]
 pub struct FlServerArgs {
@@ -129,11 +128,6 @@ pub struct FlServerArgs {
     pub plot: Option<PathBuf>,
 }
 
-fn secs(s: f64, what: &str) -> anyhow::Result<Duration> {
-    Duration::try_from_secs_f64(s)
-        .map_err(|_| anyhow::anyhow!("--{what} must be a non-negative number of seconds"))
-}
-
 pub fn run(args: FlServerArgs, common: &CommonArgs) -> anyhow::Result<Report> {
     let norm: Normalization = args.normalize.parse()?;
     let partition: Partition = args.partition.parse()?;
@@ -219,8 +213,8 @@ pub fn run(args: FlServerArgs, common: &CommonArgs) -> anyhow::Result<Report> {
             normalization: args.normalize.clone(),
         },
         expected_clients: args.wait_clients,
-        join_timeout: secs(args.join_timeout, "join-timeout")?,
-        round_timeout: secs(args.round_timeout, "round-timeout")?,
+        join_timeout: super::timeout_flag(args.join_timeout, "join-timeout")?,
+        round_timeout: super::timeout_flag(args.round_timeout, "round-timeout")?,
         secure,
         weights,
         max_update_norm: args.max_update_norm,

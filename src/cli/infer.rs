@@ -184,7 +184,7 @@ pub fn run(args: InferArgs, common: &CommonArgs) -> anyhow::Result<Report> {
             // Share and mask randomness always comes from the OS: --seed only
             // fixes the training and data order, never the secrets' masks.
             secrets: ppml_smpc::SecretSource::Os,
-            timeout: std::time::Duration::from_secs(args.timeout.max(1)),
+            timeout: super::timeout_flag(args.timeout as f64, "timeout")?,
             emulate: match args.emulate_link.as_deref() {
                 None => None,
                 Some("lan") => Some(ppml_net::emulator::LinkProfile::LAN),

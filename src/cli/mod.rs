@@ -107,9 +107,26 @@ pub struct Report {
     pub human: String,
 }
 
+/// Most worker threads `--threads` accepts: far above any core count, low
+/// enough that a typo does not spawn a hundred thousand threads.
+pub const MAX_THREADS: usize = 1024;
+
+/// A timeout flag, in seconds: positive and finite. A zero timeout would fail
+/// every wait at once, so it is refused rather than quietly raised.
+pub fn timeout_flag(secs: f64, flag: &str) -> anyhow::Result<std::time::Duration> {
+    if secs.is_nan() || secs <= 0.0 {
+        anyhow::bail!("--{flag} must be a positive number of seconds, got {secs}");
+    }
+    std::time::Duration::try_from_secs_f64(secs)
+        .map_err(|_| anyhow::anyhow!("--{flag} {secs} is not a usable number of seconds"))
+}
+
 pub fn run(cli: Cli) -> anyhow::Result<Report> {
-    if cli.common.threads == Some(0) {
-        anyhow::bail!("--threads must be at least 1");
+    match cli.common.threads {
+        Some(n) if !(1..=MAX_THREADS).contains(&n) => {
+            anyhow::bail!("--threads must be in 1..={MAX_THREADS}, got {n}")
+        }
+        _ => {}
     }
     // A PPML_BACKEND this CPU cannot run (or that names no backend) is a
     // clear error up front, not a silent fallback.

@@ -33,7 +33,7 @@ use ppml_smpc::party::{DATA_OWNER, MODEL_OWNER, ProtocolConfig, party_name};
 use ppml_smpc::scoring::Reveal;
 use serde_json::json;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Run one or more roles of a three-party private inference over TCP.
 #[derive(Debug, Args)]
@@ -231,7 +231,7 @@ pub fn run(args: PartyArgs, common: &CommonArgs) -> anyhow::Result<Report> {
     } else {
         ppml_smpc::SecretSource::Os
     };
-    let timeout = Duration::from_secs(args.timeout.max(1));
+    let timeout = super::timeout_flag(args.timeout as f64, "timeout")?;
     let net_config = NetConfig::default()
         .with_timeout(timeout)
         .with_connect_timeout(timeout);

@@ -43,6 +43,9 @@ pub struct SecaggBenchArgs {
     pub repeat: usize,
 }
 
+/// Most client values (`--clients` x `--dim`) the benchmark generates.
+const MAX_BENCH_VALUES: usize = 1 << 28;
+
 fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {
         return 0.0;
@@ -59,6 +62,14 @@ fn median(mut v: Vec<f64>) -> f64 {
 pub fn run(args: SecaggBenchArgs, common: &CommonArgs) -> anyhow::Result<Report> {
     let (n, d) = (args.clients, args.dim);
     anyhow::ensure!(n >= 2 && d >= 1, "need --clients >= 2 and --dim >= 1");
+    anyhow::ensure!(args.repeat >= 1, "--repeat must be at least 1");
+    // Every client's input vector is held in memory at once.
+    let values = n.checked_mul(d).filter(|&v| v <= MAX_BENCH_VALUES);
+    anyhow::ensure!(
+        values.is_some(),
+        "--clients {n} x --dim {d} values are more than this benchmark holds in memory \
+         (at most {MAX_BENCH_VALUES}, 1 GiB of f32)"
+    );
     let cfg = SecAggConfig {
         threshold: args.threshold,
         bits: args.bits,
@@ -85,8 +96,8 @@ pub fn run(args: SecaggBenchArgs, common: &CommonArgs) -> anyhow::Result<Report>
         }
     };
     let mut rounds = Vec::new();
-    for r in 0..args.repeat.max(1) {
-        eprintln!("round {} of {} ...", r + 1, args.repeat.max(1));
+    for r in 0..args.repeat {
+        eprintln!("round {} of {} ...", r + 1, args.repeat);
         rounds.push(aggregate_in_process(
             &inputs,
             &cfg,

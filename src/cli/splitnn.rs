@@ -27,7 +27,6 @@ use ppml_splitnn::{
 };
 use serde_json::json;
 use std::path::PathBuf;
-use std::time::Duration;
 
 /// Split learning of 784-128-640 | 640-10 on MNIST ([0,1] inputs, plain SGD by default).
 #[derive(Debug, Args)]
@@ -124,8 +123,8 @@ pub fn run(args: SplitnnArgs, common: &CommonArgs) -> anyhow::Result<Report> {
         evaluate: !args.no_eval,
     };
     let net = NetConfig::default()
-        .with_timeout(Duration::from_secs(args.timeout))
-        .with_connect_timeout(Duration::from_secs(args.timeout));
+        .with_timeout(super::timeout_flag(args.timeout as f64, "timeout")?)
+        .with_connect_timeout(super::timeout_flag(args.timeout as f64, "timeout")?);
     match args.role.as_deref() {
         None => run_in_process(&args, &cfg, common),
         Some(_) if args.holders > 1 => {

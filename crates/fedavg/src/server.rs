@@ -153,6 +153,12 @@ impl Server {
                     ..*u
                 })
                 .collect();
+            if cleaned.iter().all(|u| u.dropped) {
+                return Err(FedError::Aggregate(format!(
+                    "round {round}: every client's update is not finite (local training \
+                     diverged; lower the learning rate)"
+                )));
+            }
             self.aggregator.aggregate(round, &cleaned, &mut self.avg)?
         } else {
             self.aggregator.aggregate(round, updates, &mut self.avg)?
@@ -323,6 +329,25 @@ pub fn process_cpu_seconds() -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn diverged_updates_cost_their_clients_and_all_diverged_names_the_cause() {
+        let agg = || Box::new(crate::aggregate::WeightedAverage);
+        let good = [0.5f32, -0.5];
+        let nan = [f32::NAN, 0.0];
+        let up = |client, delta| ClientUpdate {
+            client,
+            delta,
+            weight: 1.0,
+            dropped: false,
+        };
+        let mut s = Server::new(vec![0.0; 2], ServerConfig::default(), agg()).unwrap();
+        s.apply(1, &[up(0, &good[..]), up(1, &nan[..])]).unwrap();
+        assert!(s.global.iter().all(|w| w.is_finite()) && s.global != [0.0, 0.0]);
+        let mut s = Server::new(vec![0.0; 2], ServerConfig::default(), agg()).unwrap();
+        let e = s.apply(1, &[up(0, &nan[..]), up(1, &nan[..])]).unwrap_err();
+        assert!(e.to_string().contains("diverged"), "{e}");
+    }
 
     #[test]
     fn poisson_sample_is_independent_bernoulli() {

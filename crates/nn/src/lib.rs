@@ -76,4 +76,20 @@ pub enum NnError {
     /// An invalid argument.
     #[error("invalid argument: {0}")]
     Invalid(String),
+    /// Training diverged: the loss or the parameters stopped being finite
+    /// (typically a learning rate far too large). The model's parameters are
+    /// no longer usable.
+    #[error(
+        "training diverged: {what} at step {step} of epoch {epoch} (learning rate {lr}); \
+         lower the learning rate"
+    )]
+    Diverged {
+        /// What stopped being finite (the loss and its value, or the parameters).
+        what: String,
+        /// 1-based epoch and step.
+        epoch: usize,
+        step: usize,
+        /// The learning rate of that step.
+        lr: f32,
+    },
 }

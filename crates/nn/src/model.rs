@@ -374,6 +374,15 @@ impl Model {
         self.layers.iter().map(Layer::num_params).sum()
     }
 
+    /// Whether every parameter is finite (no NaN or infinity).
+    pub fn params_finite(&self) -> bool {
+        self.layers.iter().all(|l| match l {
+            Layer::Linear(x) => x.weight.iter().chain(&x.bias).all(|v| v.is_finite()),
+            Layer::Conv2d(c) => c.weight.iter().chain(&c.bias).all(|v| v.is_finite()),
+            _ => true,
+        })
+    }
+
     /// All parameters in one vector: for each layer in order, weight then bias.
     pub fn params_flat(&self) -> Vec<f32> {
         let mut v = Vec::with_capacity(self.num_params());

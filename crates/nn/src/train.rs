@@ -318,6 +318,7 @@ pub fn train_epoch_on<R: rand::Rng + ?Sized>(
     let mut ybuf = std::mem::take(&mut ws.ybuf);
     let mut loss_sum = 0.0f64;
     let mut stopped = false;
+    let mut diverged = None;
     for (s, idx) in order.chunks(cfg.batch).enumerate() {
         let b = idx.len();
         xbuf.clear();
@@ -332,6 +333,13 @@ pub fn train_epoch_on<R: rand::Rng + ?Sized>(
                 .factor((epoch * steps + s) as f64 / total_steps);
         let loss = opt.train_step(model, &xbuf, &ybuf, b, ws);
         loss_sum += loss as f64;
+        // A non-finite loss means the parameters already are (or are about
+        // to be) garbage: report it instead of returning a model that
+        // quietly predicts one class.
+        if !loss.is_finite() {
+            diverged = Some((format!("the loss became {loss}"), s + 1, opt.lr));
+            break;
+        }
         if !progress(s + 1, steps, loss) {
             stopped = true;
             break;
@@ -339,6 +347,17 @@ pub fn train_epoch_on<R: rand::Rng + ?Sized>(
     }
     ws.xbuf = xbuf;
     ws.ybuf = ybuf;
+    if diverged.is_none() && !stopped && !model.params_finite() {
+        diverged = Some(("the parameters stopped being finite".into(), steps, opt.lr));
+    }
+    if let Some((what, step, lr)) = diverged {
+        return Err(NnError::Diverged {
+            what,
+            epoch: epoch + 1,
+            step,
+            lr,
+        });
+    }
     if stopped {
         return Err(NnError::Invalid("training stopped by the caller".into()));
     }
@@ -392,6 +411,32 @@ pub fn fit(
 mod tests {
     use super::*;
     use crate::{Dataset, Model};
+
+    #[test]
+    fn a_diverging_run_is_an_error_not_a_model() {
+        let data = Dataset::new(
+            (0..784 * 8).map(|i| (i % 7) as f32 / 7.0).collect(),
+            vec![0, 1, 2, 3, 4, 5, 6, 7],
+            28,
+            28,
+        )
+        .unwrap();
+        let mut model = Model::from_arch("mlp500", 1).unwrap();
+        let cfg = TrainConfig {
+            lr: 1e30,
+            epochs: 1,
+            batch: 4,
+            ..TrainConfig::default()
+        };
+        let e = fit(&mut model, &data, &cfg, &mut |_| {}).unwrap_err();
+        assert!(matches!(e, NnError::Diverged { epoch: 1, .. }), "{e}");
+        assert!(e.to_string().contains("lower the learning rate"), "{e}");
+        // The same data and model train without complaint at a sane rate.
+        let mut model = Model::from_arch("mlp500", 1).unwrap();
+        let cfg = TrainConfig { lr: 0.01, ..cfg };
+        let st = fit(&mut model, &data, &cfg, &mut |_| {}).unwrap();
+        assert!(st[0].mean_loss.is_finite() && model.params_finite());
+    }
 
     #[test]
     fn bad_hyper_parameters_are_rejected_before_training() {

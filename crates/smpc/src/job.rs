@@ -182,6 +182,11 @@ fn frac(n: usize, of: usize) -> f64 {
 /// Runs the job; warnings (normalisation defaults and overrides) are in the
 /// report and also returned first so the caller can print them early.
 pub fn run_infer_job(job: &InferJob) -> Result<JobReport, SmpcError> {
+    if job.repeat == 0 {
+        return Err(SmpcError::Config(
+            "repeat must be at least 1 (timed repetitions of the plaintext evaluation)".into(),
+        ));
+    }
     let model = &job.model.model;
     let (norm, warnings) = job.model.resolve_normalization(job.normalize);
     let input::Dataset {
@@ -254,7 +259,7 @@ pub fn run_infer_job(job: &InferJob) -> Result<JobReport, SmpcError> {
     let (preds, logits) = if !job.encrypted {
         let mut times = Vec::new();
         let mut logits = Vec::new();
-        for _ in 0..job.repeat.max(1) {
+        for _ in 0..job.repeat {
             let t = Instant::now();
             logits = plain_logits(model, &x, n);
             times.push(t.elapsed().as_secs_f64());
