@@ -252,6 +252,8 @@ impl Model {
             schedule: schedule.parse::<LrSchedule>().map_err(errors::nn)?,
             seed,
         };
+        // Zero epochs would return a NaN loss and an untouched model.
+        cfg.validate().map_err(errors::nn)?;
         let model = &mut self.inner;
         let (losses, steps, seconds) = py.detach(|| -> PyResult<(Vec<f32>, usize, f64)> {
             let mut opt = cfg.optimizer();

@@ -29,6 +29,16 @@ def test_fit_is_reproducible_and_seed_dependent(mnist):
     assert not np.array_equal(runs[0], runs[2])
 
 
+def test_fit_refuses_zero_epochs_and_reports_divergence(mnist):
+    xtr, ytr, _, _ = mnist
+    m = ppml.Model.arch("2nn", seed=0)
+    with pytest.raises(ValueError, match="epochs"):
+        m.fit(xtr[:100], ytr[:100], epochs=0)
+    # A learning rate that blows the loss up is an error, not a NaN model.
+    with pytest.raises(ValueError, match="diverged"):
+        m.fit(xtr[:200], ytr[:200], epochs=1, lr=1e30)
+
+
 def test_params_roundtrip_and_averaging():
     a, b = ppml.Model.arch("2nn", seed=1), ppml.Model.arch("2nn", seed=2)
     pa, pb = a.get_params(), b.get_params()

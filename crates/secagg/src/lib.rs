@@ -197,6 +197,10 @@ pub struct RoundParams {
     pub session: [u8; 16],
 }
 
+/// Longest client vector a round accepts (2 GiB of running sum at the
+/// server; checked before anything of that size is allocated).
+pub const MAX_DIM: usize = 1 << 28;
+
 impl RoundParams {
     /// Resolves `cfg` for `n` clients holding vectors of length `dim`.
     pub fn new(
@@ -206,14 +210,16 @@ impl RoundParams {
         session: [u8; 16],
     ) -> Result<Self, SecAggError> {
         let q = Quantizer::new(cfg.bits, cfg.clip)?;
-        if n < 2 || n > u32::MAX as usize / 2 {
+        let max_clients = u32::MAX as usize / 2;
+        if !(2..=max_clients).contains(&n) {
             return Err(SecAggError::InvalidConfig(format!(
-                "secure aggregation needs at least 2 clients, got {n}"
+                "secure aggregation needs 2..={max_clients} clients, got {n}"
             )));
         }
-        if dim == 0 || dim > u32::MAX as usize {
+        if !(1..=MAX_DIM).contains(&dim) {
             return Err(SecAggError::InvalidConfig(format!(
-                "bad vector dimension {dim}"
+                "vector dimension {dim} must be in 1..={MAX_DIM} (the server holds a running \
+                 sum of that many ring elements)"
             )));
         }
         let ring_bits = ring_bits(q.bits, n);
