@@ -239,6 +239,34 @@ fn absurd_sizes_counts_and_timeouts_are_refused_not_clamped_or_crashed() {
         "--round-timeout",
     );
     rejects(&["splitnn", "--timeout", "0", "--epochs", "1"], "--timeout");
+    // Devices, pipes and directories named as files: errors, not reads of
+    // endless zeros until the machine runs out of memory.
+    rejects(&["infer", "--model", "/dev/zero"], "not a regular file");
+    rejects(&["infer", "--model", "/tmp"], "directory");
+    rejects(
+        &[
+            "infer",
+            "--arch",
+            "perceptron",
+            "--train-epochs",
+            "1",
+            "--input",
+            "/dev/urandom",
+        ],
+        "not a regular file",
+    );
+    rejects(
+        &[
+            "party",
+            "--role",
+            "p0",
+            "--parties",
+            "/dev/zero",
+            "--keys",
+            "/tmp",
+        ],
+        "not a regular file",
+    );
     // A learning rate that blows up is an error naming the cause, not a
     // model with 10% accuracy.
     rejects(

@@ -134,7 +134,7 @@ fn link(args: &PartyArgs) -> anyhow::Result<Link> {
         }
         (Some(file), _, None, true) => Ok(Link::Insecure {
             parties: Parties::parse(
-                &std::fs::read_to_string(file)
+                &ppml_net::parties::read_text_file(file)
                     .with_context(|| format!("reading {}", file.display()))?,
                 std::path::Path::new("."),
                 false,

@@ -67,7 +67,9 @@ pub fn load_identity(name: &str, keys_dir: &Path, parties: &Parties) -> Result<I
         None => read_certificate(&keys_dir.join(format!("{name}.crt")))?,
     };
     let key_path = keys_dir.join(format!("{name}.key"));
-    let key = PrivateKeyDer::from_pem_file(&key_path)
+    let pem = crate::parties::read_text_file(&key_path)
+        .map_err(|e| NetError::Config(format!("private key {}: {e}", key_path.display())))?;
+    let key = PrivateKeyDer::from_pem_slice(pem.as_bytes())
         .map_err(|e| NetError::Config(format!("private key {}: {e}", key_path.display())))?;
     Identity::new(name, cert, key)
         .map_err(|e| NetError::Config(format!("{e} ({})", key_path.display())))

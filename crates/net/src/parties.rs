@@ -87,15 +87,24 @@ pub fn check_name(name: &str) -> Result<(), NetError> {
 
 /// Reads one PEM certificate.
 pub fn read_certificate(path: &Path) -> Result<CertificateDer<'static>, NetError> {
-    CertificateDer::from_pem_file(path)
+    let pem = read_text_file(path)
+        .map_err(|e| NetError::Config(format!("certificate {}: {e}", path.display())))?;
+    CertificateDer::from_pem_slice(pem.as_bytes())
         .map_err(|e| NetError::Config(format!("certificate {}: {e}", path.display())))
+}
+
+/// Reads a parties file, certificate or key the operator named: a regular
+/// file of at most [`ppml_files::MAX_TEXT_FILE`] bytes (`/dev/zero` or a
+/// pipe is an error, not a hang).
+pub fn read_text_file(path: &Path) -> std::io::Result<String> {
+    ppml_files::read_bounded_to_string(path, ppml_files::MAX_TEXT_FILE)
 }
 
 impl Parties {
     /// Reads and checks a parties file, loading every certificate. Relative
     /// certificate paths are taken relative to the file's directory.
     pub fn load(path: &Path) -> Result<Parties, NetError> {
-        let text = std::fs::read_to_string(path)
+        let text = read_text_file(path)
             .map_err(|e| NetError::Config(format!("parties file {}: {e}", path.display())))?;
         let base = path.parent().unwrap_or_else(|| Path::new("."));
         Self::parse(&text, base, true)

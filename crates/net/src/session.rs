@@ -534,7 +534,7 @@ pub fn open(
         );
         let parties = match (parties_file, fallback) {
             (Some(f), _) => {
-                let text = std::fs::read_to_string(f)
+                let text = crate::parties::read_text_file(f)
                     .map_err(|e| NetError::Config(format!("parties file {}: {e}", f.display())))?;
                 Parties::parse(&text, Path::new("."), false)
                     .map_err(|e| NetError::Config(format!("parties file {}: {e}", f.display())))?

@@ -146,11 +146,18 @@ impl Images {
     }
 }
 
+/// Reads a model or data file the user named: a regular file of at most
+/// [`ppml_files::MAX_DATA_FILE`] bytes (a device, a pipe or a larger file
+/// is an error, never a hang or an exhausted machine).
+pub fn read_file(path: &Path) -> Result<Vec<u8>, NnError> {
+    ppml_files::read_bounded(path, ppml_files::MAX_DATA_FILE)
+        .map_err(|e| NnError::Io(format!("cannot read {}: {e}", path.display())))
+}
+
 /// Reads a file, gunzipping it if it starts with the gzip magic bytes
 /// (at most [`MAX_DECOMPRESSED`] bytes once decompressed).
 pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, NnError> {
-    let raw = std::fs::read(path)
-        .map_err(|e| NnError::Io(format!("cannot read {}: {e}", path.display())))?;
+    let raw = read_file(path)?;
     gunzip_if_gz(raw, MAX_DECOMPRESSED)
         .map_err(|e| NnError::Data(format!("{}: {e}", path.display())))
 }
@@ -248,7 +255,7 @@ pub fn images_from_png_dir(dir: &Path) -> Result<Images, NnError> {
     let mut pixels = Vec::new();
     let mut size = None;
     for f in &files {
-        let img = image::open(f)
+        let img = image::load_from_memory_with_format(&read_file(f)?, image::ImageFormat::Png)
             .map_err(|e| NnError::Data(format!("{}: not a readable PNG: {e}", f.display())))?
             .to_luma8();
         let (w, h) = img.dimensions();

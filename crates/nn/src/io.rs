@@ -173,5 +173,5 @@ pub fn save_model(path: &Path, model: &Model, normalization: Normalization) -> R
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, NnError> {
-    std::fs::read(path).map_err(|e| NnError::Io(format!("cannot read {}: {e}", path.display())))
+    crate::input::read_file(path)
 }

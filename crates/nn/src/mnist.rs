@@ -236,26 +236,19 @@ pub fn load_pair(images: &Path, labels: &Path, norm: Normalization) -> Result<Da
     Dataset::new(images, lab, rows, cols)
 }
 
-fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, NnError> {
-    let raw = std::fs::read(path)
-        .map_err(|e| NnError::Data(format!("cannot read {}: {e}", path.display())))?;
-    crate::input::gunzip_if_gz(raw, crate::input::MAX_DECOMPRESSED)
-        .map_err(|e| NnError::Data(format!("{}: {e}", path.display())))
-}
-
 fn be_u32(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
 /// Reads an IDX3 images file (magic `0x00000803`): returns `(count, rows, cols, raw pixels)`.
 pub fn load_idx_images(path: &Path) -> Result<(usize, usize, usize, Vec<u8>), NnError> {
-    let b = read_maybe_gz(path)?;
+    let b = crate::input::read_maybe_gz(path)?;
     parse_idx_images(&b).map_err(|e| NnError::Data(format!("{}: {e}", path.display())))
 }
 
 /// Reads an IDX1 labels file (magic `0x00000801`).
 pub fn load_idx_labels(path: &Path) -> Result<Vec<u8>, NnError> {
-    let b = read_maybe_gz(path)?;
+    let b = crate::input::read_maybe_gz(path)?;
     parse_idx_labels(&b).map_err(|e| NnError::Data(format!("{}: {e}", path.display())))
 }
 

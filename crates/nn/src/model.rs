@@ -821,8 +821,7 @@ impl Model {
 
     /// Loads a `.ppml` file written by [`Model::save`].
     pub fn load(path: &Path) -> Result<Model, NnError> {
-        let b = std::fs::read(path)
-            .map_err(|e| NnError::Io(format!("cannot read {}: {e}", path.display())))?;
+        let b = crate::input::read_file(path)?;
         Model::from_bytes(&b).map_err(|e| match e {
             NnError::Format(m) => NnError::Format(format!("{}: {m}", path.display())),
             other => other,

@@ -270,8 +270,7 @@ impl NpyArray {
 
     /// Reads and decodes a `.npy` file.
     pub fn read(path: &Path) -> Result<NpyArray, NnError> {
-        let b = std::fs::read(path)
-            .map_err(|e| NnError::Io(format!("cannot read {}: {e}", path.display())))?;
+        let b = crate::input::read_file(path)?;
         NpyArray::parse(&b).map_err(|e| match e {
             NnError::Format(m) => NnError::Format(format!("{}: {m}", path.display())),
             other => other,

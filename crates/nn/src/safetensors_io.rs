@@ -102,8 +102,7 @@ fn names(kind: &str, n: usize, i: usize, what: &str) -> Vec<String> {
 
 /// Builds architecture `arch` and fills its weights from a `.safetensors` file.
 pub fn load_safetensors(path: &Path, arch: &str) -> Result<Model, NnError> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| NnError::Io(format!("cannot read {}: {e}", path.display())))?;
+    let bytes = crate::input::read_file(path)?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| {
         NnError::Format(format!(
             "{}: not a valid safetensors file: {e}",
@@ -151,8 +150,7 @@ pub fn load_with_metadata(
     path: &Path,
     arch: &str,
 ) -> Result<(Model, Option<Normalization>), NnError> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| NnError::Io(format!("cannot read {}: {e}", path.display())))?;
+    let bytes = crate::input::read_file(path)?;
     let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| {
         NnError::Format(format!(
             "{}: not a valid safetensors file: {e}",

@@ -21,6 +21,9 @@ pub enum SmpcError {
     /// A model this crate cannot run privately, or a bad model file.
     #[error("model: {0}")]
     Model(String),
+    /// The data owner's images or labels could not be read or do not fit.
+    #[error("input: {0}")]
+    Input(String),
     /// A role that cannot run this step (e.g. P2 asked for an output share).
     #[error("role: {0}")]
     Role(String),

@@ -194,7 +194,8 @@ pub fn run_infer_job(job: &InferJob) -> Result<JobReport, SmpcError> {
         labels,
         name: input_name,
         is_default: default_input,
-    } = input::load_dataset(job.input.as_deref(), job.labels.as_deref(), &job.data_dir)?;
+    } = input::load_dataset(job.input.as_deref(), job.labels.as_deref(), &job.data_dir)
+        .map_err(|e| SmpcError::Input(e.to_string()))?;
     images.check_fits(model)?;
     let mut labels = labels;
     if default_input && model.output_size() == 1 {
