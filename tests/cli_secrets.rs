@@ -267,6 +267,21 @@ fn absurd_sizes_counts_and_timeouts_are_refused_not_clamped_or_crashed() {
         ],
         "not a regular file",
     );
+    // A cause is named once, not once per error that wraps it.
+    let out = ppml(&[
+        "party",
+        "--role",
+        "p0",
+        "--insecure",
+        "--peers",
+        "bad address,127.0.0.1:2,127.0.0.1:3,127.0.0.1:4,127.0.0.1:5",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("invalid socket address").count(),
+        1,
+        "{stderr}"
+    );
     // A learning rate that blows up is an error naming the cause, not a
     // model with 10% accuracy.
     rejects(
