@@ -110,3 +110,39 @@ fn frac_bits_beyond_the_ring_headroom_are_refused() {
         "{stderr}"
     );
 }
+
+#[test]
+fn float_inputs_outside_the_models_range_are_predicted_with_a_warning() {
+    let dir = std::env::temp_dir().join(format!("ppml-cli-float-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let model = dir.join("net-a.ppml");
+    ppml::nn::Model::from_arch("net-a", 7)
+        .expect("known arch")
+        .save(&model)
+        .expect("save");
+    // Four "images" of raw 0-255 values as float32, and the same in [0, 1].
+    let raw: Vec<f32> = (0..4 * 784).map(|i| (i % 256) as f32).collect();
+    let unit: Vec<f32> = raw.iter().map(|v| v / 255.0).collect();
+    for (name, values, warns) in [("raw.npy", &raw, true), ("unit.npy", &unit, false)] {
+        let p = dir.join(name);
+        std::fs::write(&p, ppml::nn::npy::encode_f32(values, &[4, 784])).expect("write npy");
+        let out = ppml(&[
+            "infer",
+            "--model",
+            model.to_str().expect("utf-8"),
+            "--input",
+            p.to_str().expect("utf-8"),
+            "--json",
+        ]);
+        let v = last_json(&out);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.contains("fed as given"), warns, "{name}: {stderr}");
+        let listed = v["warnings"]
+            .as_array()
+            .expect("warnings")
+            .iter()
+            .any(|w| w.as_str().unwrap_or("").contains("outside"));
+        assert_eq!(listed, warns, "{name}: {v}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

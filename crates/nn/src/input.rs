@@ -202,7 +202,7 @@ pub fn images_from_npy(b: &[u8]) -> Result<Images, NnError> {
         NpyData::U8(v) => Pixels::U8(v),
         NpyData::F32(v) => Pixels::F32(v),
         NpyData::I64(_) => {
-            return Err(NnError::Format(
+            return Err(NnError::Data(
                 "npy: images must be uint8 (pixels) or float32, not a wider integer type".into(),
             ));
         }
@@ -353,7 +353,6 @@ pub fn load_dataset(
 /// directory of PNG images; see the module docs.
 pub fn load_images(path: &Path) -> Result<Images, NnError> {
     let ctx = |e: NnError| match e {
-        NnError::Format(m) => NnError::Format(format!("{}: {m}", path.display())),
         NnError::Data(m) if !m.contains(&*path.to_string_lossy()) => {
             NnError::Data(format!("{}: {m}", path.display()))
         }
@@ -389,7 +388,7 @@ pub fn labels_from_npy(b: &[u8]) -> Result<Vec<u8>, NnError> {
                     .map_err(|_| NnError::Data(format!("npy: label {l} is not a class in 0..=255")))
             })
             .collect(),
-        NpyData::F32(_) => Err(NnError::Format(
+        NpyData::F32(_) => Err(NnError::Data(
             "npy: labels must be integers, not floats".into(),
         )),
     }
@@ -404,7 +403,6 @@ pub fn load_labels(path: &Path) -> Result<Vec<u8>, NnError> {
         crate::mnist::parse_idx_labels(&b).map_err(NnError::Data)
     };
     r.map_err(|e| match e {
-        NnError::Format(m) => NnError::Format(format!("{}: {m}", path.display())),
         NnError::Data(m) => NnError::Data(format!("{}: {m}", path.display())),
         NnError::Shape(m) => NnError::Shape(format!("{}: {m}", path.display())),
         o => o,

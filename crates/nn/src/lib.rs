@@ -58,8 +58,9 @@ pub use train::{EpochStats, LrSchedule, Sgd, TrainConfig, train_epoch, train_epo
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]
 pub enum NnError {
-    /// A missing, truncated, corrupt or mismatched data file.
-    #[error("MNIST data: {0}")]
+    /// A missing, truncated, corrupt or mismatched data file (MNIST IDX,
+    /// `.npy` images or labels, PNG).
+    #[error("data: {0}")]
     Data(String),
     /// Sizes that do not fit together.
     #[error("shape mismatch: {0}")]

@@ -71,7 +71,7 @@ enum Kind {
 }
 
 fn bad(msg: impl Into<String>) -> NnError {
-    NnError::Format(format!("npy: {}", msg.into()))
+    NnError::Data(format!("npy: {}", msg.into()))
 }
 
 /// The value of `key` in the header dict, as raw text up to the next
@@ -272,7 +272,7 @@ impl NpyArray {
     pub fn read(path: &Path) -> Result<NpyArray, NnError> {
         let b = crate::input::read_file(path)?;
         NpyArray::parse(&b).map_err(|e| match e {
-            NnError::Format(m) => NnError::Format(format!("{}: {m}", path.display())),
+            NnError::Data(m) => NnError::Data(format!("{}: {m}", path.display())),
             other => other,
         })
     }

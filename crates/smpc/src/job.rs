@@ -179,6 +179,29 @@ fn frac(n: usize, of: usize) -> f64 {
     n as f64 / of.max(1) as f64
 }
 
+/// A warning when float inputs fed as given lie outside the range MNIST
+/// models see after normalisation ([`crate::range::DEFAULT_INPUT_RANGE`],
+/// also what `--encrypted` accepts): raw 0-255 values or unnormalised
+/// `[0, 1]` values still produce predictions in plaintext, just not the
+/// ones the model would give its intended inputs.
+fn float_range_warning(x: &[f32]) -> Option<String> {
+    let (lo, hi) = crate::range::DEFAULT_INPUT_RANGE;
+    let (min, max) = x
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
+    let inside = f64::from(min) >= lo && f64::from(max) <= hi;
+    (!x.is_empty() && !inside).then(|| {
+        format!(
+            "the float inputs span [{min}, {max}], outside [{lo}, {hi}], the range MNIST models \
+             see after normalisation (and the one --encrypted accepts); they are fed as given. \
+             Values in [0, 1] need --normalize standard or unit; 0-255 pixels belong in a uint8 \
+             array"
+        )
+    })
+}
+
 /// Runs the job; warnings (normalisation defaults and overrides) are in the
 /// report and also returned first so the caller can print them early.
 pub fn run_infer_job(job: &InferJob) -> Result<JobReport, SmpcError> {
@@ -222,6 +245,13 @@ pub fn run_infer_job(job: &InferJob) -> Result<JobReport, SmpcError> {
         warnings
     };
     let x = images.to_model_input(norm, job.normalize)?;
+    let mut warnings = warnings;
+    if float_input
+        && job.normalize.is_none()
+        && let Some(w) = float_range_warning(&x)
+    {
+        warnings.push(w);
+    }
     let out = model.output_size();
     let plain_preds = crate::inference::predict_plain(model, &x, n);
     let count_ok = |p: &[u8]| {
