@@ -3,7 +3,6 @@
 //! certificate goes into every host's parties file.
 
 use super::{CommonArgs, Report};
-use anyhow::Context;
 use clap::Args;
 use serde_json::json;
 use std::path::PathBuf;
@@ -20,8 +19,7 @@ pub struct KeygenArgs {
 }
 
 pub fn run(args: KeygenArgs, _common: &CommonArgs) -> anyhow::Result<Report> {
-    let files = ppml_net::keygen(&args.name, &args.out)
-        .with_context(|| format!("keygen for {}", args.name))?;
+    let files = ppml_net::keygen(&args.name, &args.out)?;
     let json = json!({
         "command": "keygen",
         "name": args.name,

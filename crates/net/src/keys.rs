@@ -23,7 +23,10 @@ pub struct KeyFiles {
 pub fn keygen(name: &str, dir: &Path) -> Result<KeyFiles, NetError> {
     check_name(name)?;
     let cfg = |e: &dyn std::fmt::Display| NetError::Config(format!("keygen {name}: {e}"));
-    std::fs::create_dir_all(dir).map_err(|e| cfg(&e))?;
+    if dir.exists() && !dir.is_dir() {
+        return Err(cfg(&format!("{} is not a directory", dir.display())));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| cfg(&format!("{}: {e}", dir.display())))?;
     let key_path = dir.join(format!("{name}.key"));
     let crt_path = dir.join(format!("{name}.crt"));
     let key = rcgen::KeyPair::generate().map_err(|e| cfg(&e))?;
