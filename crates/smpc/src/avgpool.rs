@@ -22,6 +22,21 @@ pub struct AvgGeometry {
 }
 
 impl AvgGeometry {
+    /// The geometry of a pooling layer (the fields of `LayerPlan::AvgPool`).
+    pub fn new(
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        channels: usize,
+        input_hw: (usize, usize),
+    ) -> Self {
+        AvgGeometry {
+            kernel,
+            stride,
+            channels,
+            input_hw,
+        }
+    }
+
     /// Output height and width.
     pub fn output_hw(&self) -> (usize, usize) {
         let (h, w) = self.input_hw;

@@ -126,13 +126,7 @@ impl LayerPlan {
                 stride,
                 channels,
                 input_hw,
-            } => crate::avgpool::AvgGeometry {
-                kernel,
-                stride,
-                channels,
-                input_hw,
-            }
-            .out_size(),
+            } => crate::avgpool::AvgGeometry::new(kernel, stride, channels, input_hw).out_size(),
         }
     }
 }
@@ -741,12 +735,7 @@ fn infer_batch(
                 channels,
                 input_hw,
             } => {
-                let g = crate::avgpool::AvgGeometry {
-                    kernel,
-                    stride,
-                    channels,
-                    input_hw,
-                };
+                let g = crate::avgpool::AvgGeometry::new(kernel, stride, channels, input_hw);
                 if scale2 {
                     x = exact_trunc(party, widths.next()?, &x, batch * size)?;
                 }
@@ -1652,13 +1641,9 @@ mod plan_shape_tests {
                     channels,
                     input_hw,
                 } => {
-                    let (a, b) = crate::avgpool::AvgGeometry {
-                        kernel,
-                        stride,
-                        channels,
-                        input_hw,
-                    }
-                    .output_hw();
+                    let (a, b) =
+                        crate::avgpool::AvgGeometry::new(kernel, stride, channels, input_hw)
+                            .output_hw();
                     (ci, a, b)
                 }
             };
@@ -1713,12 +1698,7 @@ mod plan_shape_tests {
                     channels,
                     input_hw,
                 } => {
-                    let g = crate::avgpool::AvgGeometry {
-                        kernel,
-                        stride,
-                        channels,
-                        input_hw,
-                    };
+                    let g = crate::avgpool::AvgGeometry::new(kernel, stride, channels, input_hw);
                     for img in x.chunks_exact(size) {
                         let iv: Vec<(f64, f64)> = img.iter().map(|_| (0.0, 0.0)).collect();
                         assert_eq!(crate::avgpool::pooled_intervals(&g, &iv, 1.0).len(), out);

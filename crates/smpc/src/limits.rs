@@ -151,12 +151,7 @@ pub fn check_plan(plan: &ModelPlan) -> Result<usize, SmpcError> {
                 ] {
                     dim(w, v)?;
                 }
-                let g = crate::avgpool::AvgGeometry {
-                    kernel,
-                    stride,
-                    channels,
-                    input_hw,
-                };
+                let g = crate::avgpool::AvgGeometry::new(kernel, stride, channels, input_hw);
                 let (h, w) = g.output_hw();
                 let out = mul(
                     "a pool output",

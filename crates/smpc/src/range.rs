@@ -301,12 +301,7 @@ impl RangePlan {
                         widen(&mut x, ulp);
                         scale2 = false;
                     }
-                    let g = crate::avgpool::AvgGeometry {
-                        kernel,
-                        stride,
-                        channels,
-                        input_hw,
-                    };
+                    let g = crate::avgpool::AvgGeometry::new(kernel, stride, channels, input_hw);
                     let c = crate::avgpool::inverse_count(f, &g) as f64 * ulp;
                     let z = crate::avgpool::pooled_intervals(&g, &x, c);
                     let zmax = max_abs(&z);
