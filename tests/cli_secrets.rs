@@ -267,6 +267,31 @@ fn absurd_sizes_counts_and_timeouts_are_refused_not_clamped_or_crashed() {
         ],
         "not a regular file",
     );
+    // An unusable --output is refused before the run, not after it.
+    rejects(
+        &[
+            "infer",
+            "--arch",
+            "perceptron",
+            "--train-epochs",
+            "1",
+            "--output",
+            "/tmp/p.txt",
+        ],
+        ".npy or .csv",
+    );
+    rejects(
+        &[
+            "infer",
+            "--arch",
+            "perceptron",
+            "--train-epochs",
+            "1",
+            "--output",
+            "/nonexistent-dir/p.csv",
+        ],
+        "does not exist",
+    );
     // A cause is named once, not once per error that wraps it.
     let out = ppml(&[
         "party",

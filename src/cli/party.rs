@@ -153,6 +153,10 @@ fn link(args: &PartyArgs) -> anyhow::Result<Link> {
 
 pub fn run(args: PartyArgs, common: &CommonArgs) -> anyhow::Result<Report> {
     let roles = parse_roles(&args.role)?;
+    if let Some(p) = &args.output {
+        // Before the run, not after it.
+        ppml_nn::output::check_output_path(p)?;
+    }
     let link = link(&args)?;
     if args.insecure {
         eprintln!(

@@ -31,11 +31,16 @@ impl LocalDeployment {
         ));
         let keys = dir.join("keys");
         let mut addresses = Vec::new();
+        // Held until every port is picked: a port released at once could be
+        // handed out again to the next party of the same deployment.
+        let mut held = Vec::new();
         for name in names {
             keygen(name, &keys)?;
             let l = TcpListener::bind("127.0.0.1:0")?;
             addresses.push(l.local_addr()?.to_string());
+            held.push(l);
         }
+        drop(held);
         let d = LocalDeployment {
             dir,
             names: names.iter().map(|s| s.to_string()).collect(),

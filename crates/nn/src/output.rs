@@ -41,6 +41,40 @@ fn is_csv(path: &Path) -> bool {
         .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
 }
 
+/// Checks an output path before a run whose results it will hold: it must
+/// end in `.npy` or `.csv` (any other name used to get `.npy` bytes
+/// silently), not be a directory, and its directory must exist. Cheap, so
+/// callers run it before a long encrypted run instead of failing after.
+pub fn check_output_path(path: &Path) -> Result<(), NnError> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    if !matches!(ext.as_deref(), Some("npy" | "csv")) {
+        return Err(NnError::Invalid(format!(
+            "output {}: the name must end in .npy or .csv",
+            path.display()
+        )));
+    }
+    if path.is_dir() {
+        return Err(NnError::Invalid(format!(
+            "output {} is a directory",
+            path.display()
+        )));
+    }
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+    if let Some(dir) = parent
+        && !dir.is_dir()
+    {
+        return Err(NnError::Invalid(format!(
+            "output {}: directory {} does not exist",
+            path.display(),
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
 fn write(path: &Path, b: &[u8]) -> Result<(), NnError> {
     std::fs::write(path, b)
         .map_err(|e| NnError::Io(format!("cannot write {}: {e}", path.display())))
@@ -63,6 +97,7 @@ pub fn write_predictions(
             l.width
         )));
     }
+    check_output_path(path)?;
     if is_csv(path) {
         let mut s = String::from("index,class");
         if let Some(l) = logits {

@@ -31,6 +31,7 @@ pub fn smpc(e: SmpcError) -> PyErr {
         | SmpcError::FixedPoint(_)
         | SmpcError::Model(_)
         | SmpcError::Input(_)
+        | SmpcError::Output(_)
         | SmpcError::Config(_)
         | SmpcError::Range(_) => PyValueError::new_err(e.to_string()),
         _ => ProtocolError::new_err(e.to_string()),

@@ -24,6 +24,9 @@ pub enum SmpcError {
     /// The data owner's images or labels could not be read or do not fit.
     #[error("input: {0}")]
     Input(String),
+    /// The predictions file could not be written (or its path is unusable).
+    #[error("output: {0}")]
+    Output(String),
     /// A role that cannot run this step (e.g. P2 asked for an output share).
     #[error("role: {0}")]
     Role(String),

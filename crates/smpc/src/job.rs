@@ -205,6 +205,10 @@ fn float_range_warning(x: &[f32]) -> Option<String> {
 /// Runs the job; warnings (normalisation defaults and overrides) are in the
 /// report and also returned first so the caller can print them early.
 pub fn run_infer_job(job: &InferJob) -> Result<JobReport, SmpcError> {
+    if let Some(p) = &job.output {
+        // Before the run: a bad name must not cost a long encrypted run.
+        output::check_output_path(p).map_err(|e| SmpcError::Output(e.to_string()))?;
+    }
     if job.repeat == 0 {
         return Err(SmpcError::Config(
             "repeat must be at least 1 (timed repetitions of the plaintext evaluation)".into(),
@@ -360,7 +364,8 @@ fn finish(
             values: &logits,
             width: out,
         });
-        let files = output::write_predictions(path, &preds, l)?;
+        let files = output::write_predictions(path, &preds, l)
+            .map_err(|e| SmpcError::Output(e.to_string()))?;
         report.outputs = files.iter().map(|f| f.display().to_string()).collect();
     }
     report.predictions = preds;
