@@ -798,17 +798,9 @@ mod tests {
     use std::net::{Shutdown, SocketAddr, TcpListener};
     use std::thread;
 
-    type Halves = (TlsReadHalf, TlsWriteHalf);
+    use super::tests_support::identity;
 
-    fn identity(name: &str) -> Identity {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec![name.to_owned()])
-            .unwrap()
-            .self_signed(&key)
-            .unwrap();
-        let der = PrivateKeyDer::Pkcs8(key.serialize_der().into());
-        Identity::new(name, cert.der().clone(), der).unwrap()
-    }
+    type Halves = (TlsReadHalf, TlsWriteHalf);
 
     /// Forwards client to server in pieces of at most `piece` bytes (so
     /// records arrive split over many reads), server to client as is.
