@@ -559,16 +559,7 @@ fn fill_digits<const M: u32, const K: usize>(rng: &mut Prg, out: &mut [u8], add:
     let thr = ((1u64 << 32) % range) as u32;
     let blocks = out.len().div_ceil(B * K);
     let mut words = vec![0u32; blocks * B];
-    // SAFETY: u32 has no invalid bit patterns and u8 has alignment 1; the
-    // byte view covers exactly the vector's 4 * len bytes while it is borrowed.
-    let bytes =
-        unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), words.len() * 4) };
-    rng.fill_bytes(bytes);
-    if cfg!(target_endian = "big") {
-        for w in words.iter_mut() {
-            *w = u32::from_le(*w);
-        }
-    }
+    rng.fill_u32(&mut words);
     // The base-M digits of v = floor(w M^K / 2^32) are the first K base-M
     // digits of the fraction w / 2^32, most significant first: no division,
     // one small multiply per digit (`frac` stays below 2^32).
@@ -642,16 +633,7 @@ fn fill_mod_impl(rng: &mut Prg, out: &mut [u8], modulus: u16, add: u8) {
     let m = modulus.max(1) as u32;
     let thr = 65536u32 % m;
     let mut words = vec![0u16; out.len()];
-    // SAFETY: u16 has no invalid bit patterns and u8 has alignment 1; the
-    // byte view covers exactly the vector's 2 * len bytes while it is borrowed.
-    let bytes =
-        unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), words.len() * 2) };
-    rng.fill_bytes(bytes);
-    if cfg!(target_endian = "big") {
-        for w in words.iter_mut() {
-            *w = u16::from_le(*w);
-        }
-    }
+    rng.fill_u16(&mut words);
     let mut spare: Vec<u16> = Vec::new();
     for (dst, block) in out.chunks_mut(BLOCK).zip(words.chunks(BLOCK)) {
         let mut ok = true;
