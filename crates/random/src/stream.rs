@@ -77,7 +77,7 @@ impl SeedStream {
         self.cipher.apply_keystream(bytes);
         if cfg!(target_endian = "big") {
             for v in out.iter_mut() {
-                *v = v.from_le();
+                *v = v.le_to_native();
             }
         }
     }
@@ -87,20 +87,21 @@ impl SeedStream {
 /// which the byte view in `apply_words` relies on).
 mod word {
     pub trait Word: Copy {
-        fn from_le(self) -> Self;
+        /// The value of a word read from little-endian bytes.
+        fn le_to_native(self) -> Self;
     }
     impl Word for u16 {
-        fn from_le(self) -> Self {
+        fn le_to_native(self) -> Self {
             u16::from_le(self)
         }
     }
     impl Word for u32 {
-        fn from_le(self) -> Self {
+        fn le_to_native(self) -> Self {
             u32::from_le(self)
         }
     }
     impl Word for u64 {
-        fn from_le(self) -> Self {
+        fn le_to_native(self) -> Self {
             u64::from_le(self)
         }
     }
