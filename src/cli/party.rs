@@ -133,13 +133,7 @@ fn link(args: &PartyArgs) -> anyhow::Result<Link> {
             bail!("--parties needs --keys DIR (the directory with this host's private keys)")
         }
         (Some(file), _, None, true) => Ok(Link::Insecure {
-            parties: Parties::parse(
-                &ppml_net::parties::read_text_file(file)
-                    .with_context(|| format!("reading {}", file.display()))?,
-                std::path::Path::new("."),
-                false,
-            )
-            .map_err(|e| anyhow::anyhow!("parties file {}: {e}", file.display()))?,
+            parties: Parties::load_with(file, false)?,
         }),
         (None, _, Some(peers), true) => Ok(Link::Insecure {
             parties: peers_to_parties(peers)?,

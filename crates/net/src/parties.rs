@@ -101,13 +101,21 @@ pub fn read_text_file(path: &Path) -> std::io::Result<String> {
 }
 
 impl Parties {
-    /// Reads and checks a parties file, loading every certificate. Relative
-    /// certificate paths are taken relative to the file's directory.
+    /// Reads and checks a parties file, loading every certificate (each
+    /// party must have one). Relative certificate paths are taken relative
+    /// to the file's directory.
     pub fn load(path: &Path) -> Result<Parties, NetError> {
+        Self::load_with(path, true)
+    }
+
+    /// [`Parties::load`], with `need_certs` false for insecure runs (which
+    /// use only names and addresses; certificates that are listed are still
+    /// read, relative to the file's directory).
+    pub fn load_with(path: &Path, need_certs: bool) -> Result<Parties, NetError> {
         let text = read_text_file(path)
             .map_err(|e| NetError::Config(format!("parties file {}: {e}", path.display())))?;
         let base = path.parent().unwrap_or_else(|| Path::new("."));
-        Self::parse(&text, base, true)
+        Self::parse(&text, base, need_certs)
             .map_err(|e| NetError::Config(format!("parties file {}: {e}", path.display())))
     }
 

@@ -533,12 +533,7 @@ pub fn open(
              network can read everything sent, or act as any party"
         );
         let parties = match (parties_file, fallback) {
-            (Some(f), _) => {
-                let text = crate::parties::read_text_file(f)
-                    .map_err(|e| NetError::Config(format!("parties file {}: {e}", f.display())))?;
-                Parties::parse(&text, Path::new("."), false)
-                    .map_err(|e| NetError::Config(format!("parties file {}: {e}", f.display())))?
-            }
+            (Some(f), _) => Parties::load_with(f, false)?,
             (None, Some(p)) => p,
             (None, None) => {
                 return Err(NetError::Config(
